@@ -1,0 +1,196 @@
+"""The ``flowopd`` command line: thin wrappers over the library (heavy imports happen inside commands).
+
+Library errors (bad input) become one ``flowopd: error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("flowopd")
+EXAMPLES = {
+    "pretrain": "flowopd pretrain --out runs/tiny-base --steps 8000",
+    "generate": 'flowopd generate --prompt \'a sign that says "TEA"\' --prompt "a photo of two circles" '
+                "--seed 7 --out out/",
+    "eval": "flowopd eval --json eval.json",
+    "world check": "flowopd world check --json world.json",
+    "world splits": "flowopd world splits",
+    "score": 'flowopd score --reward text --prompt \'a sign that says "TEA"\' out/000_seed7.png',
+}
+
+
+def _write_json(data: dict, path: str | None) -> None:
+    text = json.dumps(data, indent=2)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+        log.info("wrote %s", path)
+    print(text)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(**json.loads(Path(args.config).read_text())) if args.config else PretrainConfig()
+    for name in ("steps", "batch_size", "lr", "seed"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    cfg.__post_init__()
+    bar = tqdm(total=cfg.steps, desc="pretrain", unit="step")
+
+    def report(m: dict) -> None:
+        bar.n = m["step"]
+        bar.set_postfix(loss=f"{m['loss']:.4f}", img_s=f"{m['images_per_s']:.0f}")
+        bar.update(0)
+
+    pretrain(cfg, args.out, callback=report, resume=not args.no_resume)
+    bar.close()
+    print(f"model written to {args.out}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .models import load_model
+    from .models.base import to_pil
+    from .sampling import generate
+    from .world.splits import read_prompt_file
+
+    prompts = list(args.prompt or [])
+    if args.prompt_file:
+        prompts += [r["prompt"] for r in read_prompt_file(args.prompt_file)]
+    if not prompts or not all(p.strip() for p in prompts):
+        raise ValueError("no prompt given (or an empty one): pass --prompt TEXT or --prompt-file FILE")
+    if args.scale < 1 or args.scale > 32:
+        raise ValueError(f"--scale {args.scale} is out of range: use 1 to 32")
+    model = load_model(args.model)
+    seeds = [args.seed + i for i in range(len(prompts))]
+    images = generate(model, prompts, seeds=seeds, num_steps=args.steps, guidance=args.guidance)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (image, seed) in enumerate(zip(to_pil(images), seeds)):
+        path = out / f"{i:03d}_seed{seed}.png"
+        if args.scale > 1:
+            image = image.resize((image.width * args.scale, image.height * args.scale), 0)  # nearest
+        image.save(path)
+        print(path)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import EvalConfig, evaluate
+    from .models import load_model
+
+    cfg = EvalConfig(num_steps=args.steps, guidance=args.guidance, images_per_prompt=args.images_per_prompt,
+                     tasks=args.tasks or EvalConfig().tasks)
+    model = load_model(args.model)
+    _write_json(evaluate(model, cfg, model_name=args.model or "built-in tiny-base"), args.json)
+
+
+def cmd_world_check(args: argparse.Namespace) -> None:
+    from .worldcheck import world_check
+
+    _write_json(world_check(seed=args.seed), args.json)
+
+
+def cmd_world_splits(args: argparse.Namespace) -> None:
+    from .world.splits import PROMPT_DIR, write_splits
+
+    for path in write_splits(Path(args.out) if args.out else PROMPT_DIR):
+        print(path)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from .rewards import get_reward
+    from .rewards.text import target_of
+
+    fn = get_reward(args.reward)
+    images = []
+    for name in args.images:
+        try:
+            images.append(Image.open(name).convert("RGB"))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read image {name} ({err}): pass PNG or JPEG files") from None
+    meta = json.loads(args.metadata) if args.metadata else {}
+    if args.reward == "text" and not target_of(args.prompt, meta):
+        raise ValueError('the text reward needs a quoted target in --prompt, e.g. \'a sign that says "TEA"\'')
+    scores = fn(images, [args.prompt] * len(images), [meta] * len(images))
+    for name, score in zip(args.images, scores):
+        print(f"{score:.4f}\t{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowopd", description="Flow-OPD Studio: multi-reward post-training "
+                                     "of flow-matching text-to-image models (built-in tiny model by default).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_text: str, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name.split()[-1], help=help_text, description=help_text,
+                              epilog=f"example: {EXAMPLES[name]}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("pretrain", cmd_pretrain, "Train the built-in tiny base model from a seed on rendered scenes.")
+    p.add_argument("--out", default="runs/tiny-base", help="output folder (default: %(default)s)")
+    p.add_argument("--config", help="JSON file with PretrainConfig fields")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 8000)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 7e-4)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a train_state.pt")
+
+    model_help = "model folder or hub id (default: the built-in tiny model)"
+    p = add("generate", cmd_generate, "Generate PNG images from prompts with the deterministic ODE sampler.")
+    p.add_argument("--prompt", action="append", help="a prompt (repeat for several)")
+    p.add_argument("--prompt-file", help="a .txt (one prompt per line) or .jsonl file of prompts")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i")
+    p.add_argument("--out", required=True, help="output folder for the PNGs")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (default %(default)s)")
+    p.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default %(default)s)")
+    p.add_argument("--scale", type=int, default=1, help="enlarge PNGs by this factor (nearest neighbour)")
+    p.add_argument("--model", help=model_help)
+
+    p = add("eval", cmd_eval, "Run the fixed evaluation protocol and print (or write) the metrics JSON.")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--json", help="write the report to this path")
+    p.add_argument("--steps", type=int, default=20, help="ODE steps (default %(default)s)")
+    p.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default %(default)s)")
+    p.add_argument("--images-per-prompt", type=int, default=1, help="images per test prompt (default 1)")
+    p.add_argument("--tasks", nargs="+", help="subset of tasks: compose text prefer quality")
+
+    world = sub.add_parser("world", help="The tiny world: checks and prompt splits.",
+                           description="The tiny world: checks and prompt splits.")
+    wsub = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
+    p = add("world check", cmd_world_check, "Score clean and degraded renders with every reward.", wsub)
+    p.add_argument("--json", help="write the report to this path")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene layouts and noise")
+    p = add("world splits", cmd_world_splits, "Regenerate the train/test prompt files from their fixed seed.", wsub)
+    p.add_argument("--out", help="folder (default: the package's data/prompts)")
+
+    p = add("score", cmd_score, "Score image files with a registered reward.")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--reward", required=True, help="compose, text, prefer or quality")
+    p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
+    p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError, json.JSONDecodeError) as err:
+        print(f"flowopd: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

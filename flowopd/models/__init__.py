@@ -1,0 +1,72 @@
+"""Model backends: the built-in tiny model and Stable Diffusion 3.5, behind one :class:`FlowModel` API.
+
+``load_model`` picks the backend from what ``path`` is; the SD3 backend (and transformers with it)
+is imported only when needed, because importing transformers is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from .base import LORA_TARGET_MODULES, FlowModel, PromptEmbeds
+from .tiny import TinyFlowModel
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-base"
+
+# "owner/name" as the Hub spells repository ids; anything else is a local path.
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+__all__ = ["DEFAULT_MODEL_DIR", "LORA_TARGET_MODULES", "FlowModel", "PromptEmbeds", "TinyFlowModel",
+           "load_model", "looks_like_hub_id"]
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """True for ``owner/name`` strings such as ``stabilityai/stable-diffusion-3.5-medium``."""
+    return bool(_HUB_ID_RE.match(name)) and ".." not in name
+
+
+def load_model(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> FlowModel:
+    """Load a model by what ``path`` is.
+
+    * ``None``: the built-in tiny checkpoint (``DEFAULT_MODEL_DIR``);
+    * a folder whose ``config.json`` says ``"backend": "tiny"``: a tiny checkpoint (``flowopd pretrain``);
+    * a folder with ``model_index.json``, or a Hub id ``owner/name``: an SD3/SD3.5 diffusers pipeline.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist and is not a Hub id (or the Hub id is not available).
+        ValueError: the folder is neither kind of checkpoint, or is corrupt.
+    """
+    if path is None:
+        return TinyFlowModel.load(DEFAULT_MODEL_DIR).to(device)
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                backend = json.loads(config.read_text()).get("backend")
+            except (json.JSONDecodeError, AttributeError) as err:
+                raise ValueError(f"{config} is not a valid model config ({err}): re-run `flowopd pretrain`") from None
+            if backend == "tiny":
+                return TinyFlowModel.load(folder).to(device)
+            if not (folder / "model_index.json").is_file():
+                raise ValueError(f"{folder} has a config.json with backend {backend!r}, which flowopd cannot "
+                                 "load: pass a tiny checkpoint (backend 'tiny') or a diffusers SD3 pipeline folder")
+        if (folder / "model_index.json").is_file():
+            from .sd3 import SD3FlowModel
+
+            return SD3FlowModel.from_pretrained(folder, device=device)
+        raise ValueError(f"{folder} is not a model folder (no config.json or model_index.json): pass a folder "
+                         "written by `flowopd pretrain`, a diffusers SD3 pipeline folder, or omit --model")
+    if folder.exists():
+        raise ValueError(f"{path} is a file, not a model folder: pass the folder that contains it")
+    if looks_like_hub_id(str(path)):
+        from .sd3 import SD3FlowModel
+
+        return SD3FlowModel.from_pretrained(str(path), device=device)
+    raise FileNotFoundError(f"model folder {path} does not exist: pass a folder written by `flowopd pretrain`, "
+                            "a diffusers SD3 pipeline folder or a Hub id such as "
+                            "stabilityai/stable-diffusion-3.5-medium, or omit --model for the built-in tiny model")

@@ -1,0 +1,165 @@
+"""Pretraining of the built-in tiny model on an endless stream of rendered scenes and their captions.
+
+Rectified-flow loss ``|| v(x_t, t, c) - (eps - x) ||^2`` with logit-normal t (as SD3), caption dropout for
+classifier-free guidance, AdamW with warm-up and cosine decay, and an EMA of the weights (the EMA is
+what gets saved as the model). Prompts come from every task's generator, minus the held-out test
+prompts, so the test splits measure generalisation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .models.tiny import TinyConfig, TinyFlowModel
+from .tokenizer import PromptTokenizer
+from .world.prompts import TASKS, sample_record, scene_for
+from .world.scene import render_array
+from .world.splits import is_held_out, load_prompts
+
+log = logging.getLogger(__name__)
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class PretrainConfig:
+    seed: int = 0
+    steps: int = 8000
+    batch_size: int = 64
+    lr: float = 7e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    task_weights: dict = field(default_factory=lambda: {"compose": 0.45, "text": 0.4, "prefer": 0.15})
+    checkpoint_every: int = 1000
+    model: TinyConfig = field(default_factory=TinyConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = TinyConfig.from_dict(self.model)
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        bad = set(self.task_weights) - set(TASKS)
+        if bad:
+            raise ValueError(f"task_weights names unknown tasks {sorted(bad)}: use {TASKS}")
+
+
+def build_tokenizer(max_length: int) -> PromptTokenizer:
+    """The vocabulary: every word of every task's train and test prompts, plus the empty prompt."""
+    prompts = [r["prompt"] for t in TASKS for s in ("train", "test") for r in load_prompts(t, s)]
+    return PromptTokenizer.from_prompts(prompts, max_length)
+
+
+def scene_batch(rng: random.Random, cfg: PretrainConfig) -> tuple[torch.Tensor, list[str]]:
+    """A batch of rendered training scenes [B, 3, H, W] in [0, 1] and their captions."""
+    tasks, weights = zip(*cfg.task_weights.items())
+    records = []
+    while len(records) < cfg.batch_size:
+        record = sample_record(rng.choices(tasks, weights)[0], rng)
+        if not is_held_out(record):
+            records.append(record)
+    images = render_array([scene_for(r, rng) for r in records], cfg.model.image_size)
+    prompts = ["" if rng.random() < cfg.caption_dropout else r["prompt"] for r in records]
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, prompts
+
+
+def flow_matching_loss(model: TinyFlowModel, images: torch.Tensor, prompts: list[str],
+                       generator: torch.Generator) -> torch.Tensor:
+    x = model.encode_images(images.to(model.device))
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    t = torch.sigmoid(torch.randn(x.shape[0], generator=generator)).to(x.device)  # logit-normal(0, 1)
+    tt = t.view(-1, 1, 1, 1)
+    x_t = (1 - tt) * x + tt * noise
+    v = model.raw_velocity(x_t, t, model.encode_prompts(prompts))
+    return torch.mean((v - (noise - x)) ** 2)
+
+
+def _lr_factor(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[dict], None] | None = None,
+             resume: bool = True, should_stop: Callable[[], bool] | None = None) -> TinyFlowModel:
+    """Train from ``cfg.seed``; write the EMA model to ``out_dir`` every ``checkpoint_every`` steps.
+
+    ``callback`` gets ``{"step", "loss", "lr", "images_per_s"}`` after every step. With ``resume`` a
+    ``train_state.pt`` in ``out_dir`` continues the step count, optimizer and RNG states exactly.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = TinyFlowModel(cfg.model, build_tokenizer(cfg.model.max_length))
+    params = [p for m in model.modules().values() for p in m.parameters()]
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    rng, gen, step = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0
+    state_path = out / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        for p, v in zip(params, state["params"]):
+            p.data.copy_(v)
+        for e, v in zip(ema, state["ema"]):
+            e.copy_(v)
+        opt.load_state_dict(state["optimizer"])
+        rng.setstate(state["rng"])
+        gen.set_state(state["generator"])
+        step = state["step"]
+        log.info("resumed pretraining at step %d", step)
+
+    def save() -> None:
+        ema_model = copy.copy(model)
+        live = [p.detach().clone() for p in params]
+        for p, e in zip(params, ema):
+            p.data.copy_(e)
+        ema_model.save(out)
+        for p, v in zip(params, live):
+            p.data.copy_(v)
+        torch.save({"params": live, "ema": ema, "optimizer": opt.state_dict(), "rng": rng.getstate(),
+                    "generator": gen.get_state(), "step": step, "config": asdict(cfg)}, state_path)
+        (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+
+    t_last = time.perf_counter()
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg)
+        images, prompts = scene_batch(rng, cfg)
+        loss = flow_matching_loss(model, images, prompts, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}: lower lr "
+                                     f"(now {cfg.lr}); the last good checkpoint is in {out}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+        step += 1
+        now = time.perf_counter()
+        if callback:
+            callback({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
+                      "images_per_s": cfg.batch_size / max(now - t_last, 1e-9)})
+        t_last = now
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or (should_stop and should_stop()):
+            save()
+            if should_stop and should_stop():
+                break
+    for p, e in zip(params, ema):
+        p.data.copy_(e)
+    return model

@@ -1,0 +1,54 @@
+"""Rewards: plain callables ``(images, prompts, metadata) -> list[float]`` registered by name.
+
+``images`` may be PIL images, a uint8 [N, H, W, 3] array or a float [N, 3, H, W] tensor in [0, 1], of
+any size; ``metadata`` holds each prompt's record (``flowopd.world.prompts``). Every score is in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .compose import compose_correct, compose_reward
+from .prefer import prefer_reward
+from .quality import quality_reward
+from .text import text_reward
+
+RewardFn = Callable[[object, list[str], list[dict]], list[float]]
+
+REWARDS: dict[str, RewardFn] = {
+    "compose": compose_reward,
+    "text": text_reward,
+    "prefer": prefer_reward,
+    "quality": quality_reward,
+}
+
+
+def get_reward(name: str) -> RewardFn:
+    """The reward registered as ``name``."""
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}: choose one of {', '.join(REWARDS)}")
+    return REWARDS[name]
+
+
+def register_reward(name: str, fn: RewardFn) -> None:
+    """Add a reward (e.g. a real PickScore scorer when its weights are present)."""
+    if not callable(fn):
+        raise TypeError(f"reward {name!r} must be callable as fn(images, prompts, metadata)")
+    REWARDS[name] = fn
+
+
+def weighted_reward(weights: dict[str, float]) -> RewardFn:
+    """A reward that sums several registered rewards with weights (the GRPO-Mix objective)."""
+    fns = {name: get_reward(name) for name in weights}
+
+    def combined(images, prompts, metadata):
+        total = [0.0] * len(prompts)
+        for name, fn in fns.items():
+            for i, s in enumerate(fn(images, prompts, metadata)):
+                total[i] += weights[name] * s
+        return total
+
+    return combined
+
+
+__all__ = ["REWARDS", "RewardFn", "compose_correct", "get_reward", "register_reward", "weighted_reward"]

@@ -1,0 +1,1 @@
+"""The tiny world: scenes, their renderer, prompt sets, and the analytic detector."""

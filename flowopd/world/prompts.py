@@ -1,0 +1,142 @@
+"""Prompts of the four tasks, with GenEval-style metadata, and scenes that satisfy them.
+
+Every prompt is a record (a JSON-serialisable dict) with at least ``prompt``, ``task`` and ``tag``:
+
+- ``compose``: ``include`` clauses ``{"class", "count", "color"?, "position"?: [relation, index]}`` and,
+  for counting, an ``exclude`` clause ``{"class", "count": n + 1}`` (GenEval's rule for exact counts).
+  ``position: ["left of", 0]`` means this object is left of ``include[0]``.
+- ``text``: ``target``, the word between the first pair of double quotes.
+- ``prefer``: ``include`` clauses describing the subject (the reward itself judges the look).
+- ``quality``: a prompt drawn from another task, its metadata kept, ``source_task`` naming it.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .scene import ALPHABET, BACKGROUNDS, MAX_WORD_LEN, PALETTE, SHAPES, SIZES, Scene, SceneObject
+
+TASKS = ("compose", "text", "prefer", "quality")
+COMPOSE_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+RELATIONS = ("left of", "right of", "above", "below")
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+COLORS = tuple(PALETTE)
+TEXT_TEMPLATES = ('a sign that says "{w}"', 'the word "{w}"', 'a label reading "{w}"')
+MIN_WORD_LEN = 2
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def compose_record(tag: str, rng: random.Random) -> dict:
+    """A random GenEval-style prompt of category ``tag``."""
+    a, b = rng.sample(SHAPES, 2)
+    ca, cb = rng.sample(COLORS, 2)
+    if tag == "single_object":
+        return {"prompt": f"a photo of a {a}", "include": [{"class": a, "count": 1}]}
+    if tag == "two_object":
+        return {"prompt": f"a photo of a {a} and a {b}",
+                "include": [{"class": a, "count": 1}, {"class": b, "count": 1}]}
+    if tag == "counting":
+        n = rng.randint(2, 4)
+        return {"prompt": f"a photo of {NUMBER_WORDS[n]} {a}s", "include": [{"class": a, "count": n}],
+                "exclude": [{"class": a, "count": n + 1}]}
+    if tag == "colors":
+        return {"prompt": f"a photo of {_article(ca)} {ca} {a}",
+                "include": [{"class": a, "count": 1, "color": ca}]}
+    if tag == "position":
+        rel = rng.choice(RELATIONS)
+        return {"prompt": f"a photo of a {a} {rel} a {b}",
+                "include": [{"class": b, "count": 1}, {"class": a, "count": 1, "position": [rel, 0]}]}
+    if tag == "color_attr":
+        return {"prompt": f"a photo of {_article(ca)} {ca} {a} and {_article(cb)} {cb} {b}",
+                "include": [{"class": a, "count": 1, "color": ca}, {"class": b, "count": 1, "color": cb}]}
+    raise ValueError(f"unknown compose tag {tag!r}: use one of {COMPOSE_TAGS}")
+
+
+def random_word(rng: random.Random) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(MIN_WORD_LEN, MAX_WORD_LEN)))
+
+
+def text_record(word: str, rng: random.Random) -> dict:
+    return {"prompt": rng.choice(TEXT_TEMPLATES).format(w=word), "tag": "text", "target": word}
+
+
+def prefer_record(rng: random.Random) -> dict:
+    shape, color = rng.choice(SHAPES), rng.choice(COLORS)
+    form = rng.randrange(3)
+    if form == 0:
+        prompt = f"a picture of {_article(color)} {color} {shape}"
+        include = [{"class": shape, "count": 1, "color": color}]
+    elif form == 1:
+        n = rng.randint(2, 3)
+        prompt = f"a drawing of {NUMBER_WORDS[n]} {color} {shape}s"
+        include = [{"class": shape, "count": n, "color": color}]
+    else:
+        prompt = f"{_article(color)} {color} {shape} on a plain background"
+        include = [{"class": shape, "count": 1, "color": color}]
+    return {"prompt": prompt, "tag": "prefer", "include": include}
+
+
+def _place(sizes: list[str], rng: random.Random, tries: int = 2000) -> list[tuple[float, float]]:
+    """Non-overlapping centres (fractions of the side) for objects of the given sizes."""
+    for _ in range(tries):
+        centres: list[tuple[float, float]] = []
+        for size in sizes:
+            half = SIZES[size] / 2
+            x, y = rng.uniform(half + 0.04, 1 - half - 0.04), rng.uniform(half + 0.04, 1 - half - 0.04)
+            if all(abs(x - px) > half + SIZES[ps] / 2 + 0.06 or abs(y - py) > half + SIZES[ps] / 2 + 0.06
+                   for (px, py), ps in zip(centres, sizes)):
+                centres.append((x, y))
+            else:
+                break
+        if len(centres) == len(sizes):
+            return centres
+    raise RuntimeError(f"could not place {len(sizes)} objects without overlap")
+
+
+def _relation_holds(rel: str, a: tuple[float, float], b: tuple[float, float], margin: float = 0.12) -> bool:
+    """Whether centre ``a`` is ``rel`` centre ``b``: the relation's axis must dominate the other one."""
+    dx, dy = a[0] - b[0], a[1] - b[1]
+    along, across = {"left of": (-dx, dy), "right of": (dx, dy), "above": (-dy, dx), "below": (dy, dx)}[rel]
+    return along > max(abs(across), margin)
+
+
+def scene_for(record: dict, rng: random.Random) -> Scene:
+    """A random scene that satisfies ``record`` exactly (what a perfect generator would draw)."""
+    background = rng.choice(BACKGROUNDS)
+    if record.get("target"):
+        return Scene(text=record["target"], background=background)
+    specs: list[tuple[str, str, dict]] = []
+    for clause in record["include"]:
+        for _ in range(clause["count"]):
+            specs.append((clause["class"], clause.get("color") or rng.choice(COLORS), clause))
+    max_size = "big" if len(specs) <= 2 else "small"
+    sizes = [rng.choice(("small", max_size)) for _ in specs]
+    for _ in range(100):
+        centres = _place(sizes, rng)
+        ok = all(_relation_holds(c["position"][0], centres[i], centres[0])
+                 for i, (_, _, c) in enumerate(specs) if c.get("position"))
+        if ok:
+            break
+    objects = tuple(SceneObject(shape, color, size, x, y)
+                    for (shape, color, _), size, (x, y) in zip(specs, sizes, centres))
+    return Scene(objects=objects, background=background)
+
+
+def sample_record(task: str, rng: random.Random) -> dict:
+    """One random prompt record of ``task`` (words and combinations not yet filtered by split)."""
+    if task == "compose":
+        record = compose_record(rng.choice(COMPOSE_TAGS), rng)
+    elif task == "text":
+        record = text_record(random_word(rng), rng)
+    elif task == "prefer":
+        record = prefer_record(rng)
+    elif task == "quality":
+        source = rng.choice(("compose", "text", "prefer"))
+        record = dict(sample_record(source, rng), source_task=source)
+    else:
+        raise ValueError(f"unknown task {task!r}: use one of {TASKS}")
+    record["task"] = task
+    return record
