@@ -20,6 +20,7 @@ EXAMPLES = {
     "world check": "flowopd world check --json world.json",
     "world splits": "flowopd world splits",
     "score": 'flowopd score --reward text --prompt \'a sign that says "TEA"\' out/000_seed7.png',
+    "runs": "flowopd runs submit pretrain --config pretrain.json --name base-8k",  # more in storage/cli.py
 }
 
 
@@ -37,7 +38,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     from .pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(**json.loads(Path(args.config).read_text())) if args.config else PretrainConfig()
+    cfg = PretrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else PretrainConfig()
     for name in ("steps", "batch_size", "lr", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", required=True, help="compose, text, prefer or quality")
     p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
     p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
+
+    from storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
+
+    register_runs(sub)
     return parser
 
 

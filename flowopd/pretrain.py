@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -55,6 +55,14 @@ class PretrainConfig:
         bad = set(self.task_weights) - set(TASKS)
         if bad:
             raise ValueError(f"task_weights names unknown tasks {sorted(bad)}: use {TASKS}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PretrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown pretrain config keys {sorted(unknown)}: known keys are {sorted(known)}")
+        return cls(**data)
 
 
 def build_tokenizer(max_length: int) -> PromptTokenizer:

@@ -47,10 +47,10 @@ def sigma_schedule(num_steps: int, shift: float) -> torch.Tensor:
 
 
 def _per_sample(value, like: torch.Tensor) -> torch.Tensor:
-    """A float or [B] tensor as fp32 [B, 1, 1, ...] broadcastable against ``like``."""
+    """A float or [B] tensor as fp32 [B, 1, 1, ...] (a float is repeated over the batch of ``like``)."""
     t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
     t = t.reshape(-1) if t.ndim else t.reshape(1)
-    return t.reshape(-1, *([1] * (like.ndim - 1)))
+    return t.reshape(-1, *([1] * (like.ndim - 1))).expand(like.shape[0], *([1] * (like.ndim - 1)))
 
 
 def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: float, *,
@@ -71,7 +71,9 @@ def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: f
     s = _per_sample(sigma, x32)
     s_next = _per_sample(sigma_next, x32)
     dt = s_next - s
-    if torch.any(s >= 1):
+    if noise_level == 0:  # the ODE: no sigma_max needed (and 0 * sqrt(1 / 0) would be NaN at sigma == 1)
+        s_hat = torch.zeros_like(s)
+    elif torch.any(s >= 1):
         if sigma_max is None:
             raise ValueError("sde_step at sigma == 1 needs sigma_max (the largest schedule sigma below 1)")
         s_hat = torch.where(s < 1, s, torch.full_like(s, float(sigma_max)))
@@ -101,8 +103,10 @@ def initial_noise(shape: tuple[int, ...], seeds: list[int], device: torch.device
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)
 
 
-def _largest_below_one(sigmas: torch.Tensor) -> float | None:
-    below = sigmas[(sigmas < 1) & (sigmas > 0)]
+def sigma_max_of(sigmas: torch.Tensor) -> float | None:
+    """Flow-GRPO's ``sigmas[1]``: the largest schedule sigma below 1, which `sde_step` needs at sigma == 1
+    (0 for a one-step schedule)."""
+    below = sigmas[(sigmas < 1) & (sigmas >= 0)]
     return float(below.max()) if len(below) else None
 
 
@@ -119,7 +123,7 @@ def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps:
     if guidance < 0:
         raise ValueError(f"guidance {guidance} must be >= 0 (1.0 disables classifier-free guidance)")
     sigmas = sigma_schedule(num_steps, model.shift)
-    sigma_max = _largest_below_one(sigmas)
+    sigma_max = sigma_max_of(sigmas)
     if uncond is None and guidance != 1.0:
         uncond = model.uncond_embeds(len(cond))
     x = initial_noise(model.latent_shape, seeds, model.device)

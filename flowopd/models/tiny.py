@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from diffusers import SD3Transformer2DModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -139,7 +140,9 @@ class TinyFlowModel(FlowModel):
             raw.pop("backend", None)
             model = cls(TinyConfig.from_dict(raw), PromptTokenizer.load(d / VOCAB_FILE))
             state = load_file(str(d / WEIGHTS_FILE))
-        except (json.JSONDecodeError, KeyError, OSError, RuntimeError) as err:  # safetensors raises these
+        # SafetensorError: truncated or garbage weights; TypeError/AttributeError: JSON of the wrong shape.
+        except (json.JSONDecodeError, KeyError, OSError, RuntimeError, SafetensorError, TypeError,
+                AttributeError) as err:
             raise ValueError(f"checkpoint {d} is corrupt ({err}): re-run `flowopd pretrain` or restore it "
                              "from git") from None
         for name, module in model.modules().items():

@@ -1,11 +1,12 @@
 """``prefer``: a PickScore stand-in built from simple, documented proxies of human taste.
 
-Score in [0, 1] = 0.3 saturation + 0.2 contrast + 0.3 prominence + 0.2 centring, where
+Score in [0, 1] = (0.3 saturation + 0.2 contrast + 0.3 prominence + 0.2 centring) x noise factor, where
 
 - saturation: mean HSV saturation of the subject's pixels (vivid colour is liked);
 - contrast: luminance difference between subject and background, over 128;
 - prominence: subject area over 20 % of the image, capped at 1 (a big subject is liked);
-- centring: 1 - distance of the subject's centroid from the image centre, over half the side.
+- centring: 1 - distance of the subject's centroid from the image centre, over half the side;
+- the noise factor is ``quality``'s (1 for clean images): pixel noise is not a vivid subject.
 
 Like PickScore in the paper, it pulls against the other tasks: it favours one big centred vivid
 object, while ``compose`` asks for counts and positions and ``text`` for dark letters.
@@ -19,6 +20,7 @@ from scipy import ndimage
 from ..world.detector import MIN_AREA, background_color, components
 from ..world.scene import IMAGE_SIZE
 from .images import as_uint8_list
+from .quality import noise_factor
 
 WEIGHTS = {"saturation": 0.3, "contrast": 0.2, "prominence": 0.3, "centring": 0.2}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -60,5 +62,5 @@ def prefer_reward(images, prompts: list[str], metadata: list[dict]) -> list[floa
     out = []
     for image in as_uint8_list(images, IMAGE_SIZE):
         parts = prefer_parts(image)
-        out.append(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS))
+        out.append(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS) * noise_factor(image))
     return out

@@ -27,15 +27,25 @@ OFF_PALETTE_DIST = 70.0
 _REFERENCE = np.array([*PALETTE.values(), TEXT_COLOR], dtype=np.float32)
 
 
+def _noise_factor(gray: np.ndarray, grad: np.ndarray) -> float:
+    flat = grad < np.percentile(grad, 60) + 1e-6
+    residual = gray - ndimage.median_filter(gray, 3)
+    sigma = 1.4826 * float(np.median(np.abs(residual[flat] - np.median(residual[flat]))))
+    return float(np.exp(-sigma / NOISE_SCALE))
+
+
+def noise_factor(image: np.ndarray) -> float:
+    """``exp(-sigma / NOISE_SCALE)`` for a uint8 [H, W, 3] image: 1 when clean, near 0 when noisy."""
+    gray = image.astype(np.float32).mean(-1)
+    return _noise_factor(gray, np.hypot(ndimage.sobel(gray, 0), ndimage.sobel(gray, 1)))
+
+
 def quality_parts(image: np.ndarray) -> dict[str, float]:
     """The four factors of one uint8 [H, W, 3] image, each in [0, 1]."""
     img = image.astype(np.float32)
     gray = img.mean(-1)
     grad = np.hypot(ndimage.sobel(gray, 0), ndimage.sobel(gray, 1))
-    flat = grad < np.percentile(grad, 60) + 1e-6
-    residual = gray - ndimage.median_filter(gray, 3)
-    sigma = 1.4826 * float(np.median(np.abs(residual[flat] - np.median(residual[flat]))))
-    noise = float(np.exp(-sigma / NOISE_SCALE))
+    noise = _noise_factor(gray, grad)
 
     # Sharpness: the steepest edges' gradient over the local 5x5 range; 1 for a one-pixel step.
     local_range = ndimage.maximum_filter(gray, 5) - ndimage.minimum_filter(gray, 5)

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .prompts import _relation_holds
+from .prompts import relation_holds as _holds
 from .scene import PALETTE
 
 FULL_CONTRAST = 90.0
 FOREGROUND = 0.35
 MIN_AREA = 0.008  # of the image area: 8 px at 32 x 32
 MAX_COLOR_DIST = 80.0
-SQUARE_FILL, TRIANGLE_FILL = 0.9, 0.7
+SQUARE_FILL, TRIANGLE_FILL = 0.9, 0.68
 RELATION_MARGIN = 0.05
 _PALETTE_RGB = np.array(list(PALETTE.values()), dtype=np.float32)
 _PALETTE_NAMES = list(PALETTE)
@@ -98,7 +98,7 @@ def detect(image: np.ndarray) -> list[Detection]:
 
 
 def relation_holds(relation: str, a: Detection, b: Detection) -> bool:
-    return _relation_holds(relation, (a.cx, a.cy), (b.cx, b.cy), margin=RELATION_MARGIN)
+    return _holds(relation, (a.cx, a.cy), (b.cx, b.cy), margin=RELATION_MARGIN)
 
 
 def judge(detections: list[Detection], record: dict) -> tuple[bool, float]:

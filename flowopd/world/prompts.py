@@ -86,7 +86,7 @@ def _place(sizes: list[str], rng: random.Random, tries: int = 2000) -> list[tupl
         for size in sizes:
             half = SIZES[size] / 2
             x, y = rng.uniform(half + 0.04, 1 - half - 0.04), rng.uniform(half + 0.04, 1 - half - 0.04)
-            if all(abs(x - px) > half + SIZES[ps] / 2 + 0.06 or abs(y - py) > half + SIZES[ps] / 2 + 0.06
+            if all(abs(x - px) > half + SIZES[ps] / 2 + 0.08 or abs(y - py) > half + SIZES[ps] / 2 + 0.08
                    for (px, py), ps in zip(centres, sizes)):
                 centres.append((x, y))
             else:
@@ -96,11 +96,13 @@ def _place(sizes: list[str], rng: random.Random, tries: int = 2000) -> list[tupl
     raise RuntimeError(f"could not place {len(sizes)} objects without overlap")
 
 
-def _relation_holds(rel: str, a: tuple[float, float], b: tuple[float, float], margin: float = 0.12) -> bool:
-    """Whether centre ``a`` is ``rel`` centre ``b``: the relation's axis must dominate the other one."""
+def relation_holds(rel: str, a: tuple[float, float], b: tuple[float, float], *, margin: float,
+                   dominance: float = 1.0) -> bool:
+    """Whether centre ``a`` is ``rel`` centre ``b``: the offset along the relation's axis must exceed
+    ``margin`` and ``dominance`` times the offset across it."""
     dx, dy = a[0] - b[0], a[1] - b[1]
     along, across = {"left of": (-dx, dy), "right of": (dx, dy), "above": (-dy, dx), "below": (dy, dx)}[rel]
-    return along > max(abs(across), margin)
+    return along > max(dominance * abs(across), margin)
 
 
 def scene_for(record: dict, rng: random.Random) -> Scene:
@@ -116,7 +118,8 @@ def scene_for(record: dict, rng: random.Random) -> Scene:
     sizes = [rng.choice(("small", max_size)) for _ in specs]
     for _ in range(100):
         centres = _place(sizes, rng)
-        ok = all(_relation_holds(c["position"][0], centres[i], centres[0])
+        # Stricter than the detector's rule, so pixel rounding never flips a clean render's relation.
+        ok = all(relation_holds(c["position"][0], centres[i], centres[0], margin=0.12, dominance=1.5)
                  for i, (_, _, c) in enumerate(specs) if c.get("position"))
         if ok:
             break

@@ -113,3 +113,13 @@ def load_prompts(task: str, split: str) -> list[dict]:
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     return read_prompt_file(PROMPT_DIR / f"{task}_{split}.jsonl")
+
+
+@lru_cache(maxsize=1)
+def _prompt_index() -> dict[str, dict]:
+    return {r["prompt"]: r for t in TASKS for s in ("train", "test") for r in load_prompts(t, s)}
+
+
+def record_for_prompt(prompt: str) -> dict:
+    """The metadata record of a known prompt (any task, any split); else just ``{"prompt": prompt}``."""
+    return dict(_prompt_index().get(prompt.strip(), {"prompt": prompt}))

@@ -1,0 +1,113 @@
+"""One frozen base with named LoRA adapters: switching, training flags, save/load and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flowopd.adapters import (
+    AdapterError,
+    adapter_names,
+    add_lora,
+    base_model_id,
+    load_adapter,
+    save_adapter,
+    trainable_parameters,
+    use_adapter,
+)
+
+
+def velocity(model, batch, name):
+    x, cond = batch
+    with torch.no_grad(), use_adapter(model, name):
+        return model.velocity(x, 0.6, cond)
+
+
+def test_adding_an_adapter_changes_nothing_until_used(model, batch, randomise):
+    base = velocity(model, batch, None)
+    add_lora(model, "student", rank=4, alpha=8)
+    add_lora(model, "teacher", rank=2, alpha=2)
+    randomise(model, "teacher")
+    x, cond = batch
+    with torch.no_grad():
+        torch.testing.assert_close(model.velocity(x, 0.6, cond), base)  # add_lora leaves adapters off
+    torch.testing.assert_close(velocity(model, batch, "student"), base)  # B = 0 at start
+    assert not torch.allclose(velocity(model, batch, "teacher"), base, atol=1e-4)
+    torch.testing.assert_close(velocity(model, batch, None), base)
+    assert adapter_names(model) == ["student", "teacher"]
+    with pytest.raises(AdapterError, match="no adapter named 'ghost'"):
+        with use_adapter(model, "ghost"):
+            pass
+    with pytest.raises(AdapterError, match="already exists"):
+        add_lora(model, "student", rank=4, alpha=8)
+
+
+def test_only_the_trained_adapter_gets_gradients_across_switches(model, batch, randomise):
+    add_lora(model, "student", rank=4, alpha=8)
+    add_lora(model, "teacher", rank=4, alpha=8)
+    randomise(model, "teacher")
+    params = trainable_parameters(model, "student")
+    assert params and all(p.requires_grad for p in params)
+    trainable = [n for n, p in model.transformer.named_parameters() if p.requires_grad]
+    assert trainable and all(".student." in n for n in trainable)
+    x, cond = batch
+    with use_adapter(model, "student"):
+        v_s = model.velocity(x, 0.6, cond)
+    # peft's set_adapter would freeze the student here; use_adapter must keep its flags
+    with torch.no_grad(), use_adapter(model, "teacher"):
+        v_t = model.velocity(x, 0.6, cond)
+    with torch.no_grad(), use_adapter(model, None):
+        model.velocity(x, 0.6, cond)
+    ((v_s - v_t) ** 2).mean().backward()
+    b_grads = [p.grad for n, p in model.transformer.named_parameters() if ".lora_B.student." in n]
+    assert b_grads and all(g is not None for g in b_grads)
+    assert sum(float(g.abs().sum()) for g in b_grads) > 0  # (text-query layers of the last block get 0)
+    assert all(p.grad is None for n, p in model.transformer.named_parameters() if ".student." not in n)
+
+
+def test_save_load_round_trip_gives_identical_velocities(model, batch, tmp_path, make_model, randomise):
+    add_lora(model, "teacher", rank=4, alpha=12)  # alpha != rank: the scaling must survive the round trip
+    randomise(model, "teacher")
+    expected = velocity(model, batch, "teacher")
+    folder = save_adapter(model, "teacher", tmp_path / "teacher")
+    meta = json.loads((folder / "adapter.json").read_text())
+    assert meta["rank"] == 4 and meta["alpha"] == 12 and meta["base_model"] == base_model_id(model)
+    load_adapter(model, folder, "copy")
+    torch.testing.assert_close(velocity(model, batch, "copy"), expected, rtol=0, atol=0)
+    fresh = make_model()  # same seed: same base weights, same fingerprint
+    load_adapter(fresh, folder, "teacher")
+    torch.testing.assert_close(velocity(fresh, batch, "teacher"), expected, rtol=0, atol=0)
+    assert not any(p.requires_grad for n, p in fresh.transformer.named_parameters() if ".teacher." in n)
+
+
+def test_base_model_id_ignores_adapters(model, make_model, randomise):
+    before = base_model_id(model)
+    add_lora(model, "s", rank=2, alpha=2)
+    randomise(model, "s")
+    assert base_model_id(model) == before
+    assert base_model_id(make_model(seed=1)) != before
+
+
+def test_load_refuses_other_targets_other_base_and_bad_folders(model, tmp_path, make_model):
+    add_lora(model, "narrow", rank=2, alpha=2, target_modules=("to_q", "to_k"))
+    folder = save_adapter(model, "narrow", tmp_path / "narrow")
+    with pytest.raises(AdapterError, match=r"targets \['to_k', 'to_q'\].*retrain"):
+        load_adapter(model, folder, "again")
+    add_lora(model, "full", rank=2, alpha=2)
+    full = save_adapter(model, "full", tmp_path / "full")
+    with pytest.raises(AdapterError, match="trained on base model"):
+        load_adapter(make_model(seed=1), full, "full")
+    with pytest.raises(AdapterError, match="not an adapter folder"):
+        load_adapter(model, tmp_path, "x")
+    with pytest.raises(AdapterError, match=r"target modules \['no_such_layer'\] match no layer"):
+        add_lora(model, "nowhere", rank=2, alpha=2, target_modules=("no_such_layer",))
+
+
+def test_bad_targets_on_a_fresh_model_leave_it_usable(make_model):
+    fresh = make_model()
+    with pytest.raises(AdapterError, match="match no layer"):
+        add_lora(fresh, "nowhere", rank=2, alpha=2, target_modules=("zzz",))
+    add_lora(fresh, "ok", rank=2, alpha=2)
+    assert adapter_names(fresh) == ["ok"]
