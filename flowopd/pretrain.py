@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -103,30 +104,33 @@ def _lr_factor(step: int, cfg: PretrainConfig) -> float:
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[dict], None] | None = None,
-             resume: bool = True, should_stop: Callable[[], bool] | None = None) -> TinyFlowModel:
+             resume: bool = True, should_stop: Callable[[], bool] | None = None,
+             device: str | None = None) -> TinyFlowModel:
     """Train from ``cfg.seed``; write the EMA model to ``out_dir`` every ``checkpoint_every`` steps.
 
     ``callback`` gets ``{"step", "loss", "lr", "images_per_s"}`` after every step. With ``resume`` a
     ``train_state.pt`` in ``out_dir`` continues the step count, optimizer and RNG states exactly.
+    ``device`` defaults to CUDA when available; scenes are always rendered on the CPU.
     """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = TinyFlowModel(cfg.model, build_tokenizer(cfg.model.max_length))
+    model = TinyFlowModel(cfg.model, build_tokenizer(cfg.model.max_length)).to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     rng, gen, step = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0
     state_path = out / STATE_FILE
     if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         for p, v in zip(params, state["params"]):
             p.data.copy_(v)
         for e, v in zip(ema, state["ema"]):
             e.copy_(v)
         opt.load_state_dict(state["optimizer"])
         rng.setstate(state["rng"])
-        gen.set_state(state["generator"])
+        gen.set_state(state["generator"].cpu())
         step = state["step"]
         log.info("resumed pretraining at step %d", step)
 
@@ -138,8 +142,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
         ema_model.save(out)
         for p, v in zip(params, live):
             p.data.copy_(v)
+        # Write then rename: a process killed mid-save must not leave a truncated checkpoint behind.
+        partial = state_path.with_suffix(".tmp")
         torch.save({"params": live, "ema": ema, "optimizer": opt.state_dict(), "rng": rng.getstate(),
-                    "generator": gen.get_state(), "step": step, "config": asdict(cfg)}, state_path)
+                    "generator": gen.get_state(), "step": step, "config": asdict(cfg)}, partial)
+        os.replace(partial, state_path)
         (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     t_last = time.perf_counter()

@@ -1,0 +1,28 @@
+"""The registry of worker stages: stage name -> :class:`Stage` (freeze, run, checkpoint_step).
+
+Wiring in a new trainer (GRPO teachers, cold start, OPD) means writing a module like ``pretrain.py``
+(its heavy imports inside the functions, so this registry stays cheap to import) and adding its
+``STAGE`` to :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnknownStage
+from .base import Stage, StopStage
+from .eval import STAGE as EVAL
+from .pretrain import STAGE as PRETRAIN
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL)}
+
+__all__ = ["STAGES", "Stage", "StopStage", "get_stage"]
+
+
+def get_stage(name: str) -> Stage:
+    """The stage registered as ``name``.
+
+    Raises:
+        UnknownStage: no such stage.
+    """
+    if name not in STAGES:
+        raise UnknownStage(f"unknown stage {name!r}: use one of {', '.join(STAGES)}")
+    return STAGES[name]

@@ -1,0 +1,103 @@
+"""Stage ``eval``: the fixed evaluation protocol in a worker. Config: ``EvalConfig`` fields plus ``model``.
+
+``model`` is ``None`` (the built-in tiny model), a model folder, a Hub id, or the id of a pretrain run
+(its ``checkpoint/`` folder). The report goes to ``report.json`` (artifact ``report``) and its numbers
+to the metrics ``eval/<task>`` and ``eval/average``; the first images of each task become samples.
+Evaluation has no checkpoint: stopping ends it, and a resume starts it over.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..paths import RUN_ID_RE
+from .base import Stage, StopStage
+
+if TYPE_CHECKING:
+    from ..reporter import Reporter
+    from ..store import Store
+
+SAMPLES_PER_TASK = 8
+
+
+def freeze(config: dict, store: Store) -> dict:
+    """Validate the ``EvalConfig`` fields and ``model``; relative model folders become absolute."""
+    from flowopd.evaluate import EvalConfig
+    from flowopd.models import looks_like_hub_id
+
+    data = dict(config)
+    model = data.pop("model", None)
+    known = {f.name for f in fields(EvalConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown eval config keys {sorted(unknown)}: known keys are {sorted(known | {'model'})}")
+    frozen = asdict(EvalConfig(**data))
+    if model is None:
+        return {**frozen, "model": None}
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a folder, a Hub id or a pretrain run id, got {model!r}")
+    if RUN_ID_RE.fullmatch(model):
+        run = store.get_run(model)
+        if run.stage != "pretrain":
+            raise ValueError(f"model {model} is a {run.stage} run, not a pretrain run: give a pretrain run id, "
+                             "a model folder or a Hub id")
+        return {**frozen, "model": model}
+    if Path(model).expanduser().exists():
+        return {**frozen, "model": str(Path(model).expanduser().resolve())}
+    if looks_like_hub_id(model):
+        return {**frozen, "model": model}
+    raise ValueError(f"model folder {model} does not exist: give a model folder, a Hub id or a pretrain run id")
+
+
+def _model_path(model: str | None, reporter: Reporter) -> str | None:
+    if model and RUN_ID_RE.fullmatch(model):
+        from .pretrain import CHECKPOINT_DIR
+
+        return str(reporter.store.run_dir(model) / CHECKPOINT_DIR)
+    return model
+
+
+def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
+    """Evaluate; the reporter's step counts finished tasks."""
+    import torch
+
+    from flowopd.evaluate import EvalConfig, evaluate
+    from flowopd.models import load_model
+    from flowopd.models.base import to_pil
+
+    data = dict(config)
+    model_ref = data.pop("model", None)
+    cfg = EvalConfig(**data)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reporter.set_device(device)
+    reporter.set_total(len(cfg.tasks))
+    reporter.truncate(0)  # no checkpoint: a resumed evaluation starts over
+    model = load_model(_model_path(model_ref, reporter), device=device)
+    done = 0
+
+    def on_images(task: str, records: list[dict], images) -> None:
+        nonlocal done
+        done += 1
+        for i, (record, image) in enumerate(zip(records, to_pil(images[:SAMPLES_PER_TASK]))):
+            reporter.sample(done, record["prompt"], cfg.seed + i, image, {"task": task})
+        reporter.log(done, {"tasks_done": done})
+        if "stop" in reporter.commands():
+            raise StopStage
+
+    try:
+        report = evaluate(model, cfg, model_name=model_ref or "built-in tiny-base", on_images=on_images)
+    except StopStage:
+        return "stopped"
+    reporter.log(done, {**{f"eval/{task}": v for task, v in report["metrics"].items()},
+                        "eval/average": report["average"]})
+    path = run_dir / "report.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    reporter.artifact("report", path, done)
+    return "finished"
+
+
+STAGE = Stage(name="eval", help="run the fixed evaluation protocol (config: EvalConfig fields + model)",
+              freeze=freeze, run=run)

@@ -1,0 +1,51 @@
+"""The Gradio app serves its Generate page and answers the `generate` API over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def app_url(small_model):
+    from ui import build_app
+    from ui.state import AppState
+
+    demo = build_app(AppState(small_model, "small random"))
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+def test_generate_endpoint_returns_images_and_scores(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    gallery, scores = client.predict('a sign that says "HAT"', 5, 2, 3.0, 2, api_name="/generate")
+    assert len(gallery) == 2
+    assert [row[0] for row in scores["data"]] == [5, 6]  # one row per seed
+    assert scores["headers"] == ["seed", "compose", "text", "prefer", "quality"]
+    text_scores = [row[2] for row in scores["data"]]
+    assert all(0.0 <= s <= 1.0 for s in text_scores)
+    assert all(row[1] is None for row in scores["data"])  # not a compose prompt: no clauses to judge
+
+
+def test_generate_same_seed_same_image(small_model):
+    from ui.generate_tab import run_generate
+    from ui.state import AppState
+
+    state = AppState(small_model, "small random")
+    first, _ = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
+    second, _ = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
+    assert first[0][0].tobytes() == second[0][0].tobytes()
+    _, rows = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
+    assert rows[0][1] is not None  # a known compose prompt is judged by the detector
+
+
+def test_empty_prompt_is_a_clear_error(small_model):
+    import gradio as gr
+
+    from ui.generate_tab import run_generate
+    from ui.state import AppState
+
+    with pytest.raises(gr.Error, match="Prompt is empty"):
+        run_generate(AppState(small_model, "small random"), "   ", 0, 2, 3.0, 1)
