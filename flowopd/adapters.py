@@ -65,6 +65,16 @@ def _adapter_of(param_name: str) -> str | None:
     return None
 
 
+def adapter_of_parameter(param_name: str) -> str | None:
+    """The adapter a transformer parameter belongs to, None for a base weight.
+
+    Example:
+        >>> adapter_of_parameter("transformer_blocks.0.attn.to_q.lora_A.student.weight")
+        'student'
+    """
+    return _adapter_of(param_name)
+
+
 def _lora_grad_flags(model: FlowModel) -> dict[nn.Parameter, bool]:
     return {p: p.requires_grad for n, p in model.transformer.named_parameters() if _adapter_of(n) is not None}
 
@@ -267,3 +277,17 @@ def delete_adapter(model: FlowModel, name: str) -> None:
     """Remove adapter ``name`` from the model."""
     _require(model, name)
     model.transformer.delete_adapters(name)
+
+
+def drop_adapter(model: FlowModel, name: str) -> None:
+    """Delete adapter ``name`` if the model has it (e.g. one left by an earlier run in this process)."""
+    if name in adapter_names(model):
+        with warnings.catch_warnings():  # peft warns when the deleted adapter was the active one: expected here
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+            delete_adapter(model, name)
+
+
+def replace_adapter(model: FlowModel, folder: str | Path, name: str) -> None:
+    """Load an adapter folder as ``name``, dropping an adapter of that name left by an earlier run."""
+    drop_adapter(model, name)
+    load_adapter(model, folder, name)

@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
     p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
 
+    from .trainers.cli import register as register_trainers  # cheap: torch and the trainers load in the handlers
+
+    register_trainers(sub)
     from storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
 
     register_runs(sub)

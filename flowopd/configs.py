@@ -134,6 +134,8 @@ class _RLConfig(_JsonConfig):
     mixed_precision: str = _f("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every this many epochs")
     eval_every: int = _f(10, "evaluate every this many epochs")
+    warmup_steps: int = _f(0, "linear learning-rate warm-up over this many optimizer steps, then constant (code: 0)")
+    sample_every: int = _f(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never")
 
     def _check_common(self) -> None:
         _positive(self, "num_steps", "eval_steps", "epochs", "batch_size", "group_size", "train_batch_size",
@@ -155,6 +157,10 @@ class _RLConfig(_JsonConfig):
         if micro % self.optimizer_steps_per_epoch:
             _fail("optimizer_steps_per_epoch", self.optimizer_steps_per_epoch,
                   f"it must divide the {micro} micro-batches per epoch (batch_size / train_batch_size)")
+        for name in ("warmup_steps", "sample_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                _fail(name, value, "use a whole number >= 0")
         if not self.weight_decay >= 0:
             _fail("weight_decay", self.weight_decay, "use a value >= 0")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
@@ -269,6 +275,7 @@ class OPDConfig(_RLConfig):
     beta_mar: float = _f(0.02, "weight of Manifold Anchor Regularization (0.02 in the paper); 0 turns it off")
     mar_anchor: str = _f("base", "MAR anchor: 'base' (adapters disabled), a teacher's task, or an adapter folder")
     mask_zero_std: bool = _f(False, "skip prompt groups whose task rewards are all equal (off for OPD, B 6 A7)")
+    log_rewards: bool = _f(True, "score every sample with its task's reward, logged as reward/<task> (costs time)")
     adapter_name: str = _f("student", "name of the trained LoRA adapter")
 
     def __post_init__(self) -> None:
@@ -292,6 +299,8 @@ class OPDConfig(_RLConfig):
             _fail("beta_mar", self.beta_mar, "use a weight >= 0 (0.02 in the paper)")
         if not self.mar_anchor:
             _fail("mar_anchor", self.mar_anchor, "use 'base', a teacher's task or an adapter folder")
+        if self.mask_zero_std and not self.log_rewards:
+            _fail("mask_zero_std", self.mask_zero_std, "it needs the task rewards: set log_rewards to true")
 
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> OPDConfig:

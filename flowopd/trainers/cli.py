@@ -1,0 +1,121 @@
+"""``flowopd train grpo|opd`` and ``flowopd coldstart``: thin wrappers over the trainers.
+
+:func:`register` adds the commands to the ``flowopd`` parser; it imports nothing heavy (torch, the
+trainers and the model load inside the handlers). A bad config raises ``ValueError`` naming the field,
+which ``flowopd.cli.main`` turns into ``flowopd: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+EXAMPLES = {
+    "grpo": "flowopd train grpo --config teacher-text.json --out runs/teacher-text\n"
+            'with teacher-text.json = {"rewards": {"text": 1.0}, "prompt_tasks": {"text": 1.0}, "epochs": 40}\n'
+            "on 4 GPUs: accelerate launch --num_processes 4 -m flowopd train grpo --config ... --out ...",
+    "opd": "flowopd train opd --config opd.json --out runs/opd\n"
+           'with opd.json = {"teachers": {"compose": "runs/teacher-compose/adapter", "text": '
+           '"runs/teacher-text/adapter"}, "prompt_tasks": {"compose": 1.0, "text": 1.0}, '
+           '"init": "runs/merge/adapter"}',
+    "coldstart": "flowopd coldstart --config merge.json --out runs/merge\n"
+                 'with merge.json = {"mode": "merge", "teachers": {"compose": "runs/teacher-compose/adapter", '
+                 '"text": "runs/teacher-text/adapter"}}',
+}
+
+
+def _config(kind: str, path: str, model: str | None) -> Any:
+    from ..configs import ColdStartConfig, GRPOConfig, OPDConfig
+
+    cls = {"grpo": GRPOConfig, "opd": OPDConfig, "coldstart": ColdStartConfig}[kind]
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file {path} does not exist: write a JSON object of {kind} config fields "
+                                f"(see `flowopd {'train ' if kind != 'coldstart' else ''}{kind} --help`)")
+    cfg = cls.from_json(Path(path))
+    if model is not None:
+        cfg.model = model
+    return cfg
+
+
+def _progress(total: int, desc: str, unit: str):
+    """A tqdm bar and the callback that advances it from the trainer's metric dicts."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def report(m: dict) -> None:
+        bar.n = m.get("epoch", m.get("step", bar.n))
+        shown = {k: f"{m[k]:.4g}" for k in ("loss", "reward/total", "kl_teacher") if isinstance(m.get(k), float)}
+        bar.set_postfix(shown, refresh=False)
+        bar.update(0)
+
+    return bar, report
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ..models import load_model
+    from .dist import make_accelerator
+
+    cfg = _config(args.stage, args.config, args.model)
+    if args.stage == "grpo":
+        from .grpo import train_grpo as train
+    else:
+        from .opd import train_opd as train
+    accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
+    model = load_model(cfg.model, device=accelerator.device)
+    bar, report = _progress(cfg.epochs, args.stage, "epoch")
+    try:
+        result = train(model, cfg, args.out, callback=report, resume=not args.no_resume, accelerator=accelerator)
+    finally:
+        bar.close()
+    print(f"{args.stage}: step {result.step}, epoch {result.epoch}{' (stopped)' if result.stopped else ''}; "
+          f"adapter written to {result.adapter_dir}")
+
+
+def cmd_coldstart(args: argparse.Namespace) -> None:
+    from ..models import load_model
+    from .coldstart import run_coldstart
+
+    cfg = _config("coldstart", args.config, args.model)
+    model = load_model(cfg.model, device="cuda" if _cuda() else "cpu")
+    bar, report = _progress(cfg.sft_steps if cfg.mode == "sft" else 0, f"coldstart {cfg.mode}", "step")
+    try:
+        out = run_coldstart(model, cfg, args.out, callback=report)
+    finally:
+        bar.close()
+    print(f"coldstart {cfg.mode}: adapter written to {out}")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None], help_text: str,
+         example: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example: {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    p.add_argument("--config", required=True, help="JSON file of config fields (flowopd.configs); unknown keys fail")
+    p.add_argument("--out", required=True, help="output folder: OUT/checkpoint (resumable) and OUT/adapter")
+    p.add_argument("--model", help="base model folder or Hub id; overrides the config's model (default: built-in tiny)")
+    return p
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train grpo``, ``train opd`` and ``coldstart`` to the ``flowopd`` command parser."""
+    train = subparsers.add_parser("train", help="Train a GRPO teacher (or GRPO-Mix) or distil the student (OPD).",
+                                  description="Train a GRPO teacher (or GRPO-Mix) or distil the student (OPD).")
+    tsub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
+    for stage, text in (("grpo", "Flow-GRPO on one reward (a teacher) or several with weights (GRPO-Mix)."),
+                        ("opd", "On-policy distillation of the task teachers into the student, with MAR.")):
+        p = _add(tsub, stage, cmd_train, text, EXAMPLES[stage])
+        p.set_defaults(stage=stage)
+        p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
+    _add(subparsers, "coldstart", cmd_coldstart, "Build the student's first LoRA from the teachers: merge, "
+         "merge-avg, sft or none.", EXAMPLES["coldstart"])

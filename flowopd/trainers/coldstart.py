@@ -1,0 +1,141 @@
+"""Cold start (algorithm.md A.3, B 1.8, B 6 A9): the student's first LoRA, written to ``OUT/adapter``.
+
+* ``merge``: exact merge of the teachers' weight deltas (``flowopd.coldstart.merge_adapters``, ``cat``, or
+  ``svd`` truncated to ``svd_rank``), weights ``cfg.merge_weights()``;
+* ``merge-avg``: the released code's element-wise average of the A's and of the B's (``avg``);
+* ``sft`` (our choice; the paper ships no script): for each task, ODE samples of its teacher on train prompts
+  (optionally the best of ``sft_best_of`` per prompt by the task reward), then a flow-matching fine-tune of a
+  fresh student LoRA on them, ``|| v_student(x_t, t, c) - (eps - x) ||^2`` with logit-normal t, plus
+  ``sft_beta_base`` times the MSE to the base model's velocity;
+* ``none``: a fresh LoRA (B = 0: the student starts as the base).
+
+The function leaves the model as it found it: the teachers and the student it added are deleted again.
+It runs in one process on the model's device (a merge takes milliseconds; SFT is short).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
+from ..coldstart import merge_adapters
+from ..configs import ColdStartConfig
+from ..models.base import FlowModel, PromptEmbeds
+from ..opd import subset
+from ..rewards import get_reward
+from ..sampling import sample
+from .checkpoint import ADAPTER_DIR
+from .rollout import epoch_seed, sample_groups
+
+log = logging.getLogger(__name__)
+STUDENT = "student"
+MERGE_COMBINATION = {"merge": None, "merge-avg": "avg"}  # None: cfg.combination (cat | svd)
+
+
+def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher: str,
+                     ) -> tuple[torch.Tensor, PromptEmbeds]:
+    """Clean ODE samples of ``teacher`` on ``task``'s train prompts: (latents [n, C, H, W], their embeddings).
+
+    With ``sft_best_of`` k > 1 every prompt gets k seeds and keeps the sample its task reward scores best.
+    """
+    k, n = cfg.sft_best_of, cfg.sft_samples_per_task
+    rng = random.Random(epoch_seed(cfg.seed, 0, 0, f"sft-{task}"))
+    records = sample_groups({task: 1.0}, n, k, rng)
+    seeds = [rng.randrange(2**31) for _ in records]
+    latents, embeds = [], []
+    with torch.no_grad(), use_adapter(model, teacher):
+        for start in range(0, len(records), cfg.sft_batch_size):
+            chunk = records[start:start + cfg.sft_batch_size]
+            cond = model.encode_prompts([r["prompt"] for r in chunk])
+            traj = sample(model, cond, seeds=seeds[start:start + len(chunk)], num_steps=cfg.eval_steps,
+                          guidance=cfg.guidance)
+            latents.append(traj.final)
+            embeds.append(cond)
+    x = torch.cat(latents)
+    cond = PromptEmbeds(torch.cat([e.seq for e in embeds]), torch.cat([e.pooled for e in embeds]))
+    if k > 1:
+        scores = torch.tensor(get_reward(task)(model.decode(x).cpu(), [r["prompt"] for r in records], records))
+        best = (scores.view(n, k).argmax(1) + torch.arange(n) * k).tolist()
+        x, cond = x[best], subset(cond, best)
+    return x, cond
+
+
+def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
+         callback: Callable[[dict], None] | None) -> None:
+    """Flow-matching fine-tune of a fresh ``student`` LoRA on the teachers' samples (see the module docstring)."""
+    data = [_teacher_samples(model, cfg, task, name) for task, name in teachers.items()]
+    x_all = torch.cat([x for x, _ in data])
+    cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
+    add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha)
+    params = trainable_parameters(model, STUDENT)
+    opt = torch.optim.AdamW(params, lr=cfg.sft_lr)
+    gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, 0, "sft-train"))
+    for step in range(1, cfg.sft_steps + 1):
+        start = time.perf_counter()
+        idx = torch.randint(len(x_all), (min(cfg.sft_batch_size, len(x_all)),), generator=gen).tolist()
+        x = x_all[idx]
+        noise = torch.randn(x.shape, generator=gen).to(x.device)
+        t = torch.sigmoid(torch.randn(len(idx), generator=gen)).to(x.device)  # logit-normal(0, 1), as SD3
+        x_t = (1 - t.view(-1, 1, 1, 1)) * x + t.view(-1, 1, 1, 1) * noise
+        cond = subset(cond_all, idx)
+        with use_adapter(model, STUDENT):
+            v = model.raw_velocity(x_t, t, cond)
+        loss = torch.mean((v - (noise - x)) ** 2)
+        if cfg.sft_beta_base > 0:
+            with torch.no_grad(), use_adapter(model, None):
+                v_base = model.raw_velocity(x_t, t, cond)
+            loss = loss + cfg.sft_beta_base * torch.mean((v - v_base) ** 2)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"cold-start SFT loss became {loss.item()} at step {step}: lower sft_lr "
+                                     f"(now {cfg.sft_lr}); nothing was written")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if callback is not None:
+            callback({"step": step, "loss": loss.item(), "images_per_s": len(idx) / (time.perf_counter() - start)})
+
+
+def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *,
+                  callback: Callable[[dict], None] | None = None) -> Path:
+    """Build the student's initial adapter by ``cfg.mode`` and save it to ``OUT/adapter``; returns that folder.
+
+    ``callback`` gets ``{"step", "loss", "images_per_s"}`` after every SFT step (``sft`` only).
+
+    Raises:
+        flowopd.adapters.AdapterError: a teacher folder is not an adapter of this base model, or (merge-avg)
+            the teachers' ranks differ.
+    """
+    if not isinstance(cfg, ColdStartConfig):
+        raise TypeError(f"run_coldstart needs a ColdStartConfig, got {type(cfg).__name__}")
+    out = Path(out_dir) / ADAPTER_DIR
+    added: list[str] = []
+    try:
+        teachers = {}
+        for task, folder in cfg.teachers.items():
+            teachers[task] = f"teacher_{task}"
+            replace_adapter(model, folder, teachers[task])
+            added.append(teachers[task])
+        drop_adapter(model, STUDENT)
+        added.append(STUDENT)
+        if cfg.mode in MERGE_COMBINATION:
+            weights = cfg.merge_weights()
+            merge_adapters(model, list(teachers.values()), [weights[t] for t in teachers], STUDENT,
+                           mode=MERGE_COMBINATION[cfg.mode] or cfg.combination, rank=cfg.svd_rank)
+        elif cfg.mode == "sft":
+            _sft(model, cfg, teachers, callback)
+        else:
+            add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha)
+        save_adapter(model, STUDENT, out)
+        (Path(out_dir) / "coldstart.json").write_text(cfg.to_json())
+    finally:
+        for name in added:
+            drop_adapter(model, name)
+    log.info("cold start %s: student adapter written to %s", cfg.mode, out)
+    return out

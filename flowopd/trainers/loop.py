@@ -1,0 +1,284 @@
+"""The on-policy training loop GRPO and OPD share: student adapter, optimizer, EMA, epochs, checkpoints.
+
+:class:`RLTrainer` owns everything but the stage's epoch (:meth:`RLTrainer.train_epoch`, written by the
+subclass as rollout -> scoring -> loss). One *step* is one optimizer step; an epoch is one rollout of
+``batch_size`` samples per process followed by ``optimizer_steps_per_epoch`` steps, each accumulating its
+share of the micro-batches over the trained denoising steps.
+
+The callback (main process only) gets one flat dict after every epoch, metrics gathered over processes::
+
+    step, epoch                  int: optimizer steps and epochs done
+    lr, loss, grad_norm          float; loss = mean over (micro-batch, trained step j)
+    images_per_s, step_time_s    images sampled per second of the epoch (all processes); epoch time / steps
+    trained_fraction             share of the samples trained on (groups masked by mask_zero_std drop out)
+    reward/<name>                mean of each reward where it applies (GRPO: its task's prompts; OPD: reward/<task>)
+    reward/<name>/<task>         for a reward that scores several tasks; reward/total: the weighted reward
+    GRPO: policy_loss, ratio, clip_frac, kl_base, kl_base/step_<j>, reward_std, advantage_abs
+    OPD:  kl_teacher, kl_teacher/step_<j>, kl_teacher/<task>, kl_anchor, kl_anchor/step_<j> (beta_mar > 0)
+    samples                      every sample_every epochs: [{"image": PIL, "prompt", "seed", "task"}]
+
+Steps only grow, so after a resume from step k a store drops its rows past k and the series continues
+without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from accelerate import Accelerator
+
+from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
+from ..models.base import FlowModel, to_pil
+from ..sampling import SDEStep, generate, sde_step
+from ..world.splits import load_prompts
+from .checkpoint import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    EMA_DIR,
+    CheckpointError,
+    find_checkpoint,
+    load_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .dist import MetricSums, allreduce_mean, any_process, make_accelerator, prepare_model
+from .ema import LoraEMA
+from .rollout import Rollout, epoch_seed, rollout, sample_groups
+
+log = logging.getLogger(__name__)
+Callback = Callable[[dict[str, Any]], None]
+SAMPLES_PER_TASK = 2
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves: ``adapter_dir`` holds the student to evaluate (EMA weights
+    when EMA is on; the model's student adapter holds the same weights on return)."""
+
+    adapter_dir: Path
+    checkpoint_dir: Path | None
+    step: int
+    epoch: int
+    stopped: bool
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
+
+
+class RLTrainer:
+    """Shared state and loop of the on-policy trainers (see the module docstring)."""
+
+    stage: ClassVar[str] = ""
+
+    def __init__(self, model: FlowModel, cfg: Any, out_dir: str | Path, accelerator: Accelerator | None = None):
+        self.model, self.cfg, self.out = model, cfg, Path(out_dir)
+        self.acc = make_accelerator(accelerator)
+        self.name: str = cfg.adapter_name
+        self.step = self.epoch = 0
+        self.last_good: tuple[Path, int] | None = None
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # --- setup -------------------------------------------------------------------------------------------
+
+    def init_student(self, init: str | Path | None, resume: bool) -> None:
+        """Student adapter from the checkpoint (resume), else from ``init``, else a fresh LoRA; then the
+        optimizer, warm-up scheduler, EMA and, on resume, their states, the step and the RNG states."""
+        cfg, model = self.cfg, self.model
+        ckpt = find_checkpoint(self.out) if resume else None
+        state = load_state(ckpt, self.acc.process_index) if ckpt else None
+        if state is not None and state.get("stage") != self.stage:
+            raise CheckpointError(f"{ckpt} is a {state.get('stage')!r} checkpoint, not a {self.stage!r} one: use "
+                                  "another --out folder")
+        if ckpt is not None or init is not None:
+            replace_adapter(model, ckpt / ADAPTER_DIR if ckpt else init, self.name)
+        else:
+            drop_adapter(model, self.name)
+            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha)
+        self.params = trainable_parameters(model, self.name)
+        prepare_model(model, self.acc, cfg.mixed_precision)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                                     weight_decay=cfg.weight_decay)
+        warm = cfg.warmup_steps
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        self.ema = LoraEMA(self.params, cfg.ema_decay, cfg.ema_every) if cfg.ema else None
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            if self.ema is not None and state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            set_rng_state(state["rng"])
+            self.last_good = (ckpt, self.step)
+            log.info("%s: resumed from %s at step %d (epoch %d)", self.stage, ckpt, self.step, self.epoch)
+            saved = json.loads((ckpt / CONFIG_FILE).read_text()) if (ckpt / CONFIG_FILE).is_file() else {}
+            changed = sorted(k for k, v in cfg.to_dict().items() if k != "epochs" and saved.get(k, v) != v)
+            if changed:  # allowed (e.g. a lower lr after a divergence), but worth a line in the log
+                log.warning("%s: resuming with changed config fields %s", self.stage, changed)
+
+    # --- the pieces an epoch uses ------------------------------------------------------------------------
+
+    def make_rollout(self, epoch: int, task_weights: Mapping[str, float]) -> Rollout:
+        """This process's on-policy rollout of ``epoch``: prompt groups, seeds and SDE noise from the epoch seed."""
+        cfg, rank = self.cfg, self.acc.process_index
+        rng = random.Random(epoch_seed(cfg.seed, epoch, rank, "prompts"))
+        records = sample_groups(task_weights, cfg.batch_size // cfg.group_size, cfg.group_size, rng)
+        seeds = [rng.randrange(2**31) for _ in records]
+        noise = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, rank, "noise"))
+        return rollout(self.model, self.name, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
+                       noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size)
+
+    def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
+        """Step ``j`` of rows ``idx`` under ``adapter`` (None: base), scored at the stored next latents.
+
+        Gradients flow when the caller enables them and ``adapter`` is the student.
+        """
+        x, (cond, uncond) = roll.latents[idx, j], roll.embeds(idx)
+        with use_adapter(self.model, adapter):
+            v = self.model.velocity(x, roll.sigmas[j], cond, uncond, self.cfg.guidance)
+        return sde_step(v, x, roll.sigmas[j], roll.sigmas[j + 1], self.cfg.noise_level, sigma_max=roll.sigma_max,
+                        prev_sample=roll.latents[idx, j + 1])
+
+    def diverged(self, what: str) -> FloatingPointError:
+        where = (f"the last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})" if self.last_good
+                 else "no checkpoint was written yet")
+        return FloatingPointError(f"{self.stage}: {what} at step {self.step + 1} (epoch {self.epoch + 1}); training "
+                                  f"stopped and {where}: lower lr (now {self.cfg.lr}) or check the rewards/teachers")
+
+    def accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
+                   metrics: MetricSums) -> None:
+        """Train on the local rollout rows ``index``: ``optimizer_steps_per_epoch`` steps, each accumulating
+        its micro-batches (``train_batch_size`` rows) over the trained denoising steps j.
+
+        ``micro_loss(rows, j) -> (scalar loss, {metric: value or [rows] tensor})``. A non-finite loss is not
+        back-propagated; the step then raises on every process (:meth:`optimizer_step`).
+        """
+        cfg, n_opt, trained = self.cfg, self.cfg.optimizer_steps_per_epoch, self.cfg.trained_steps
+        chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
+        for chunk in chunks:
+            bad = None
+            for start in range(0, len(chunk), cfg.train_batch_size):
+                rows = chunk[start:start + cfg.train_batch_size]
+                for j in range(trained):
+                    try:
+                        loss, values = micro_loss(rows, j)
+                    except FloatingPointError:
+                        loss, values = torch.tensor(float("nan")), {}
+                    if not torch.isfinite(loss.detach()):
+                        bad = float(loss.detach())
+                        break
+                    # Each (micro-batch, step) weighs by its rows, so a chunk's gradient is its per-sample mean.
+                    (loss * len(rows) / (len(chunk) * trained)).backward()
+                    metrics.add("loss", float(loss.detach()))
+                    metrics.update(values)
+                if bad is not None:
+                    break
+            metrics.add("grad_norm", self.optimizer_step(bad, len(chunk)))
+
+    def optimizer_step(self, bad_loss: float | None, rows: int) -> float:
+        """All-reduce the student's gradients (with the NaN flag and the row count), clip, step; returns the
+        gradient norm. A step no process had rows for (all groups masked) leaves the weights alone: Adam's
+        momentum would otherwise move them. The step count advances either way, so steps stay unique."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flags = torch.tensor([0.0 if bad_loss is None else 1.0, float(rows)], device=self.params[0].device)
+        *grads, flags = allreduce_mean(self.acc, [*grads, flags])
+        if flags[0].item() > 0:
+            raise self.diverged(f"the loss became {bad_loss}" if bad_loss is not None
+                                else "the loss became non-finite on another process")
+        if flags[1].item() == 0:
+            self.opt.zero_grad(set_to_none=True)
+            self.step += 1
+            return 0.0
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+        if not math.isfinite(norm):
+            raise self.diverged(f"the gradient norm became {norm}")
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
+        return norm
+
+    # --- the loop --------------------------------------------------------------------------------------------
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One rollout and its optimizer steps; returns the epoch's metrics (gathered over processes)."""
+        raise NotImplementedError
+
+    def sample_tasks(self) -> list[str]:
+        """Tasks whose test prompts the callback's sample images show."""
+        raise NotImplementedError
+
+    def run(self, callback: Callback | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch; a checkpoint is saved first)."""
+        cfg, main, stopped, metrics = self.cfg, self.acc.is_main_process, False, {}
+        while self.epoch < cfg.epochs:
+            start = time.perf_counter()
+            metrics = self.train_epoch(self.epoch)
+            self.epoch += 1
+            elapsed = time.perf_counter() - start
+            payload: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **metrics,
+                                       "lr": self.opt.param_groups[0]["lr"],
+                                       "images_per_s": cfg.batch_size * self.acc.num_processes / elapsed,
+                                       "step_time_s": elapsed / cfg.optimizer_steps_per_epoch}
+            log.info("%s epoch %d step %d: loss %.4g, %.1f images/s", self.stage, self.epoch, self.step,
+                     metrics.get("loss", float("nan")), payload["images_per_s"])
+            if main and cfg.sample_every and self.epoch % cfg.sample_every == 0:
+                payload["samples"] = self.sample_images()
+            if main and callback is not None:
+                callback(payload)
+            stopped = any_process(self.acc, bool(main and should_stop is not None and should_stop()))
+            if stopped or self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
+                self.save()
+            if stopped:
+                log.info("%s: stopped at step %d", self.stage, self.step)
+                break
+        return TrainResult(self.export(), self.last_good[0] if self.last_good else None, self.step, self.epoch,
+                           stopped, {k: v for k, v in metrics.items() if isinstance(v, float)})
+
+    def sample_images(self) -> list[dict]:
+        """ODE samples of the first test prompts of each task (fixed seeds), with the evaluated weights."""
+        records = [r for t in self.sample_tasks() for r in load_prompts(t, "test")[:SAMPLES_PER_TASK]]
+        seeds = [self.cfg.seed + i for i in range(len(records))]
+        with self.ema.applied() if self.ema else nullcontext(), use_adapter(self.model, self.name):
+            images = generate(self.model, [r["prompt"] for r in records], seeds=seeds, num_steps=self.cfg.eval_steps,
+                              guidance=self.cfg.guidance)
+        return [{"image": im, "prompt": r["prompt"], "seed": s, "task": r["task"]}
+                for im, r, s in zip(to_pil(images), records, seeds)]
+
+    def save(self) -> None:
+        def write(folder: Path) -> None:
+            save_adapter(self.model, self.name, folder / ADAPTER_DIR)
+            if self.ema is not None:
+                with self.ema.applied():
+                    save_adapter(self.model, self.name, folder / EMA_DIR)
+
+        state = {"stage": self.stage, "step": self.step, "epoch": self.epoch, "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None}
+        self.last_good = (save_checkpoint(self.out, self.acc, save_adapters=write, state=state,
+                                          config=self.cfg.to_dict()), self.step)
+
+    def export(self) -> Path:
+        """Write ``OUT/adapter`` (EMA weights when EMA is on) and leave those weights in the model."""
+        if self.ema is not None:
+            if self.step < self.cfg.ema_every:
+                log.warning("%s: the EMA was never updated (%d steps < ema_every=%d): the exported adapter holds "
+                            "the initial weights; lower ema_every or turn ema off", self.stage, self.step,
+                            self.cfg.ema_every)
+            self.ema.copy_to_params()
+        folder = self.out / ADAPTER_DIR
+        if self.acc.is_main_process:
+            save_adapter(self.model, self.name, folder)
+        self.acc.wait_for_everyone()
+        return folder
+

@@ -1,0 +1,103 @@
+"""The GRPO trainer on the small random model: what trains, what the callback gets, advantages, NaN handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from flowopd.adapters import adapter_parameters, add_lora, load_adapter
+from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR, checkpoint_step
+from flowopd.trainers.grpo import gather_advantages, train_grpo
+from flowopd.trainers.rollout import reward_applies
+
+
+def _snapshot(module: torch.nn.Module, lora: bool) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters() if ("lora_" in n) == lora}
+
+
+def test_two_steps_train_the_student_only(tiny, randomise, grpo_config, tmp_path):
+    model = tiny()
+    add_lora(model, "other", 4, 8.0)
+    randomise(model, "other")
+    base, text = _snapshot(model.transformer, lora=False), _snapshot(model.text_encoder, lora=False)
+    other = {n: p.detach().clone() for n, p in adapter_parameters(model, "other").items()}
+
+    result = train_grpo(model, grpo_config(beta=0.04), tmp_path)
+
+    assert (result.step, result.epoch, result.stopped) == (2, 1, False)
+    student = adapter_parameters(model, "teacher")
+    assert any(p.abs().sum() > 0 for n, p in student.items() if "lora_B" in n)  # B starts at 0
+    assert all(torch.equal(p, _snapshot(model.transformer, False)[n]) for n, p in base.items())
+    assert all(torch.equal(p, dict(model.text_encoder.named_parameters())[n]) for n, p in text.items())
+    assert all(torch.equal(p, adapter_parameters(model, "other")[n]) for n, p in other.items())
+    # The exported adapter is what the model holds, and loads back onto the same base.
+    load_adapter(model, result.adapter_dir, "again")
+    again = adapter_parameters(model, "again")
+    assert all(torch.equal(p, again[n.replace(".teacher.", ".again.")]) for n, p in student.items())
+
+
+def test_callback_gets_rewards_per_task_kl_per_step_and_samples(tiny, grpo_config, tmp_path):
+    cfg = grpo_config(rewards={"compose": 1.0, "prefer": 1.0, "quality": 0.5},
+                      prompt_tasks={"compose": 1.0, "prefer": 1.0}, sample_every=1, batch_size=16)
+    seen = []
+    train_grpo(tiny(), cfg, tmp_path, callback=seen.append)
+
+    (m,) = seen
+    assert m["step"] == 2 and m["epoch"] == 1
+    for key in ("reward/compose", "reward/prefer", "reward/quality", "reward/total", "loss", "lr", "images_per_s",
+                "step_time_s", "kl_base/step_0", "kl_base/step_1", "reward_std", "advantage_abs"):
+        assert isinstance(m[key], float), key
+    assert "kl_base/step_2" not in m  # timestep_fraction 0.99 of 3 steps trains 2
+    # quality scores every sample, so it is also reported per task; compose only scores compose prompts.
+    assert {"reward/quality/compose", "reward/quality/prefer"} <= set(m) and "reward/compose/prefer" not in m
+    assert len(m["samples"]) == 4  # 2 fixed test prompts per task
+    assert all(isinstance(s["image"], Image.Image) and s["prompt"] and isinstance(s["seed"], int)
+               for s in m["samples"])
+    assert [s["task"] for s in m["samples"]] == ["compose", "compose", "prefer", "prefer"]
+
+
+def test_reward_applies_to_its_task_or_to_everything():
+    assert reward_applies("text", {"task": "text"}, ["text", "compose"])
+    assert not reward_applies("text", {"task": "compose"}, ["text", "compose"])
+    assert reward_applies("quality", {"task": "compose"}, ["text", "compose"])
+
+
+def test_advantages_and_zero_spread_mask_in_one_process():
+    from accelerate import Accelerator
+
+    rewards = torch.tensor([1.0, 3.0, 2.0, 2.0])  # the second group has no spread
+    adv = gather_advantages(Accelerator(cpu=True), rewards, 2, mask_zero_std=True)
+    std = rewards.std(correction=0)
+    torch.testing.assert_close(adv.local, torch.tensor([-1.0, 1.0, 0.0, 0.0]) / (std + 1e-4))
+    assert adv.keep == [0, 1]
+
+
+def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tiny, grpo_config, tmp_path, monkeypatch):
+    import flowopd.trainers.grpo as trainer
+
+    calls = {"n": 0}
+    real = trainer.grpo_step_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 4 else loss  # epoch 1: 2 optimizer steps x 2 trained j
+
+    monkeypatch.setattr(trainer, "grpo_step_loss", poisoned)
+    model = tiny()
+    with pytest.raises(FloatingPointError, match=r"grpo: the loss became nan at step 3 \(epoch 2\); training "
+                                                 r"stopped and the last good checkpoint is .*checkpoint \(step 2\)"):
+        train_grpo(model, grpo_config(epochs=3), tmp_path)
+    assert checkpoint_step(tmp_path) == 2
+    load_adapter(tiny(), tmp_path / CHECKPOINT_DIR / ADAPTER_DIR, "restored")  # intact and loadable
+    assert all(torch.isfinite(p).all() for p in adapter_parameters(model, "teacher").values())
+
+
+def test_groups_without_reward_spread_do_not_move_the_student(tiny, grpo_config, tmp_path):
+    model = tiny()  # random images: the compose detector finds nothing, every reward is 0
+    seen = []
+    result = train_grpo(model, grpo_config(rewards={"compose": 1.0}, prompt_tasks={"compose": 1.0}), tmp_path,
+                        callback=seen.append)
+    assert result.step == 2 and seen[0]["trained_fraction"] == 0.0 and seen[0]["reward/compose"] == 0.0
+    assert all(p.abs().sum() == 0 for n, p in adapter_parameters(model, "teacher").items() if "lora_B" in n)

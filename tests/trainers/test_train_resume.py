@@ -1,0 +1,55 @@
+"""Interrupt and resume: the step count and the metric series continue, and the run ends where an uninterrupted
+one ends (every epoch's prompts and noise come from its seed; optimizer and scheduler states are restored)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowopd.adapters import adapter_parameters
+from flowopd.trainers.checkpoint import CHECKPOINT_DIR, PREVIOUS_DIR, CheckpointError, checkpoint_step
+from flowopd.trainers.grpo import train_grpo
+from flowopd.trainers.opd import train_opd
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in adapter_parameters(model, "teacher").items()}
+
+
+def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(tiny, grpo_config, tmp_path):
+    cfg = grpo_config(epochs=3, checkpoint_every=10, warmup_steps=3, ema=True, ema_every=2)
+    straight = tiny()
+    straight_steps = []
+    train_grpo(straight, cfg, tmp_path / "straight", callback=lambda m: straight_steps.append(m["step"]))
+
+    steps: list[int] = []
+    first = train_grpo(tiny(), cfg, tmp_path / "run", callback=lambda m: steps.append(m["step"]),
+                       should_stop=lambda: len(steps) >= 1)
+    assert first.stopped and first.step == 2 and checkpoint_step(tmp_path / "run") == 2  # saved before stopping
+    resumed_model = tiny()
+    second = train_grpo(resumed_model, cfg, tmp_path / "run", callback=lambda m: steps.append(m["step"]))
+
+    assert not second.stopped and (second.step, second.epoch) == (6, 3)
+    assert steps == straight_steps == [2, 4, 6]  # no step twice, none missing
+    for name, value in _weights(straight).items():  # EMA weights, exported at the end
+        torch.testing.assert_close(_weights(resumed_model)[name], value)
+
+
+def test_no_resume_starts_over_and_a_torn_save_falls_back(tiny, grpo_config, tmp_path):
+    cfg = grpo_config(epochs=1)
+    train_grpo(tiny(), cfg, tmp_path)
+    steps: list[int] = []
+    train_grpo(tiny(), cfg, tmp_path, resume=False, callback=lambda m: steps.append(m["step"]))
+    assert steps == [2]
+    # A save killed between its two renames leaves only checkpoint.prev/: the resume uses it.
+    (tmp_path / CHECKPOINT_DIR).rename(tmp_path / PREVIOUS_DIR)
+    assert checkpoint_step(tmp_path) == 2
+    assert train_grpo(tiny(), cfg, tmp_path).step == 2  # nothing left to train
+
+
+def test_a_checkpoint_of_another_stage_is_refused(tiny, grpo_config, opd_config, make_teachers, tmp_path):
+    model = tiny()
+    train_grpo(model, grpo_config(), tmp_path / "run")
+    teachers = make_teachers(model, {"prefer": 1})
+    with pytest.raises(CheckpointError, match="is a 'grpo' checkpoint, not a 'opd' one: use another --out folder"):
+        train_opd(model, opd_config(teachers), tmp_path / "run")
