@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .trainers.cli import register as register_trainers  # cheap: torch and the trainers load in the handlers
 
     register_trainers(sub)
+    from .reproduce.cli import register as register_reproduce  # cheap: the benchmark loads in its handler
+
+    register_reproduce(sub)
     from storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
 
     register_runs(sub)

@@ -89,7 +89,7 @@ def test_home_from_environment(cli, home: Path, config_file: Path, fake_spawn, m
     (["submit", "pretrain", "--config", "/no/such.json"], "No such file"),
     (["submit", "pretrain", "--config", "CONFIG_NOT_JSON"], "is not valid JSON"),
     (["submit", "pretrain", "--config", "CONFIG_LIST"], "must be a JSON object"),
-    (["submit", "grpo", "--config", "CONFIG_BAD_KEY"], "invalid choice: 'grpo'"),
+    (["submit", "nosuch", "--config", "CONFIG_BAD_KEY"], "invalid choice: 'nosuch'"),
     (["show", "r0000000000"], "no run r0000000000"),
     (["stop", "r0000000000"], "no run r0000000000"),
 ])

@@ -1,0 +1,138 @@
+"""The benchmark's stages for one seed, in order, each with the config of its trainer.
+
+Per seed (``OUT/seed<k>/<stage>/``)::
+
+    base                       evaluation of the base model (no training)
+    teacher-<task> x 4         GRPO on one reward and its task's prompts (budget ``teacher``)
+    grpo-mix                   GRPO on all four rewards at once, at the distillation stage's compute
+    coldstart-merge            exact merge of the four teachers (no optimizer steps)
+    coldstart-sft              SFT on teacher samples (the init of opd-sft; not a row, not evaluated)
+    opd, opd-no-mar, opd-sft   distillation from merge init with MAR, without MAR, and from SFT init
+    grpo-mix-long              GRPO-Mix with the optimizer steps of 4 teachers + cold start + distillation
+    seesaw-<task> x 4          GRPO with the rewards stacked one by one (compose; +text; +prefer; +quality)
+
+A stage whose trainer config equals an earlier one's (``seesaw-compose`` is ``teacher-compose``; with equal
+budgets ``seesaw-quality`` is ``grpo-mix``) is not run twice: ``same_as`` names the stage it reuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..world.prompts import TASKS
+from .config import ReproduceConfig, StageBudget
+
+ROWS = ("base", "teacher-compose", "teacher-text", "teacher-prefer", "teacher-quality", "grpo-mix",
+        "coldstart-merge", "opd", "opd-no-mar", "opd-sft", "grpo-mix-long")
+SEESAW = tuple(f"seesaw-{task}" for task in TASKS)  # rows of the seesaw table after "base"
+RESULT_FILE, TRAIN_FILE, CURVE_FILE, ADAPTER_DIR = "result.json", "train.json", "curve.jsonl", "adapter"
+
+
+@dataclass
+class StageSpec:
+    """One stage of a seed's plan.
+
+    Attributes:
+        name: folder name under ``OUT/seed<k>/``; a row name for the rows of the main table.
+        kind: ``eval`` (the base, nothing trained), ``grpo``, ``coldstart`` or ``opd``.
+        config: the trainer's config (GRPOConfig, ColdStartConfig, OPDConfig); None for ``eval``.
+        evaluate: whether the stage's adapter is evaluated (``coldstart-sft`` is only an init).
+        same_as: an earlier stage with an identical config whose results this one reuses.
+    """
+
+    name: str
+    kind: str
+    config: Any = None
+    evaluate: bool = True
+    same_as: str | None = None
+
+    def folder(self, seed_dir: Path) -> Path:
+        return seed_dir / (self.same_as or self.name)
+
+    def planned_compute(self) -> dict[str, int]:
+        """Optimizer steps and images this stage's own training takes (0 for eval and merges)."""
+        cfg = self.config
+        if self.kind in ("grpo", "opd"):
+            return {"optimizer_steps": cfg.epochs * cfg.optimizer_steps_per_epoch,
+                    "images": cfg.epochs * cfg.batch_size}
+        if self.kind == "coldstart" and cfg.mode == "sft":
+            return {"optimizer_steps": cfg.sft_steps,
+                    "images": cfg.sft_samples_per_task * cfg.sft_best_of * len(cfg.teachers)}
+        return {"optimizer_steps": 0, "images": 0}
+
+
+def _rl_fields(cfg: ReproduceConfig, budget: StageBudget, seed: int) -> dict[str, Any]:
+    return {**budget.fields(), "seed": seed, "model": cfg.model, "num_steps": cfg.num_steps,
+            "eval_steps": cfg.eval_steps, "checkpoint_every": cfg.checkpoint_every, "sample_every": 0, **cfg.rl}
+
+
+def _grpo(cfg: ReproduceConfig, budget: StageBudget, seed: int, tasks: tuple[str, ...]) -> Any:
+    from ..configs import GRPOConfig
+
+    weights = {t: 1.0 for t in tasks}
+    return GRPOConfig.from_dict({**_rl_fields(cfg, budget, seed), **cfg.grpo, "rewards": weights,
+                                 "prompt_tasks": weights})
+
+
+def _opd(cfg: ReproduceConfig, seed: int, teachers: dict[str, str], init: str, beta_mar: float) -> Any:
+    from ..configs import OPDConfig
+
+    return OPDConfig.from_dict({**_rl_fields(cfg, cfg.distill, seed), **cfg.opd, "teachers": teachers, "init": init,
+                                "prompt_tasks": {t: 1.0 for t in teachers}, "beta_mar": beta_mar})
+
+
+def _coldstart(cfg: ReproduceConfig, seed: int, mode: str, teachers: dict[str, str]) -> Any:
+    from ..configs import ColdStartConfig
+
+    return ColdStartConfig.from_dict({**cfg.coldstart, "mode": mode, "teachers": teachers, "model": cfg.model,
+                                      "seed": seed})
+
+
+def long_mix_budget(cfg: ReproduceConfig, coldstart_steps: int = 0) -> StageBudget:
+    """GRPO-Mix given the optimizer steps of the 4 teachers, the cold start and the distillation.
+
+    Example:
+        >>> long_mix_budget(ReproduceConfig.preset("default")).epochs  # 4 x 8 teacher + 8 distillation epochs
+        40
+    """
+    steps = len(TASKS) * cfg.teacher.optimizer_steps + coldstart_steps + cfg.distill.optimizer_steps
+    return cfg.distill.with_steps(steps)
+
+
+def build_plan(cfg: ReproduceConfig, seed: int, seed_dir: str | Path) -> list[StageSpec]:
+    """The stages of seed ``seed`` in the order they run (see the module docstring).
+
+    Raises:
+        ValueError: an override in ``cfg`` is not a valid field of a stage config (the message names it).
+    """
+    seed_dir = Path(seed_dir).resolve()
+
+    def adapter(stage: str) -> str:
+        return str(seed_dir / stage / ADAPTER_DIR)
+
+    teachers = {task: adapter(f"teacher-{task}") for task in TASKS}
+    merge = _coldstart(cfg, seed, "merge", teachers)
+    plan = [StageSpec("base", "eval")]
+    plan += [StageSpec(f"teacher-{t}", "grpo", _grpo(cfg, cfg.teacher, seed, (t,))) for t in TASKS]
+    plan += [StageSpec("grpo-mix", "grpo", _grpo(cfg, cfg.distill, seed, TASKS)),
+             StageSpec("coldstart-merge", "coldstart", merge),
+             StageSpec("coldstart-sft", "coldstart", _coldstart(cfg, seed, "sft", teachers), evaluate=False),
+             StageSpec("opd", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), cfg.beta_mar)),
+             StageSpec("opd-no-mar", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), 0.0)),
+             StageSpec("opd-sft", "opd", _opd(cfg, seed, teachers, adapter("coldstart-sft"), cfg.beta_mar))]
+    merge_steps = StageSpec("", "coldstart", merge).planned_compute()["optimizer_steps"]
+    plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_mix_budget(cfg, merge_steps), seed, TASKS)))
+    plan += [StageSpec(f"seesaw-{t}", "grpo", _grpo(cfg, cfg.teacher, seed, TASKS[:k + 1]))
+             for k, t in enumerate(TASKS)]
+    seen: dict[str, str] = {}
+    for spec in plan:
+        if spec.config is None:
+            continue
+        key = spec.config.to_json()
+        if key in seen:
+            spec.same_as = seen[key]
+        else:
+            seen[key] = spec.name
+    return plan

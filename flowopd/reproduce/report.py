@@ -1,0 +1,109 @@
+"""``report.md``: the paper's tables on the tiny world, the claims, compute, wall time and the curves.
+
+Sections: the main table (rows as the paper's Table 1), the seesaw table (GRPO with the rewards stacked one
+by one), the MAR ablation, the claims (:mod:`flowopd.reproduce.claims`), compute per row, wall time per
+stage, and the training-curve PNGs (paths relative to the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..world.prompts import TASKS
+from .claims import claims
+from .plan import ROWS, SEESAW
+
+COLUMNS = (*TASKS, "average")
+ROW_LABELS = {
+    "base": "base (tiny-base)", "teacher-compose": "GRPO teacher: compose", "teacher-text": "GRPO teacher: text",
+    "teacher-prefer": "GRPO teacher: prefer", "teacher-quality": "GRPO teacher: quality",
+    "grpo-mix": "GRPO-Mix (distillation compute)", "coldstart-merge": "cold start: merge",
+    "opd": "**Flow-OPD (merge init, MAR)**", "opd-no-mar": "Flow-OPD w/o MAR", "opd-sft": "Flow-OPD (SFT init)",
+    "grpo-mix-long": "GRPO-Mix (whole-pipeline compute)",
+}
+SEESAW_LABELS = {"base": "base", **{name: f"+{task}" for name, task in zip(SEESAW, TASKS)}}
+MAR_ROWS = ("base", "teacher-quality", "grpo-mix", "opd-no-mar", "opd")
+
+
+def cell(row: Mapping, metric: str) -> str:
+    """``0.512`` or ``0.512 ± 0.010`` (std over seeds).
+
+    Example:
+        >>> cell({"text": 0.5, "std": {"text": 0.01}}, "text")
+        '0.500 ± 0.010'
+    """
+    std = row.get("std", {}).get(metric)
+    return f"{row[metric]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def table(rows: Mapping[str, Mapping], labels: Mapping[str, str], names: tuple[str, ...], first: str) -> list[str]:
+    """A markdown table of ``names`` with the four metrics and Average; the best value of a column in bold."""
+    values = {m: [rows[n][m] for n in names] for m in COLUMNS}
+    best = {m: max(v) if max(v) > min(v) else None for m, v in values.items()}  # no bold when all are equal
+    out = [f"| {first} | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name in names:
+        cells = [f"**{cell(rows[name], m)}**" if rows[name][m] == best[m] else cell(rows[name], m) for m in COLUMNS]
+        out.append(f"| {labels.get(name, name)} (`{name}`) | " + " | ".join(cells) + " |")
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: Path) -> str:
+    """The report's markdown text (see the module docstring); plot paths are made relative to ``out``."""
+    seeds, wall, cfg = results["seeds"], results["wall_time_s"], details["config"]
+    lines = ["# Flow-OPD on the tiny world: reproduction report", "",
+             f"Budget `{cfg['budget']}`, {seeds} seed(s) (training seeds 0..{seeds - 1}; the evaluation protocol "
+             f"uses fixed seeds, so `base` is evaluated once), {cfg['eval_steps']} ODE evaluation steps, "
+             + ("the whole test split" if cfg["eval_limit"] is None else f"the first {cfg['eval_limit']} test prompts "
+                "per task (a subset: not the protocol)") + ".",
+             f"Machine: {results['machine']}.",
+             f"Wall time: {_minutes(wall['total'])} in all, {_minutes(wall['total'] / seeds)} per seed.", "",
+             "Every metric is in [0, 1]; Average is their mean. Cells are the mean over seeds"
+             + (" ± the standard deviation over seeds (ddof 1)." if seeds > 1 else "."), "",
+             "## Main table (the paper's Table 1)", "",
+             *table(results["rows"], ROW_LABELS, ROWS, "model"), "",
+             "## Seesaw: GRPO with the rewards stacked one by one", "",
+             "Each row is a GRPO run from the base on the rewards (and prompts) of all tasks up to its own, with a "
+             "teacher's budget; `+compose` is the compose teacher.", "",
+             *table(details["seesaw"], SEESAW_LABELS, ("base", *SEESAW), "stage"), "",
+             "## MAR ablation", "",
+             f"Manifold Anchor Regularization towards the base, weight {cfg['beta_mar']} (`opd`) versus none "
+             "(`opd-no-mar`), both from the merge cold start.", "",
+             *table(results["rows"], ROW_LABELS, MAR_ROWS, "model"), "",
+             "## The paper's claims on the tiny world", "",
+             "Differences are paired by seed; the ± is the standard deviation of the per-seed differences "
+             "(the spread). A difference within the spread is no result.", "",
+             *claims(details["per_seed"]), "",
+             "## Compute per row", "",
+             "Optimizer steps and images sampled by the row's own training stage. `grpo-mix` matches the "
+             "distillation stage (`opd`); `grpo-mix-long` matches the four teachers + cold start + `opd`. "
+             "`coldstart-merge` and the OPD rows also build on the teachers (and `opd-sft` on the SFT cold start).",
+             "", "| row | optimizer steps | images | pipeline steps | pipeline images |", "|---|---|---|---|---|"]
+    comp, stage = results["compute"], details["stage_compute"]
+    teachers = [stage[f"teacher-{t}"] for t in TASKS]
+    upstream = {"opd": teachers + [stage["coldstart-merge"]], "opd-no-mar": teachers + [stage["coldstart-merge"]],
+                "opd-sft": teachers + [stage["coldstart-sft"]], "coldstart-merge": teachers}
+    for row in ROWS:
+        parts = [comp[row], *upstream.get(row, [])]
+        lines.append(f"| `{row}` | {comp[row]['optimizer_steps']} | {comp[row]['images']} | "
+                     f"{sum(p['optimizer_steps'] for p in parts)} | {sum(p['images'] for p in parts)} |")
+    lines += ["", "## Wall time per stage (summed over seeds)", "", "| stage | training | evaluation | total |",
+              "|---|---|---|---|"]
+    for name, total in wall.items():
+        if name != "total":
+            lines.append(f"| `{name}` | {_minutes(details['train_time_s'][name])} | "
+                         f"{_minutes(details['eval_time_s'][name])} | {_minutes(total)} |")
+    lines.append(f"| **total** | | | **{_minutes(wall['total'])}** |")
+    aliases = {n: c["same_as"] for n, c in stage.items() if c["same_as"]}
+    if aliases:
+        lines += ["", "Stages with the same config as an earlier one reuse its run: "
+                  + ", ".join(f"`{n}` = `{s}`" for n, s in aliases.items()) + "."]
+    lines += ["", "## Training curves", "", "Reward per task (on the training samples) and KL against the "
+              "optimizer step, per training stage.", ""]
+    for name, path in plots.items():
+        lines += [f"### `{name}`", "", f"![{name}]({Path(path).resolve().relative_to(out.resolve()).as_posix()})", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,138 @@
+"""The benchmark's driver: every seed's plan, stage by stage, then ``results.json``, plots and ``report.md``.
+
+Output folder::
+
+    OUT/config.json          the ReproduceConfig
+    OUT/seed<k>/<stage>/     each stage's checkpoint, adapter, curve, train.json and result.json
+    OUT/results.json         the rows (mean and std over seeds), compute, wall time, seeds, machine
+    OUT/details.json         per-seed metrics (seesaw runs included), per-stage compute and times
+    OUT/plots/<stage>.png    training curves
+    OUT/report.md            the tables, the claims and the curves
+
+An interrupted benchmark continues where it stopped: finished stages are skipped and a trainer resumes from
+its checkpoint.
+
+Example::
+
+    from flowopd.reproduce import ReproduceConfig, reproduce
+
+    summary = reproduce(ReproduceConfig.preset("default", seeds=3), "runs/reproduce")
+    print(summary["rows"]["opd"]["average"])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import ReproduceConfig
+from .plan import StageSpec, build_plan
+from .stage import Progress, read_json, run_stage, write_json
+
+log = logging.getLogger(__name__)
+RESULTS_FILE, DETAILS_FILE, REPORT_FILE, PLOTS_DIR, CONFIG_FILE = (
+    "results.json", "details.json", "report.md", "plots", "config.json")
+
+
+def plans(cfg: ReproduceConfig, out: str | Path) -> dict[int, list[StageSpec]]:
+    """Seed -> its plan (every stage config is built and validated here, before anything runs)."""
+    return {seed: build_plan(cfg, seed, Path(out) / f"seed{seed}") for seed in range(cfg.seeds)}
+
+
+def check_folder(cfg: ReproduceConfig, out: Path) -> None:
+    """Refuse a folder holding a benchmark of another config (only ``seeds`` may change: more seeds add to it).
+
+    Raises:
+        ValueError: naming the fields that differ.
+    """
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        return
+    stored, current = read_json(path), cfg.to_dict()
+    changed = sorted(k for k in set(stored) | set(current) if k != "seeds" and stored.get(k) != current.get(k))
+    if changed:
+        raise ValueError(f"{out} holds a benchmark run with another config (fields {changed} differ): use another "
+                         "--out folder, or the same config to continue it")
+
+
+def runs(spec: StageSpec, seed: int) -> bool:
+    """Whether the stage runs for ``seed``: not when it reuses another stage's run, and the base is evaluated
+    for seed 0 only (nothing is trained and the protocol's seeds are fixed, so every seed would get the same)."""
+    return not spec.same_as and not (spec.kind == "eval" and seed > 0)
+
+
+def stage_count(cfg: ReproduceConfig) -> int:
+    """How many stages the benchmark runs over all seeds (see :func:`runs`)."""
+    plan = build_plan(cfg, 0, Path("."))
+    return sum(1 for seed in range(cfg.seeds) for spec in plan if runs(spec, seed))
+
+
+def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | None = None,
+              should_stop: Callable[[], bool] | None = None, accelerator=None) -> dict:
+    """Run (or continue) the benchmark into ``out``; returns the ``results.json`` dict.
+
+    Args:
+        progress: gets ``{"event": "stage", "seed", "stage", "index", "total", "status": "start" | "done" |
+            "skipped", "result" (done / skipped)}`` around every stage and ``{"event": "epoch", "seed",
+            "stage", "epoch", "epochs", "metrics"}`` after every training epoch.
+        should_stop: polled after every epoch and between stages; True stops the benchmark (checkpoint saved).
+        accelerator: default: a new one-process ``accelerate.Accelerator``.
+
+    Raises:
+        ReproduceStopped: ``should_stop`` returned True; a later call continues.
+        ValueError: a config override is invalid, or ``out`` holds stages run with another config.
+    """
+    from ..trainers.dist import make_accelerator
+    from .stage import ReproduceStopped
+
+    out = Path(out)
+    by_seed = plans(cfg, out)
+    check_folder(cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG_FILE, cfg.to_dict())
+    acc = make_accelerator(accelerator)
+    total = stage_count(cfg)
+    results: dict[int, dict[str, dict]] = {}
+    index = 0
+    for seed, plan in by_seed.items():
+        seed_dir = out / f"seed{seed}"
+        done = results.setdefault(seed, {})
+        for spec in plan:
+            if spec.same_as:
+                done[spec.name] = done[spec.same_as]
+                continue
+            if not runs(spec, seed):  # the base: seed 0's evaluation, its time counted once
+                done[spec.name] = {**results[0][spec.name], "seed": seed, "train_time_s": 0.0, "eval_time_s": 0.0,
+                                   "wall_time_s": 0.0}
+                continue
+            if should_stop is not None and should_stop():
+                raise ReproduceStopped(f"stopped before {spec.name} (seed {seed}); run again to continue")
+            event = {"event": "stage", "seed": seed, "stage": spec.name, "index": index, "total": total}
+            if progress is not None:
+                progress({**event, "status": "start"})
+            log.info("reproduce: seed %d, stage %s (%d/%d)", seed, spec.name, index + 1, total)
+            done[spec.name] = run_stage(spec, seed_dir, cfg, acc, seed, progress, should_stop)
+            index += 1
+            if progress is not None:
+                status = "skipped" if done[spec.name]["skipped"] else "done"
+                progress({**event, "index": index, "status": status, "result": done[spec.name]})
+    return write_outputs(cfg, by_seed[0], results, out)
+
+
+def write_outputs(cfg: ReproduceConfig, plan: list[StageSpec], results: dict[int, dict[str, dict]],
+                  out: Path) -> dict:
+    """Write ``results.json``, ``details.json``, the plots and ``report.md``; returns the results dict."""
+    from .plots import plot_all
+    from .report import render
+    from .results import summarize
+
+    summary, details = summarize(plan, results, cfg.to_dict())
+    write_json(out / RESULTS_FILE, summary)
+    write_json(out / DETAILS_FILE, details)
+    curves = {spec.name: [results[seed][spec.name]["curve"] for seed in sorted(results)]
+              for spec in plan if not spec.same_as and spec.kind != "eval"}
+    plots = plot_all(curves, out / PLOTS_DIR)
+    (out / REPORT_FILE).write_text(render(summary, details, plots, out))
+    log.info("reproduce: wrote %s, %s and %d plots to %s", REPORT_FILE, RESULTS_FILE, len(plots), out)
+    return summary

@@ -1,0 +1,182 @@
+"""Running one stage of the plan: train (GRPO, cold start or OPD), then evaluate, skipping what is done.
+
+Files in ``OUT/seed<k>/<stage>/``::
+
+    checkpoint/    the trainer's resumable checkpoint (GRPO, OPD)
+    adapter/       the stage's adapter (what is evaluated)
+    curve.jsonl    one line of metrics per epoch (GRPO, OPD), kept consistent with the checkpoint on resume
+    train.json     written when training has finished: config, compute, training time, the curve
+    result.json    written when the stage is complete: train.json's fields plus the evaluation metrics
+
+A stage with ``result.json`` is skipped; one with ``train.json`` only is evaluated; one with a checkpoint
+resumes it. A folder whose stored config differs from the plan's is refused (another budget was run there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..evaluate import EvalConfig
+from ..models import load_model
+from .config import ReproduceConfig
+from .evaluation import evaluate_adapter
+from .plan import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE, StageSpec
+
+log = logging.getLogger(__name__)
+Progress = Callable[[dict], None]
+
+
+class ReproduceStopped(Exception):
+    """A stop request ended a trainer early; its checkpoint is saved and a re-run continues from it."""
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` atomically (a killed process never leaves half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def config_of(spec: StageSpec) -> dict | None:
+    return None if spec.config is None else json.loads(spec.config.to_json())
+
+
+def _check_config(spec: StageSpec, stored: dict, path: Path) -> None:
+    planned = config_of(spec)
+    if stored.get("config") != planned:
+        fields = sorted(k for k in set(planned or {}) | set(stored.get("config") or {})
+                        if (planned or {}).get(k) != (stored.get("config") or {}).get(k))
+        raise ValueError(f"{path} was written with another config (fields {fields} differ from this benchmark's "
+                         "plan): use another --out folder, or delete that stage's folder to redo it")
+
+
+class _Curve:
+    """The per-epoch metric lines of a GRPO/OPD stage, cut back to the checkpoint's step on resume."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+        self.rows = [r for r in rows if r["step"] <= resume_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def add(self, metrics: dict, steps_per_epoch: int) -> dict:
+        row = {k: float(v) if isinstance(v, float) else v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        row["epoch_time_s"] = float(metrics.get("step_time_s", 0.0)) * steps_per_epoch
+        self.rows.append(row)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+
+def stage_seed(seed: int, name: str) -> int:
+    """The torch seed set before a stage (a new LoRA's init), independent of what ran before in the process."""
+    return zlib.crc32(f"{seed}:{name}".encode()) & 0x7FFFFFFF
+
+
+def _train_rl(spec: StageSpec, folder: Path, model, accelerator, progress: Progress | None,
+              should_stop: Callable[[], bool] | None, seed: int) -> dict:
+    from ..trainers.checkpoint import checkpoint_step
+    from ..trainers.grpo import train_grpo
+    from ..trainers.opd import train_opd
+
+    cfg = spec.config
+    curve = _Curve(folder / CURVE_FILE, checkpoint_step(folder))
+    before = sum(r.get("epoch_time_s", 0.0) for r in curve.rows)
+
+    def callback(metrics: dict) -> None:
+        row = curve.add(metrics, cfg.optimizer_steps_per_epoch)
+        if progress is not None:
+            progress({"event": "epoch", "seed": seed, "stage": spec.name, "epoch": row["epoch"],
+                      "epochs": cfg.epochs, "metrics": row})
+
+    start = time.perf_counter()
+    train = train_grpo if spec.kind == "grpo" else train_opd
+    result = train(model, cfg, folder, callback=callback, should_stop=should_stop, resume=True,
+                   accelerator=accelerator)
+    if result.stopped:
+        raise ReproduceStopped(f"{spec.name} (seed {seed}) stopped at step {result.step}; run again to continue")
+    return {"optimizer_steps": result.step, "images": result.epoch * cfg.batch_size,
+            "train_time_s": before + time.perf_counter() - start, "curve": curve.rows}
+
+
+def _train_coldstart(spec: StageSpec, folder: Path, model) -> dict:
+    from ..trainers.coldstart import run_coldstart
+
+    curve: list[dict] = []
+    start = time.perf_counter()
+    run_coldstart(model, spec.config, folder, callback=curve.append)
+    return {**spec.planned_compute(), "train_time_s": time.perf_counter() - start, "curve": curve}
+
+
+def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator, seed: int,
+                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train the stage (or read its ``train.json``); returns the train record."""
+    path = folder / TRAIN_FILE
+    if path.is_file():
+        record = read_json(path)
+        _check_config(spec, record, path)
+        return record
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "eval":
+        record = {"optimizer_steps": 0, "images": 0, "train_time_s": 0.0, "curve": []}
+    else:
+        torch.manual_seed(stage_seed(seed, spec.name))
+        model = load_model(cfg.model, device=accelerator.device)
+        if spec.kind == "coldstart":
+            record = _train_coldstart(spec, folder, model)
+        else:
+            record = _train_rl(spec, folder, model, accelerator, progress, should_stop, seed)
+    record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), **record}
+    write_json(path, record)
+    return record
+
+
+def eval_config(cfg: ReproduceConfig) -> EvalConfig:
+    """The evaluation protocol of the benchmark (fixed seeds; ``eval_steps`` ODE steps)."""
+    return EvalConfig(num_steps=cfg.eval_steps, batch_size=cfg.eval_batch_size)
+
+
+def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator, seed: int,
+              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """The stage's result (``result.json``): train and evaluate it unless that file exists already.
+
+    Returns:
+        ``{"stage", "kind", "seed", "config", "optimizer_steps", "images", "train_time_s", "eval_time_s",
+        "wall_time_s", "metrics": {task: x, "average": x} or None, "curve": [...], "skipped": bool}``.
+
+    Raises:
+        ReproduceStopped: ``should_stop`` ended a trainer (its checkpoint is saved).
+        ValueError: the folder holds a stage run with another config.
+    """
+    folder = seed_dir / spec.name
+    path = folder / RESULT_FILE
+    if path.is_file():
+        result = read_json(path)
+        _check_config(spec, result, path)
+        return {**result, "skipped": True}
+    record = train_stage(spec, folder, cfg, accelerator, seed, progress, should_stop)
+    metrics, start = None, time.perf_counter()
+    if spec.evaluate:
+        torch.manual_seed(stage_seed(seed, spec.name))
+        model = load_model(cfg.model, device=accelerator.device)
+        adapter = None if spec.kind == "eval" else folder / ADAPTER_DIR
+        metrics = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit)
+    eval_time = time.perf_counter() - start if spec.evaluate else 0.0
+    result = {**record, "eval_time_s": eval_time, "wall_time_s": record["train_time_s"] + eval_time,
+              "metrics": metrics}
+    write_json(path, result)
+    return {**result, "skipped": False}

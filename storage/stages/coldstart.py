@@ -1,0 +1,62 @@
+"""Stage ``coldstart``: :func:`flowopd.trainers.coldstart.run_coldstart` in a worker (the student's first LoRA).
+
+Config: the ``ColdStartConfig`` fields; ``teachers`` may name ``grpo`` (or other adapter) run ids, ``model``
+a pretrain run id. The adapter goes to the run folder's ``adapter/`` (artifact ``adapter``, the ``init``
+of an ``opd`` run). ``merge`` takes milliseconds and logs nothing; ``sft`` logs ``loss`` and
+``images_per_s`` per step and checks for *stop* after every step. There is no checkpoint: a stopped or
+failed cold start starts over when resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .base import Stage, StopStage
+from .training import resolve_model, resolve_teachers
+
+if TYPE_CHECKING:
+    from ..reporter import Reporter
+    from ..store import Store
+
+
+def freeze(config: dict, store: Store) -> dict:
+    """The full ``ColdStartConfig`` with teacher run ids and folders resolved to absolute adapter folders."""
+    from flowopd.configs import ColdStartConfig
+
+    data = dict(config)
+    data["model"] = resolve_model(data.get("model"), store)
+    data["teachers"] = resolve_teachers(data.get("teachers", {}), store)
+    return ColdStartConfig.from_dict(data).to_dict()
+
+
+def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
+    """Build the student's adapter; returns "finished" (a stop command raises :class:`StopStage`)."""
+    import torch
+
+    from flowopd.configs import ColdStartConfig
+    from flowopd.models import load_model
+    from flowopd.trainers.coldstart import run_coldstart
+
+    cfg = ColdStartConfig.from_dict(dict(config))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    total = cfg.sft_steps if cfg.mode == "sft" else 1
+    reporter.set_device(device)
+    reporter.set_total(total)
+    reporter.truncate(0)  # no checkpoint: a resumed cold start starts over
+    model = load_model(cfg.model, device=device)
+
+    def callback(metrics: dict) -> None:
+        reporter.log(int(metrics["step"]), {k: float(v) for k, v in metrics.items() if k != "step"})
+        if "stop" in reporter.commands():
+            raise StopStage
+
+    out = run_coldstart(model, cfg, run_dir, callback=callback)
+    if cfg.mode != "sft":
+        reporter.log(total, {"teachers": float(len(cfg.teachers))})  # the run's one step: done
+    reporter.artifact("adapter", out, total)
+    return "finished"
+
+
+STAGE = Stage(name="coldstart", help="build the student's first LoRA from the teachers: merge, merge-avg, sft "
+              "or none (config: ColdStartConfig fields; teachers may be run ids)", freeze=freeze, run=run)

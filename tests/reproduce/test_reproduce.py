@@ -1,0 +1,108 @@
+"""The smoke budget end to end on the small random model: outputs, schema, skipping finished stages, and
+a stopped benchmark that continues to the same results as a straight one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowopd.reproduce.config import ReproduceConfig
+from flowopd.reproduce.plan import ROWS
+from flowopd.reproduce.runner import reproduce
+from flowopd.reproduce.stage import ReproduceStopped
+
+METRICS = {"compose", "text", "prefer", "quality", "average"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> tuple[Path, Path]:
+    """``flowopd reproduce --budget smoke --seeds 2`` on the small model, run once for this module."""
+    from flowopd.cli import main
+
+    out = tmp_path_factory.mktemp("reproduce")
+    assert main(["reproduce", "--out", str(out), "--budget", "smoke", "--seeds", "2",
+                 "--model", str(small_model_dir)]) == 0
+    return out, small_model_dir
+
+
+def test_results_json_has_the_rows_and_schema(smoke_run) -> None:
+    out, _ = smoke_run
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"rows", "compute", "wall_time_s", "seeds", "machine"}
+    assert list(results["rows"]) == list(ROWS) and list(results["compute"]) == list(ROWS)
+    for name, row in results["rows"].items():
+        assert set(row) == METRICS | {"std"}, name
+        assert set(row["std"]) == METRICS and all(v >= 0 for v in row["std"].values())
+        assert all(0 <= row[m] <= 1 for m in METRICS)
+        assert row["average"] == pytest.approx(sum(row[m] for m in METRICS - {"average"}) / 4)
+    compute = results["compute"]
+    assert all(set(c) == {"optimizer_steps", "images"} for c in compute.values())
+    assert compute["base"] == compute["coldstart-merge"] == {"optimizer_steps": 0, "images": 0}
+    assert compute["grpo-mix"] == compute["opd"] == {"optimizer_steps": 1, "images": 4}  # the smoke budget
+    teachers = [compute[f"teacher-{t}"] for t in ("compose", "text", "prefer", "quality")]
+    assert compute["grpo-mix-long"]["optimizer_steps"] == sum(t["optimizer_steps"] for t in teachers) + 1
+    wall = results["wall_time_s"]
+    assert wall["total"] == pytest.approx(sum(v for k, v in wall.items() if k != "total"))
+    assert {"base", "teacher-text", "coldstart-sft", "opd", "grpo-mix-long", "seesaw-text"} <= set(wall)
+    assert results["seeds"] == 2 and "cores" in results["machine"]
+
+
+def test_report_tables_and_plots(smoke_run) -> None:
+    out, _ = smoke_run
+    report = (out / "report.md").read_text()
+    for heading in ("## Main table", "## Seesaw", "## MAR ablation", "## The paper's claims", "## Wall time"):
+        assert heading in report
+    for row in ROWS:
+        assert f"(`{row}`)" in report
+    assert "+quality (`seesaw-quality`)" in report and "± " in report
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"teacher-compose", "grpo-mix", "opd", "opd-no-mar", "grpo-mix-long",
+                                      "coldstart-sft"}
+    assert all(p.read_bytes().startswith(PNG) for p in pngs)
+    assert all(f"](plots/{p.name})" in report for p in pngs)
+    assert (out / "seed1" / "opd" / "adapter" / "adapter.json").is_file()
+    assert (out / "seed1" / "opd" / "curve.jsonl").read_text().count("\n") == 1  # one epoch
+
+
+def test_rerun_skips_finished_stages(smoke_run) -> None:
+    out, model = smoke_run
+    before = json.loads((out / "results.json").read_text())
+    events: list[dict] = []
+    after = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), out, progress=events.append)
+    statuses = [e["status"] for e in events if e["event"] == "stage" and e["status"] != "start"]
+    assert statuses and set(statuses) == {"skipped"}
+    assert not [e for e in events if e["event"] == "epoch"]
+    assert after["rows"] == before["rows"] and after["wall_time_s"] == before["wall_time_s"]
+
+
+def test_another_budget_in_the_same_folder_is_refused(smoke_run) -> None:
+    out, model = smoke_run
+    cfg = ReproduceConfig.preset("smoke", seeds=2, model=str(model), rl={"lr": 1e-3})
+    config = (out / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"another config \(fields \['rl'\] differ\)"):
+        reproduce(cfg, out)
+    assert (out / "config.json").read_text() == config
+
+
+def test_stopped_benchmark_continues_to_the_same_results(tmp_path, small_model_dir) -> None:
+    cfg = ReproduceConfig.preset("smoke", model=str(small_model_dir), distill={"epochs": 2, "batch_size": 4,
+                                 "group_size": 2, "train_batch_size": 4, "optimizer_steps_per_epoch": 1})
+    straight = reproduce(cfg, tmp_path / "straight")
+
+    seen: list[dict] = []
+    with pytest.raises(ReproduceStopped, match="opd"):  # stop after the first of opd's two epochs
+        reproduce(cfg, tmp_path / "stopped", progress=seen.append,
+                  should_stop=lambda: any(e.get("stage") == "opd" and e["event"] == "epoch" for e in seen))
+    assert not (tmp_path / "stopped" / "seed0" / "opd" / "train.json").exists()
+    events: list[dict] = []
+    resumed = reproduce(cfg, tmp_path / "stopped", progress=events.append)
+    opd_epochs = [e["epoch"] for e in events if e["event"] == "epoch" and e["stage"] == "opd"]
+    assert opd_epochs == [2]  # the first epoch came from the checkpoint
+    assert resumed["rows"] == straight["rows"] and resumed["compute"] == straight["compute"]
+    curve = [json.loads(line) for line in (tmp_path / "stopped/seed0/opd/curve.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (tmp_path / "straight/seed0/opd/curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [1, 2]
+    assert [r["loss"] for r in curve] == pytest.approx([r["loss"] for r in reference], rel=1e-5, abs=1e-12)
