@@ -13,7 +13,7 @@ from pathlib import Path
 
 log = logging.getLogger("flowopd")
 EXAMPLES = {
-    "pretrain": "flowopd pretrain --out runs/tiny-base --steps 8000",
+    "pretrain": "flowopd pretrain --out runs/tiny-base --keep-checkpoints",
     "generate": 'flowopd generate --prompt \'a sign that says "TEA"\' --prompt "a photo of two circles" '
                 "--seed 7 --out out/",
     "eval": "flowopd eval --json eval.json",
@@ -42,6 +42,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     for name in ("steps", "batch_size", "lr", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
+    cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
     cfg.__post_init__()
     bar = tqdm(total=cfg.steps, desc="pretrain", unit="step")
 
@@ -140,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pretrain", cmd_pretrain, "Train the built-in tiny base model from a seed on rendered scenes.")
     p.add_argument("--out", default="runs/tiny-base", help="output folder (default: %(default)s)")
     p.add_argument("--config", help="JSON file with PretrainConfig fields")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 8000)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 5000)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 64)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 7e-4)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a train_state.pt")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="also keep the EMA model of every checkpoint in OUT/ema_stepNNNNNN/")
 
     model_help = "model folder or hub id (default: the built-in tiny model)"
     p = add("generate", cmd_generate, "Generate PNG images from prompts with the deterministic ODE sampler.")

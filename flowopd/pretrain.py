@@ -34,15 +34,16 @@ STATE_FILE = "train_state.pt"
 @dataclass
 class PretrainConfig:
     seed: int = 0
-    steps: int = 8000
+    steps: int = 5000
     batch_size: int = 64
     lr: float = 7e-4
     weight_decay: float = 0.01
     warmup_steps: int = 500
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
-    task_weights: dict = field(default_factory=lambda: {"compose": 0.45, "text": 0.4, "prefer": 0.15})
-    checkpoint_every: int = 1000
+    task_weights: dict = field(default_factory=lambda: {"compose": 0.6, "text": 0.15, "prefer": 0.25})
+    checkpoint_every: int = 500
+    keep_checkpoints: bool = False  # also keep the EMA model of every checkpoint in ema_stepNNNNNN/
     model: TinyConfig = field(default_factory=TinyConfig)
 
     def __post_init__(self) -> None:
@@ -140,6 +141,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
         for p, e in zip(params, ema):
             p.data.copy_(e)
         ema_model.save(out)
+        if cfg.keep_checkpoints:
+            ema_model.save(out / f"ema_step{step:06d}")
         for p, v in zip(params, live):
             p.data.copy_(v)
         # Write then rename: a process killed mid-save must not leave a truncated checkpoint behind.
