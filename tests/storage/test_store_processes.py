@@ -87,7 +87,8 @@ def test_lifecycle_with_real_workers(store, tiny_pretrain, wait_for, loss_steps,
 
 
 WRITER = """
-import os, sys
+import os, sys, time
+from pathlib import Path
 from storage.reporter import Heartbeat, Reporter
 from storage.store import Store
 home, run_id, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -96,6 +97,10 @@ assert store.set_pid(run_id, os.getpid())
 reporter = Reporter(store, store.get_run(run_id), os.getpid(), flush_every_s=0)  # one transaction per step
 beat = Heartbeat(store.home, reporter, every_s=0.02)
 beat.start()
+# Start line: both writers begin together, however long each took to start, so they surely overlap.
+(Path(home) / f"ready_{run_id}").touch()
+while not (Path(home) / "go").exists():
+    time.sleep(0.005)
 for step in range(1, steps + 1):
     reporter.log(step, {"loss": 1 / step, "lr": 0.1, "step": step})
     reporter.commands()
@@ -113,6 +118,10 @@ def test_two_writers_and_a_reader(store) -> None:
     env = {**os.environ, "PYTHONPATH": str(CODE_ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(store.home), run_id, str(steps)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in ids]
+    deadline = time.monotonic() + 60
+    while not all((store.home / f"ready_{i}").exists() for i in ids) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    (store.home / "go").touch()
     reads, start = 0, time.monotonic()
     while any(p.poll() is None for p in procs):  # the reader: what the app's 2 s timer does, as fast as it can
         for run_id in ids:
