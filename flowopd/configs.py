@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .dataclass_util import build_strict
 from .world.prompts import TASKS
 
 SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
@@ -76,11 +77,7 @@ class _JsonConfig:
         kind = data.pop("kind", cls.kind)
         if kind != cls.kind:
             raise ValueError(f"this is a {kind!r} config, not a {cls.kind!r} one: pass it to the {kind} command")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.kind} config keys {unknown}: known keys are {sorted(known)}")
-        return cls(**data)
+        return build_strict(cls, data, cls.kind)
 
     @classmethod
     def from_json(cls, source: str | Path) -> Any:

@@ -16,11 +16,12 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from .dataclass_util import build_strict
 from .models.tiny import TinyConfig, TinyFlowModel
 from .tokenizer import PromptTokenizer
 from .world.prompts import TASKS, sample_record, scene_for
@@ -60,11 +61,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown pretrain config keys {sorted(unknown)}: known keys are {sorted(known)}")
-        return cls(**data)
+        return build_strict(cls, data, "pretrain")
 
 
 def build_tokenizer(max_length: int) -> PromptTokenizer:

@@ -9,7 +9,7 @@ image can find the letter each slot should show.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..dataclass_util import build_strict
 from ..tokenizer import MAX_SLOT, PromptTokenizer
 from .base import FlowModel, PromptEmbeds
 
@@ -47,11 +48,7 @@ class TinyConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TinyConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown tiny-model config keys {sorted(unknown)}: known keys are {sorted(known)}")
-        return cls(**data)
+        return build_strict(cls, data, "tiny-model")
 
 
 class TinyTextEncoder(nn.Module):
