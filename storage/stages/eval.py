@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..paths import RUN_ID_RE
 from .base import Stage, StopStage
+from .training import resolve_model
 
 if TYPE_CHECKING:
     from ..reporter import Reporter
@@ -26,7 +27,6 @@ SAMPLES_PER_TASK = 8
 def freeze(config: dict, store: Store) -> dict:
     """Validate the ``EvalConfig`` fields and ``model``; relative model folders become absolute."""
     from flowopd.evaluate import EvalConfig
-    from flowopd.models import looks_like_hub_id
 
     data = dict(config)
     model = data.pop("model", None)
@@ -35,21 +35,9 @@ def freeze(config: dict, store: Store) -> dict:
     if unknown:
         raise ValueError(f"unknown eval config keys {sorted(unknown)}: known keys are {sorted(known | {'model'})}")
     frozen = asdict(EvalConfig(**data))
-    if model is None:
-        return {**frozen, "model": None}
-    if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be a folder, a Hub id or a pretrain run id, got {model!r}")
-    if RUN_ID_RE.fullmatch(model):
-        run = store.get_run(model)
-        if run.stage != "pretrain":
-            raise ValueError(f"model {model} is a {run.stage} run, not a pretrain run: give a pretrain run id, "
-                             "a model folder or a Hub id")
-        return {**frozen, "model": model}
-    if Path(model).expanduser().exists():
-        return {**frozen, "model": str(Path(model).expanduser().resolve())}
-    if looks_like_hub_id(model):
-        return {**frozen, "model": model}
-    raise ValueError(f"model folder {model} does not exist: give a model folder, a Hub id or a pretrain run id")
+    resolved = resolve_model(model, store)  # validates; a run id is kept as given and resolved at run time
+    keep_id = isinstance(model, str) and RUN_ID_RE.fullmatch(model)
+    return {**frozen, "model": model if keep_id else resolved}
 
 
 def _model_path(model: str | None, reporter: Reporter) -> str | None:
