@@ -39,7 +39,7 @@ def degrade(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Im
 def world_check(seed: int = 0, size: int = IMAGE_SIZE) -> dict:
     """The world-check report (JSON-serialisable); see the module docstring."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
-    report: dict = {"image_size": size, "rewards": {}, "ms_per_image": {}}
+    report: dict = {"rewards": {}, "ms_per_image": {}}
 
     compose = load_prompts("compose", "test")
     exact = 0
