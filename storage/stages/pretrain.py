@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
-from .base import Stage
+from .base import Stage, take_commands
 
 if TYPE_CHECKING:
     from ..reporter import Reporter
@@ -101,12 +101,7 @@ class _Loop:
             self.after_save(step - 1)  # pretrain() saved the previous step's checkpoint after its callback
         self.step = step
         self.reporter.log(step, {"loss": m["loss"], "lr": m["lr"], "images_per_s": m["images_per_s"]})
-        for kind in self.reporter.commands():
-            if kind == "stop":
-                self.stop = True
-            else:
-                self.pause = True
-                self.want_sample |= kind == "sample"
+        take_commands(self, self.reporter)
         if self.saves_at(step):
             self.reporter.flush()  # every metric up to a checkpoint is stored before that checkpoint is
 

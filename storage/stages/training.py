@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from ..paths import RUN_ID_RE
+from .base import take_commands
 
 if TYPE_CHECKING:
     from ..reporter import Reporter
@@ -106,12 +107,7 @@ class _Bridge:
         self.reporter.log(step, values)
         for sample in metrics.get("samples", []):
             self.reporter.sample(step, sample["prompt"], sample["seed"], sample["image"], {"task": sample["task"]})
-        for kind in self.reporter.commands():
-            if kind == "stop":
-                self.stop = True
-            else:
-                self.pause = True
-                self.want_sample |= kind == "sample"
+        take_commands(self, self.reporter)
         self.reporter.flush()  # every metric up to a checkpoint is stored before that checkpoint is
 
     def should_stop(self) -> bool:
