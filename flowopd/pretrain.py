@@ -45,6 +45,7 @@ class PretrainConfig:
     task_weights: dict = field(default_factory=lambda: {"compose": 0.6, "text": 0.15, "prefer": 0.25})
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # also keep the EMA model of every checkpoint in ema_stepNNNNNN/
+    init_from: str = ""  # a saved tiny model whose weights start training (continued pretraining)
     model: TinyConfig = field(default_factory=TinyConfig)
 
     def __post_init__(self) -> None:
@@ -94,6 +95,23 @@ def flow_matching_loss(model: TinyFlowModel, images: torch.Tensor, prompts: list
     return torch.mean((v - (noise - x)) ** 2)
 
 
+def _load_initial_weights(model: TinyFlowModel, params: list, ema: list, cfg: PretrainConfig) -> None:
+    """Start from the saved model ``cfg.init_from``: same architecture and vocabulary, or a clear error."""
+    source = TinyFlowModel.load(cfg.init_from)
+    if source.config != cfg.model:
+        raise ValueError(f"init_from {cfg.init_from!r} has model config {source.config}, but the pretrain "
+                         f"config asks for {cfg.model}: copy its 'model' section into the pretrain config")
+    if source.tokenizer.vocab != model.tokenizer.vocab:
+        raise ValueError(f"init_from {cfg.init_from!r} was trained with another vocabulary than the current "
+                         "prompt splits give: pretrain from scratch (init_from \"\")")
+    source_params = [p for m in source.modules().values() for p in m.parameters()]
+    with torch.no_grad():
+        for p, e, s in zip(params, ema, source_params, strict=True):
+            p.copy_(s.to(p.dtype))
+            e.copy_(s.to(e.dtype))
+    log.info("pretraining starts from the weights of %s", cfg.init_from)
+
+
 def _lr_factor(step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
@@ -120,6 +138,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     rng, gen, step = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0
     state_path = out / STATE_FILE
+    if cfg.init_from:
+        _load_initial_weights(model, params, ema, cfg)
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False, map_location=device)
         for p, v in zip(params, state["params"]):

@@ -138,3 +138,25 @@ def test_load_model_path_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"backend": "flux"}')
     with pytest.raises(ValueError, match="'flux'"):
         load_model(tmp_path)
+
+
+def test_init_from_starts_at_the_saved_weights(tmp_path: Path, make_cfg, small_model, small_config) -> None:
+    """Continued pretraining: the first loss equals the saved model's loss on the same batch, unlike a
+    fresh start; a saved model of another architecture is refused by name."""
+    small_model.save(tmp_path / "start")
+    saved = TinyFlowModel.load(tmp_path / "start")
+    with torch.no_grad():  # unlike the seed's fresh initialisation
+        for p in saved.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    saved.save(tmp_path / "start")
+    saved = TinyFlowModel.load(tmp_path / "start")
+    cfg = make_cfg(steps=1, init_from=str(tmp_path / "start"), lr=1e-12, warmup_steps=1)
+    continued = _run(cfg, tmp_path / "continued")
+    fresh = _run(make_cfg(steps=1, lr=1e-12, warmup_steps=1), tmp_path / "fresh")
+    out = TinyFlowModel.load(tmp_path / "continued")
+    for a, b in zip(saved.transformer.parameters(), out.transformer.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+    assert continued[0]["loss"] != pytest.approx(fresh[0]["loss"], rel=1e-3)
+    other = dict(small_config.__dict__, num_layers=small_config.num_layers + 1)
+    with pytest.raises(ValueError, match="init_from .* has model config"):
+        pretrain(make_cfg(init_from=str(tmp_path / "start"), model=other), tmp_path / "other")

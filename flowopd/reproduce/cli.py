@@ -68,11 +68,15 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    bar, report = _progress(stage_count(cfg))
+    bar, report = _progress(stage_count(cfg) if args.only_seed is None else stage_count(cfg) // cfg.seeds)
     try:
-        summary = reproduce(cfg, args.out, progress=report)
+        summary = reproduce(cfg, args.out, progress=report, only_seed=args.only_seed)
     finally:
         bar.close()
+    if args.only_seed is not None:
+        print(f"seed {args.only_seed} done in {args.out}; when every seed is done, run the same command without "
+              "--only-seed to write the report")
+        return
     opd, mix = summary["rows"]["opd"], summary["rows"]["grpo-mix"]
     print(f"opd average {opd['average']:.3f}, grpo-mix {mix['average']:.3f}; "
           f"{summary['wall_time_s']['total'] / 60:.1f} min in all")
@@ -92,4 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="smoke: seconds, for tests; default: about 30-60 min per seed on 2 CPU cores")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
     p.add_argument("--config", help="JSON file of ReproduceConfig fields overriding the budget's")
+    p.add_argument("--only-seed", type=int, metavar="K",
+                   help="run seed K only (0 <= K < --seeds) and skip the report: seeds can run in parallel "
+                        "processes on one --out; then run without it to gather them into the report")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")

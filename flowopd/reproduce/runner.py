@@ -69,8 +69,12 @@ def stage_count(cfg: ReproduceConfig) -> int:
 
 
 def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None, accelerator=None) -> dict:
+              should_stop: Callable[[], bool] | None = None, accelerator=None, only_seed: int | None = None) -> dict:
     """Run (or continue) the benchmark into ``out``; returns the ``results.json`` dict.
+
+    With ``only_seed`` it runs that seed's stages only (plus seed 0's base evaluation, which every seed's
+    ``base`` row shares) and returns ``{"seed": k, "stages": {name: result}}`` without writing the report:
+    seeds can run in parallel processes on one folder, and a final call without it gathers them.
 
     Args:
         progress: gets ``{"event": "stage", "seed", "stage", "index", "total", "status": "start" | "done" |
@@ -78,6 +82,7 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
             "stage", "epoch", "epochs", "metrics"}`` after every training epoch.
         should_stop: polled after every epoch and between stages; True stops the benchmark (checkpoint saved).
         accelerator: default: a new one-process ``accelerate.Accelerator``.
+        only_seed: run one seed (0 <= only_seed < cfg.seeds) and skip the report (see above).
 
     Raises:
         ReproduceStopped: ``should_stop`` returned True; a later call continues.
@@ -87,6 +92,9 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
     from .stage import ReproduceStopped
 
     out = Path(out)
+    if only_seed is not None and not (isinstance(only_seed, int) and 0 <= only_seed < cfg.seeds):
+        raise ValueError(f"only_seed={only_seed!r} is invalid: use a seed from 0 to {cfg.seeds - 1} "
+                         f"(--seeds {cfg.seeds})")
     by_seed = plans(cfg, out)
     check_folder(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,12 +104,17 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
     results: dict[int, dict[str, dict]] = {}
     index = 0
     for seed, plan in by_seed.items():
+        if only_seed is not None and seed != only_seed:
+            continue
         seed_dir = out / f"seed{seed}"
         done = results.setdefault(seed, {})
         for spec in plan:
             if spec.same_as:
                 done[spec.name] = done[spec.same_as]
                 continue
+            if not runs(spec, seed) and 0 not in results:  # one seed alone: seed 0's base evaluation first
+                zero = next(s for s in by_seed[0] if s.name == spec.name)
+                results[0] = {spec.name: run_stage(zero, out / "seed0", cfg, acc, 0, progress, should_stop)}
             if not runs(spec, seed):  # the base: seed 0's evaluation, its time counted once
                 done[spec.name] = {**results[0][spec.name], "seed": seed, "train_time_s": 0.0, "eval_time_s": 0.0,
                                    "wall_time_s": 0.0}
@@ -117,6 +130,8 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
             if progress is not None:
                 status = "skipped" if done[spec.name]["skipped"] else "done"
                 progress({**event, "index": index, "status": status, "result": done[spec.name]})
+    if only_seed is not None:
+        return {"seed": only_seed, "stages": results[only_seed]}
     return write_outputs(cfg, by_seed[0], results, out)
 
 

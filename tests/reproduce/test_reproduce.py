@@ -106,3 +106,24 @@ def test_stopped_benchmark_continues_to_the_same_results(tmp_path, small_model_d
     reference = [json.loads(line) for line in (tmp_path / "straight/seed0/opd/curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve] == [1, 2]
     assert [r["loss"] for r in curve] == pytest.approx([r["loss"] for r in reference], rel=1e-5, abs=1e-12)
+
+
+def test_seeds_run_apart_then_gather_into_the_same_report(smoke_run, tmp_path) -> None:
+    """``--only-seed`` runs one seed (seed 1 first: it evaluates seed 0's base itself); a plain run then only
+    gathers, and the rows equal those of the straight two-seed run."""
+    from flowopd.cli import main
+
+    out, model = smoke_run
+    args = ["reproduce", "--out", str(tmp_path), "--budget", "smoke", "--seeds", "2", "--model", str(model)]
+    assert main([*args, "--only-seed", "1"]) == 0
+    assert not (tmp_path / "results.json").exists()
+    assert (tmp_path / "seed0" / "base" / "result.json").is_file()
+    assert not (tmp_path / "seed0" / "opd").exists()
+    assert main([*args, "--only-seed", "0"]) == 0
+    events: list[dict] = []
+    gathered = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), tmp_path, progress=events.append)
+    assert {e["status"] for e in events if e["event"] == "stage" and e["status"] != "start"} == {"skipped"}
+    straight = json.loads((out / "results.json").read_text())
+    assert gathered["rows"] == straight["rows"]
+    with pytest.raises(ValueError, match="only_seed=2 is invalid"):
+        reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), tmp_path, only_seed=2)
