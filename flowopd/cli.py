@@ -89,7 +89,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     cfg = EvalConfig(num_steps=args.steps, guidance=args.guidance, images_per_prompt=args.images_per_prompt,
                      tasks=args.tasks or EvalConfig().tasks)
     model = load_model(args.model)
-    _write_json(evaluate(model, cfg, model_name=args.model or "built-in tiny-base"), args.json)
+    name = args.model or "built-in tiny-base"
+    if not args.adapter:
+        _write_json(evaluate(model, cfg, model_name=name), args.json)
+        return
+    from .adapters import load_adapter, use_adapter
+
+    load_adapter(model, args.adapter, "evaluated")
+    with use_adapter(model, "evaluated"):
+        _write_json(evaluate(model, cfg, model_name=f"{name} + adapter {args.adapter}"), args.json)
 
 
 def cmd_world_check(args: argparse.Namespace) -> None:
@@ -162,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("eval", cmd_eval, "Run the fixed evaluation protocol and print (or write) the metrics JSON.")
     p.add_argument("--model", help=model_help)
+    p.add_argument("--adapter", help="LoRA adapter folder (a trainer's OUT/adapter) to evaluate on the model")
     p.add_argument("--json", help="write the report to this path")
     p.add_argument("--steps", type=int, default=20, help="ODE steps (default %(default)s)")
     p.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default %(default)s)")

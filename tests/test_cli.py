@@ -143,6 +143,30 @@ def test_eval_writes_json(cli, small_model_dir: Path, tmp_path: Path) -> None:
     assert report["average"] == report["metrics"]["prefer"]
 
 
+def test_eval_with_an_adapter(cli, small_model_dir: Path, tmp_path: Path) -> None:
+    """``--adapter`` evaluates base + LoRA: a LoRA with large weights changes the images and so the metric."""
+    import torch
+
+    from flowopd.adapters import adapter_parameters, add_lora, save_adapter
+    from flowopd.models import load_model
+
+    model = load_model(str(small_model_dir))
+    add_lora(model, "trained", rank=2, alpha=2.0)
+    with torch.no_grad():
+        for p in adapter_parameters(model, "trained").values():
+            p.copy_(torch.randn_like(p))
+    save_adapter(model, "trained", tmp_path / "adapter")
+    args = ("eval", "--model", small_model_dir, "--steps", 2, "--tasks", "prefer", "quality")
+    code, plain, err = cli(*args)
+    assert code == 0, err
+    code, adapted, err = cli(*args, "--adapter", tmp_path / "adapter")
+    assert code == 0, err
+    plain, adapted = json.loads(plain), json.loads(adapted)
+    assert adapted["model"].endswith(f"adapter {tmp_path / 'adapter'}")
+    assert adapted["metrics"] != plain["metrics"]
+    _fails_with(cli(*args, "--adapter", tmp_path / "nope"), "nope")
+
+
 def test_eval_bad_inputs(cli, small_model_dir: Path, tmp_path: Path) -> None:
     _fails_with(cli("eval", "--model", small_model_dir, "--tasks", "prefer", "painting"), "painting")
     _fails_with(cli("eval", "--model", small_model_dir, "--steps", 0), "num_steps 0")
