@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flowopd.adapters import adapter_parameters, add_lora, load_adapter
+from flowopd.adapters import adapter_parameters, add_lora, load_adapter, use_adapter
 from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR, checkpoint_step
 from flowopd.trainers.grpo import gather_advantages, train_grpo
 from flowopd.trainers.rollout import reward_applies
@@ -101,3 +101,36 @@ def test_groups_without_reward_spread_do_not_move_the_student(tiny, grpo_config,
                         callback=seen.append)
     assert result.step == 2 and seen[0]["trained_fraction"] == 0.0 and seen[0]["reward/compose"] == 0.0
     assert all(p.abs().sum() == 0 for n, p in adapter_parameters(model, "teacher").items() if "lora_B" in n)
+
+
+def test_grpo_raises_the_reward_it_is_trained_on(tiny, grpo_config, tmp_path):
+    """End to end, the sign of everything: from the same start, GRPO on redness gives redder fixed-seed samples
+    than GRPO on its negative."""
+    import numpy as np
+
+    from flowopd.rewards import REWARDS, register_reward
+    from flowopd.rewards.images import as_uint8_list
+    from flowopd.sampling import generate
+
+    def redness(images, prompts=None, metadata=None):
+        arr = np.stack(as_uint8_list(images, 32)).astype(np.float32) / 255
+        return list((arr[..., 0] - arr[..., 1:].mean(-1)).mean((1, 2)))
+
+    register_reward("redness", redness)
+    register_reward("blueness", lambda *a: [-r for r in redness(*a)])
+    prompts = ["a photo of a circle", "a photo of two squares"] * 4
+    kw = dict(seeds=list(range(8)), num_steps=3, guidance=1.0, batch_size=8)
+    after = {}
+    try:
+        for name in ("redness", "blueness"):
+            model = tiny()
+            before = float(np.mean(redness(generate(model, prompts, **kw))))
+            cfg = grpo_config(rewards={name: 1.0}, epochs=8, batch_size=16, group_size=4, train_batch_size=8,
+                              lr=3e-2)
+            train_grpo(model, cfg, tmp_path / name)
+            with torch.no_grad(), use_adapter(model, "teacher"):
+                after[name] = float(np.mean(redness(generate(model, prompts, **kw))))
+    finally:
+        REWARDS.pop("redness"), REWARDS.pop("blueness")
+    assert after["redness"] > before > after["blueness"], (before, after)
+    assert after["redness"] - after["blueness"] > 0.005, (before, after)
