@@ -2,10 +2,10 @@
 
 Two presets (``ReproduceConfig.preset(name)``):
 
-* ``default``: the tiny reproduction on the built-in 3.6 M-parameter model, sized for about 45 minutes
-  per seed on one CPU core (teachers and distillation: 12 epochs of 32 images, groups of 8, 2 optimizer
-  steps per epoch, LoRA lr 3e-3; the full evaluation protocol). lr 3e-3 was measured on the built-in model:
-  3e-4 (Flow-GRPO's SD3.5 value) moves nothing in this many steps, 1e-2 wrecks the text teacher;
+* ``default``: the tiny reproduction on the built-in 3.6 M-parameter model (teachers and distillation:
+  8 epochs of 64 images = 16 prompts x groups of 4, 2 optimizer steps per epoch, LoRA lr 1e-3; the full
+  evaluation protocol). The shape was picked by the measurements in ``docs/grpo-tuning.md``: more prompts
+  per step beat more steps, lr 3e-3 and 1e-2 make the text teacher worse;
 * ``smoke``: seconds on a small random model, for tests (1 epoch of 4 images, 2 SDE steps, 2 test prompts
   per task).
 
@@ -81,9 +81,9 @@ class ReproduceConfig:
     budget: str = field(default="default", metadata={"help": "preset these values came from: smoke | default"})
     model: str | None = field(default=None, metadata={"help": "base model folder; None = the built-in tiny model"})
     seeds: int = field(default=1, metadata={"help": "training seeds 0..seeds-1; rows report mean and std"})
-    teacher: StageBudget = field(default_factory=lambda: StageBudget(12), metadata={
+    teacher: StageBudget = field(default_factory=lambda: StageBudget(8, batch_size=64, group_size=4), metadata={
         "help": "budget of each GRPO teacher (and of each seesaw run)"})
-    distill: StageBudget = field(default_factory=lambda: StageBudget(12), metadata={
+    distill: StageBudget = field(default_factory=lambda: StageBudget(8, batch_size=64, group_size=4), metadata={
         "help": "budget of each OPD run; grpo-mix gets the same; grpo-mix-long the same shape with the steps "
                 "of the 4 teachers + cold start + distillation"})
     num_steps: int = field(default=10, metadata={"help": "SDE steps per training rollout"})
@@ -131,7 +131,7 @@ class ReproduceConfig:
         base: dict[str, Any] = {"budget": name}
         if name == "default":
             base["coldstart"] = {"sft_steps": 100, "sft_batch_size": 32, "sft_samples_per_task": 64}
-            base["rl"] = {"lr": 3e-3}
+            base["rl"] = {"lr": 1e-3}
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,
