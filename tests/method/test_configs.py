@@ -43,10 +43,10 @@ def test_sd35_defaults_follow_the_paper():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: GRPOConfig(group_size=5), r"group_size=5 is invalid: it must divide batch_size=32"),
+    (lambda: GRPOConfig(group_size=5), r"group_size=5 is invalid: it must divide batch_size=64"),
     (lambda: GRPOConfig(group_size=1), r"group_size=1 is invalid: GRPO needs >= 2"),
     (lambda: GRPOConfig(train_batch_size=5), r"train_batch_size=5 is invalid"),
-    (lambda: GRPOConfig(optimizer_steps_per_epoch=3), r"optimizer_steps_per_epoch=3 is invalid.*4 micro-batches"),
+    (lambda: GRPOConfig(optimizer_steps_per_epoch=3), r"optimizer_steps_per_epoch=3 is invalid.*8 micro-batches"),
     (lambda: GRPOConfig(lr=0), r"lr=0 is invalid: use a positive number"),
     (lambda: GRPOConfig(noise_level=0), r"noise_level=0 is invalid"),
     (lambda: GRPOConfig(prompt_tasks={"ocr": 1.0}), r"'ocr' is not a task"),
