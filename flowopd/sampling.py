@@ -113,10 +113,11 @@ def sigma_max_of(sigmas: torch.Tensor) -> float | None:
 @torch.no_grad()
 def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps: int, guidance: float,
            noise_level: float = 0.0, generator: torch.Generator | None = None,
-           uncond: PromptEmbeds | None = None) -> Trajectory:
+           uncond: PromptEmbeds | None = None, ode_from_step: int | None = None) -> Trajectory:
     """Sample latents for a batch of prompt embeddings; ``noise_level=0`` is the deterministic ODE.
 
-    Returns the whole trajectory with the policy's log-probs (zeros for the ODE).
+    ``ode_from_step``: steps from this index on are ODE steps (noise 0) even when ``noise_level > 0``.
+    Returns the whole trajectory with the policy's log-probs (zeros for the ODE steps).
     """
     if len(seeds) != len(cond):
         raise ValueError(f"got {len(seeds)} seeds for {len(cond)} prompts: pass one seed per prompt")
@@ -130,7 +131,8 @@ def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps:
     latents, log_probs = [x], []
     for i in range(num_steps):
         v = model.velocity(x, sigmas[i], cond, uncond, guidance)
-        step = sde_step(v, x, sigmas[i], sigmas[i + 1], noise_level, sigma_max=sigma_max, generator=generator)
+        level = 0.0 if ode_from_step is not None and i >= ode_from_step else noise_level
+        step = sde_step(v, x, sigmas[i], sigmas[i + 1], level, sigma_max=sigma_max, generator=generator)
         x = step.sample
         latents.append(x)
         log_probs.append(step.log_prob)

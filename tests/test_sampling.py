@@ -187,6 +187,21 @@ def test_sde_rollout_log_probs_can_be_rescored(small_model) -> None:
     assert torch.equal(traj.latents, again.latents)
 
 
+def test_ode_from_step_makes_the_last_steps_deterministic(small_model) -> None:
+    """Rollouts that leave their untrained last step noise-free: earlier steps are the same SDE draws,
+    the last one is the Euler step with log-prob 0."""
+    cond = small_model.encode_prompts(PROMPTS[:2])
+    kwargs = dict(seeds=[1, 2], num_steps=4, guidance=1.0, noise_level=0.7)
+    with torch.no_grad():
+        full = sample(small_model, cond, generator=torch.Generator().manual_seed(0), **kwargs)
+        clean = sample(small_model, cond, generator=torch.Generator().manual_seed(0), ode_from_step=3, **kwargs)
+        v = small_model.velocity(clean.latents[:, 3], clean.sigmas[3], cond)
+    assert torch.equal(clean.latents[:, :4], full.latents[:, :4])
+    torch.testing.assert_close(clean.final, clean.latents[:, 3] - clean.sigmas[3] * v, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(clean.final, full.final)
+    assert torch.equal(clean.log_probs[:, :3], full.log_probs[:, :3]) and (clean.log_probs[:, 3] == 0).all()
+
+
 @pytest.mark.parametrize("noise_level", [0.0, 0.7])
 def test_one_step_schedule(small_model, noise_level: float) -> None:
     """One step goes from sigma 1 straight to 0; the SDE then uses sigma_max = 0 (Flow-GRPO's sigmas[1])."""

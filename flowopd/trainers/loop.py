@@ -133,7 +133,8 @@ class RLTrainer:
         seeds = [rng.randrange(2**31) for _ in records]
         noise = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, rank, "noise"))
         return rollout(self.model, self.name, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
-                       noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size)
+                       noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size,
+                       ode_from_step=cfg.trained_steps if cfg.clean_untrained_steps else None)
 
     def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
         """Step ``j`` of rows ``idx`` under ``adapter`` (None: base), scored at the stored next latents.

@@ -40,6 +40,8 @@ def test_sd35_defaults_follow_the_paper():
     o = OPDConfig.sd35_medium(teachers=dict(TEACHERS), lr=2e-4)
     assert (o.group_size, o.lr, o.beta_mar, o.loss_mode, o.routing) == (16, 2e-4, 0.02, "kl", "per-sample")
     assert o.model == "stabilityai/stable-diffusion-3.5-medium"
+    # Flow-GRPO's rollouts are stochastic to the last step; only the tiny world's defaults clean the last one.
+    assert not g.clean_untrained_steps and not o.clean_untrained_steps and GRPOConfig().clean_untrained_steps
 
 
 @pytest.mark.parametrize("make, message", [
