@@ -107,10 +107,12 @@ class _RLConfig(_JsonConfig):
     eval_steps: int = _f(20, "ODE steps when evaluating (40 for SD3.5)")
     guidance: float = _f(3.0, "classifier-free guidance scale, used in rollouts, training and evaluation")
     noise_level: float = _f(0.7, "SDE noise level a: std_dev_t = a sqrt(t / (1 - t)) (0.7 in the paper)")
-    timestep_fraction: float = _f(0.99, "fraction of rollout steps trained (0.99 of 10: the first 9, as the code)")
+    timestep_fraction: float = _f(0.8, "fraction of rollout steps trained (tiny world: the first 8 of 10; Flow-GRPO's "
+                                       "0.99 trains 9, which the SD3.5 presets keep)")
     clean_untrained_steps: bool = _f(True, "run the untrained last rollout steps as ODE steps so rewards see clean "
-                                           "images (tiny world: with its shift-1 schedule the last SDE step leaves "
-                                           "noise that zeroes the quality reward); False = Flow-GRPO's all-SDE")
+                                           "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
+                                           "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
+                                           "Flow-GRPO's all-SDE rollouts")
     # batches
     epochs: int = _f(40, "sample-then-train rounds")
     batch_size: int = _f(64, "images sampled per epoch and process")
@@ -178,7 +180,7 @@ class _RLConfig(_JsonConfig):
     def _sd35(cls, **values: Any) -> Any:
         base = dict(model=SD35_MEDIUM, num_steps=10, eval_steps=40, guidance=4.5, lora_rank=32, lora_alpha=64.0,
                     mixed_precision="fp16", checkpoint_every=60, eval_every=60, epochs=1000,
-                    clean_untrained_steps=False)
+                    timestep_fraction=0.99, clean_untrained_steps=False)
         return cls(**{**base, **values})
 
 
