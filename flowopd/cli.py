@@ -86,8 +86,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import EvalConfig, evaluate
     from .models import load_model
 
-    cfg = EvalConfig(num_steps=args.steps, guidance=args.guidance, images_per_prompt=args.images_per_prompt,
-                     tasks=args.tasks or EvalConfig().tasks)
+    fields = json.loads(Path(args.config).read_text()) if args.config else {}
+    flags = {"num_steps": args.steps, "guidance": args.guidance, "images_per_prompt": args.images_per_prompt,
+             "tasks": args.tasks}
+    cfg = EvalConfig.from_dict({**fields, **{k: v for k, v in flags.items() if v is not None}})
     model = load_model(args.model)
     name = args.model or "built-in tiny-base"
     if not args.adapter:
@@ -172,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=model_help)
     p.add_argument("--adapter", help="LoRA adapter folder (a trainer's OUT/adapter) to evaluate on the model")
     p.add_argument("--json", help="write the report to this path")
-    p.add_argument("--steps", type=int, default=20, help="ODE steps (default %(default)s)")
-    p.add_argument("--guidance", type=float, default=3.0, help="CFG scale (default %(default)s)")
-    p.add_argument("--images-per-prompt", type=int, default=1, help="images per test prompt (default 1)")
+    p.add_argument("--config", help="JSON file of EvalConfig fields (num_steps, guidance, images_per_prompt, seed, "
+                                    "batch_size, tasks); the flags below override it")
+    p.add_argument("--steps", type=int, help="ODE steps (default 20)")
+    p.add_argument("--guidance", type=float, help="CFG scale (default 3.0)")
+    p.add_argument("--images-per-prompt", type=int, help="images per test prompt (default 1)")
     p.add_argument("--tasks", nargs="+", help="subset of tasks: compose text prefer quality")
 
     world = sub.add_parser("world", help="The tiny world: checks and prompt splits.",

@@ -167,6 +167,19 @@ def test_eval_with_an_adapter(cli, small_model_dir: Path, tmp_path: Path) -> Non
     _fails_with(cli(*args, "--adapter", tmp_path / "nope"), "nope")
 
 
+def test_eval_config_file_and_flags(cli, small_model_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "eval.json"
+    config.write_text(json.dumps({"num_steps": 2, "guidance": 1.0, "seed": 7, "tasks": ["quality"]}))
+    code, out, err = cli("eval", "--model", small_model_dir, "--config", config, "--guidance", 2.0)
+    assert code == 0, err
+    protocol = json.loads(out)["protocol"]
+    picked = (protocol["num_steps"], protocol["guidance"], protocol["seed"], protocol["tasks"])
+    assert picked == (2, 2.0, 7, ["quality"])
+    config.write_text(json.dumps({"steps": 2}))
+    _fails_with(cli("eval", "--model", small_model_dir, "--config", config), "unknown eval config keys ['steps']")
+    _fails_with(cli("eval", "--model", small_model_dir, "--config", tmp_path / "none.json"), "none.json")
+
+
 def test_eval_bad_inputs(cli, small_model_dir: Path, tmp_path: Path) -> None:
     _fails_with(cli("eval", "--model", small_model_dir, "--tasks", "prefer", "painting"), "painting")
     _fails_with(cli("eval", "--model", small_model_dir, "--steps", 0), "num_steps 0")

@@ -73,3 +73,16 @@ def test_text_metric_on_clean_renders(render_records, blank_image) -> None:
     records = load_prompts("text", "test")[:8]
     assert task_metric("text", render_records(records), records) > 0.95
     assert task_metric("text", [blank_image] * 8, records) == 0.0
+
+
+def test_eval_config_json_round_trip_and_presets() -> None:
+    import json
+
+    cfg = EvalConfig(num_steps=7, tasks=["text"])
+    assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    sd35 = EvalConfig.sd35_medium(tasks=["compose"])
+    assert (sd35.num_steps, sd35.guidance, sd35.tasks) == (40, 4.5, ["compose"])
+    with pytest.raises(ValueError, match=r"unknown eval config keys \['steps'\]: known keys are"):
+        EvalConfig.from_dict({"steps": 3})
+    with pytest.raises(ValueError, match="guidance -1 is invalid: use a scale >= 0"):
+        EvalConfig(guidance=-1)
