@@ -220,7 +220,14 @@ def save_adapter(model: FlowModel, name: str, directory: str | Path) -> Path:
     meta = adapter_metadata(model, name)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    model.transformer.save_lora_adapter(str(d), adapter_name=name, weight_name=WEIGHTS_NAME)
+    # diffusers warns about fp32 modules on every save's dtype cast even when the list is empty: noise in logs.
+    cast_log = logging.getLogger("diffusers.models.modeling_utils")
+    level = cast_log.level
+    cast_log.setLevel(logging.ERROR)
+    try:
+        model.transformer.save_lora_adapter(str(d), adapter_name=name, weight_name=WEIGHTS_NAME)
+    finally:
+        cast_log.setLevel(level)
     (d / META_NAME).write_text(json.dumps(meta, indent=1))
     log.info("saved adapter %s (r=%d) to %s", name, meta["rank"], d)
     return d
