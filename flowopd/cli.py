@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .dataclass_util import read_config_file
+
 log = logging.getLogger("flowopd")
 EXAMPLES = {
     "pretrain": "flowopd pretrain --out runs/tiny-base --keep-checkpoints",
@@ -38,7 +40,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     from .pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else PretrainConfig()
+    cfg = PretrainConfig.from_dict(read_config_file(args.config, "pretrain")) if args.config else PretrainConfig()
     for name in ("steps", "batch_size", "lr", "seed"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -86,7 +88,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import EvalConfig, evaluate
     from .models import load_model
 
-    fields = json.loads(Path(args.config).read_text()) if args.config else {}
+    fields = read_config_file(args.config, "eval") if args.config else {}
     flags = {"num_steps": args.steps, "guidance": args.guidance, "images_per_prompt": args.images_per_prompt,
              "tasks": args.tasks}
     cfg = EvalConfig.from_dict({**fields, **{k: v for k, v in flags.items() if v is not None}})

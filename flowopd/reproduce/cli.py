@@ -7,9 +7,10 @@ the benchmark. Bad input raises ``ValueError`` (``flowopd: error: ...``, exit st
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
+
+from ..dataclass_util import read_config_file
 
 log = logging.getLogger(__name__)
 EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
@@ -53,12 +54,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
     overrides = {}
     if args.config:
-        if not Path(args.config).is_file():
-            raise FileNotFoundError(f"config file {args.config} does not exist: write a JSON object of "
-                                    "ReproduceConfig fields, e.g. {\"teacher\": {\"epochs\": 12}}")
-        overrides = json.loads(Path(args.config).read_text())
-        if not isinstance(overrides, dict):
-            raise ValueError(f"{args.config} must hold a JSON object of ReproduceConfig fields")
+        overrides = read_config_file(args.config, "reproduce")
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.model is not None:  # an existing folder is stored absolute: the stage configs hold it

@@ -90,7 +90,7 @@ def rollout(model: FlowModel, adapter: str | None, records: list[dict], seeds: l
             ode_from_step: int | None = None) -> Rollout:
     """SDE trajectories of adapter ``adapter`` (None: the base) for ``records``, ``chunk`` samples at a time.
 
-    ``ode_from_step``: steps from this index on are deterministic (see ``RLConfig.clean_untrained_steps``).
+    ``ode_from_step``: steps from this index on are deterministic (the configs' ``clean_untrained_steps``).
 
     Raises:
         FloatingPointError: the policy produced NaN or inf latents (its weights have diverged).
