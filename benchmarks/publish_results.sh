@@ -1,6 +1,7 @@
 #!/bin/sh
 # Copy a finished `flowopd reproduce` folder into docs/: report.md -> docs/results-tiny.md (plot links
 # rewritten), results.json -> docs/results-tiny.json, plots/*.png -> docs/results-tiny/.
+# It overwrites docs/results-tiny.md, including the hand-written reading at its top: write a new one.
 # Usage: benchmarks/publish_results.sh OUT_DIR
 set -eu
 out=${1:?usage: benchmarks/publish_results.sh OUT_DIR (a finished flowopd reproduce --out folder)}
