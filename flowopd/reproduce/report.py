@@ -60,8 +60,10 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              f"uses fixed seeds, so `base` is evaluated once), {cfg['eval_steps']} ODE evaluation steps, "
              + ("the whole test split" if cfg["eval_limit"] is None else f"the first {cfg['eval_limit']} test prompts "
                 "per task (a subset: not the protocol)") + ".",
-             f"Machine: {results['machine']}.",
-             f"Wall time: {_minutes(wall['total'])} in all, {_minutes(wall['total'] / seeds)} per seed.", "",
+             f"Stages ran on: {results['machine']}.",
+             f"Wall time: {_minutes(wall['total'])} in all, {_minutes(wall['total'] / seeds)} per seed (the stages' "
+             "times summed: seeds run as parallel processes overlap in time, and each stage's time includes the "
+             "contention).", "",
              "Every metric is in [0, 1]; Average is their mean. Cells are the mean over seeds"
              + (" ± the standard deviation over seeds (ddof 1)." if seeds > 1 else "."), "",
              "## Main table (the paper's Table 1)", "",

@@ -5,7 +5,7 @@
     {"rows": {ROW: {"compose", "text", "prefer", "quality", "average", "std": {...} (seeds > 1)}},
      "compute": {ROW: {"optimizer_steps": n, "images": n}},      # the row's own training stage
      "wall_time_s": {STAGE: s, ..., "total": s},                 # summed over seeds (training + evaluation)
-     "seeds": n, "machine": "..."}
+     "seeds": n, "machine": "..."}                                 # where the stages ran (see machines)
 
 Rows are the mean over seeds; ``std`` is the sample standard deviation over seeds (ddof 1).
 ``details.json`` holds what the report needs besides: per-seed metrics of every evaluated stage (the
@@ -34,6 +34,17 @@ def machine() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"with {torch.get_num_threads()} threads, {device}")
+
+
+def machines(results: PerSeed) -> str:
+    """Where the stages ran: the distinct ``machine`` lines their records hold, in order of first use.
+
+    Stages record the machine (with its torch thread count) when they train, so a run resumed elsewhere or
+    gathered by another process is still described by where it ran. Records older than that field fall
+    back to this process's :func:`machine`.
+    """
+    seen = [r["machine"] for seed in sorted(results) for r in results[seed].values() if r.get("machine")]
+    return "; ".join(dict.fromkeys(seen)) or machine()
 
 
 def mean_std(values: list[dict[str, float]]) -> dict:
@@ -65,7 +76,8 @@ def summarize(plan: list[StageSpec], results: PerSeed, config: dict) -> tuple[di
     ran = [spec.name for spec in plan if not spec.same_as]
     wall = {name: sum(float(results[s][name]["wall_time_s"]) for s in results) for name in ran}
     wall["total"] = sum(wall.values())
-    summary = {"rows": rows, "compute": compute, "wall_time_s": wall, "seeds": len(results), "machine": machine()}
+    summary = {"rows": rows, "compute": compute, "wall_time_s": wall, "seeds": len(results),
+               "machine": machines(results)}
     evaluated = [spec.name for spec in plan if spec.evaluate]
     details = {
         "config": config,

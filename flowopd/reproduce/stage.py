@@ -30,6 +30,7 @@ from ..models import load_model
 from .config import ReproduceConfig
 from .evaluation import evaluate_adapter
 from .plan import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE, StageSpec
+from .results import machine
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -140,7 +141,8 @@ def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator
             record = _train_coldstart(spec, folder, model)
         else:
             record = _train_rl(spec, folder, model, accelerator, progress, should_stop, seed)
-    record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), **record}
+    record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), "machine": machine(),
+              **record}
     write_json(path, record)
     return record
 

@@ -10,6 +10,7 @@ import pytest
 
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import ROWS
+from flowopd.reproduce.results import machine, machines
 from flowopd.reproduce.runner import reproduce
 from flowopd.reproduce.stage import ReproduceStopped
 
@@ -48,6 +49,21 @@ def test_results_json_has_the_rows_and_schema(smoke_run) -> None:
     assert wall["total"] == pytest.approx(sum(v for k, v in wall.items() if k != "total"))
     assert {"base", "teacher-text", "coldstart-sft", "opd", "grpo-mix-long", "seesaw-text"} <= set(wall)
     assert results["seeds"] == 2 and "cores" in results["machine"]
+
+
+def test_results_name_the_machine_the_stages_ran_on(smoke_run) -> None:
+    out, _ = smoke_run
+    stage_machines = {json.loads(p.read_text())["machine"] for p in out.glob("seed*/*/result.json")}
+    assert stage_machines == {machine()}  # this process ran every stage
+    assert json.loads((out / "results.json").read_text())["machine"] == machine()
+    assert f"Stages ran on: {machine()}." in (out / "report.md").read_text()
+
+
+def test_machines_lists_each_distinct_machine_once_and_falls_back_to_this_one() -> None:
+    results = {0: {"base": {"machine": "A, 1 threads"}, "opd": {"machine": "B, 8 threads"}},
+               1: {"base": {"machine": "A, 1 threads"}, "opd": {}}}
+    assert machines(results) == "A, 1 threads; B, 8 threads"
+    assert machines({0: {"base": {}}}) == machine()  # records written before stages kept the field
 
 
 def test_report_tables_and_plots(smoke_run) -> None:
