@@ -42,6 +42,10 @@ class PretrainConfig:
     warmup_steps: int = 500
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
+    # Training timesteps t = sigmoid(N(logit_mean, logit_std)), SD3's logit-normal; a negative mean puts more
+    # steps at low noise, where corners and edges are decided.
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
     task_weights: dict = field(default_factory=lambda: {"compose": 0.6, "text": 0.15, "prefer": 0.25})
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # also keep the EMA model of every checkpoint in ema_stepNNNNNN/
@@ -56,6 +60,8 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.logit_std > 0:
+            raise ValueError(f"logit_std must be positive, got {self.logit_std}: 1.0 is SD3's logit-normal")
         bad = set(self.task_weights) - set(TASKS)
         if bad:
             raise ValueError(f"task_weights names unknown tasks {sorted(bad)}: use {TASKS}")
@@ -85,10 +91,10 @@ def scene_batch(rng: random.Random, cfg: PretrainConfig) -> tuple[torch.Tensor, 
 
 
 def flow_matching_loss(model: TinyFlowModel, images: torch.Tensor, prompts: list[str],
-                       generator: torch.Generator) -> torch.Tensor:
+                       generator: torch.Generator, logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
     x = model.encode_images(images.to(model.device))
     noise = torch.randn(x.shape, generator=generator).to(x.device)
-    t = torch.sigmoid(torch.randn(x.shape[0], generator=generator)).to(x.device)  # logit-normal(0, 1)
+    t = torch.sigmoid(logit_mean + logit_std * torch.randn(x.shape[0], generator=generator)).to(x.device)
     tt = t.view(-1, 1, 1, 1)
     x_t = (1 - tt) * x + tt * noise
     v = model.raw_velocity(x_t, t, model.encode_prompts(prompts))
@@ -174,7 +180,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         images, prompts = scene_batch(rng, cfg)
-        loss = flow_matching_loss(model, images, prompts, gen)
+        loss = flow_matching_loss(model, images, prompts, gen, cfg.logit_mean, cfg.logit_std)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}: lower lr "
                                      f"(now {cfg.lr}); the last good checkpoint is in {out}")

@@ -11,7 +11,7 @@ import torch
 
 from flowopd.models import load_model
 from flowopd.models.tiny import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, TinyFlowModel
-from flowopd.pretrain import STATE_FILE, PretrainConfig, pretrain
+from flowopd.pretrain import STATE_FILE, PretrainConfig, flow_matching_loss, pretrain
 
 
 @pytest.fixture
@@ -71,9 +71,22 @@ def test_nan_loss_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_c
         pretrain(make_cfg(steps=3), tmp_path)
 
 
+@pytest.mark.parametrize("logit_mean, low, high", [(0.0, 0.4, 0.6), (-1.5, 0.1, 0.3)])
+def test_logit_mean_moves_the_training_timesteps(small_model, monkeypatch: pytest.MonkeyPatch,
+                                                 logit_mean: float, low: float, high: float) -> None:
+    seen: list[torch.Tensor] = []
+    real = small_model.raw_velocity
+    monkeypatch.setattr(small_model, "raw_velocity", lambda x, t, cond: seen.append(t) or real(x, t, cond))
+    images = torch.rand(256, 3, small_model.config.image_size, small_model.config.image_size)
+    with torch.no_grad():
+        flow_matching_loss(small_model, images, [""] * 256, torch.Generator().manual_seed(0), logit_mean, 1.0)
+    assert low < float(torch.median(seen[0])) < high  # median of sigmoid(N(m, 1)) is sigmoid(m)
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"steps": 0}, "steps"), ({"batch_size": -1}, "batch_size"), ({"lr": 0.0}, "lr"),
     ({"task_weights": {"painting": 1.0}}, "painting"), ({"model": {"bogus": 1}}, "bogus"),
+    ({"logit_std": 0.0}, "logit_std"),
 ])
 def test_config_validation(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):

@@ -94,8 +94,8 @@ def long_mix_budget(cfg: ReproduceConfig, coldstart_steps: int = 0) -> StageBudg
     """GRPO-Mix given the optimizer steps of the 4 teachers, the cold start and the distillation.
 
     Example:
-        >>> long_mix_budget(ReproduceConfig.preset("default")).epochs  # 4 x 8 teacher + 8 distillation epochs
-        40
+        >>> long_mix_budget(ReproduceConfig.preset("default")).epochs  # 4 x 8 teacher + 16 distillation epochs
+        48
     """
     steps = len(TASKS) * cfg.teacher.optimizer_steps + coldstart_steps + cfg.distill.optimizer_steps
     return cfg.distill.with_steps(steps)

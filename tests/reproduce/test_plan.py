@@ -22,9 +22,11 @@ def test_default_plan_rows_compute_and_reuse(tmp_path) -> None:
     assert compute["grpo-mix-long"] == {"optimizer_steps": sum(c["optimizer_steps"] for c in pipeline),
                                         "images": sum(c["images"] for c in pipeline)}
     assert compute["coldstart-merge"] == {"optimizer_steps": 0, "images": 0}
-    # Equal configs run once: the first seesaw run is the compose teacher, the last is GRPO-Mix.
-    assert {n: s.same_as for n, s in plan.items() if s.same_as} == {"seesaw-compose": "teacher-compose",
-                                                                   "seesaw-quality": "grpo-mix"}
+    # Distillation serves four tasks, so it gets twice a teacher's steps (and GRPO-Mix the same).
+    assert compute["opd"]["optimizer_steps"] == 2 * compute["teacher-text"]["optimizer_steps"] == 32
+    # Equal configs run once: the first seesaw run is the compose teacher; the last one has a teacher's
+    # budget, so it is not GRPO-Mix.
+    assert {n: s.same_as for n, s in plan.items() if s.same_as} == {"seesaw-compose": "teacher-compose"}
     opd, no_mar, sft = plan["opd"].config, plan["opd-no-mar"].config, plan["opd-sft"].config
     assert (opd.beta_mar, no_mar.beta_mar, sft.beta_mar) == (0.02, 0.0, 0.02)
     assert opd.init.endswith("coldstart-merge/adapter") and sft.init.endswith("coldstart-sft/adapter")
