@@ -66,6 +66,9 @@ def _watch(home: Path, run_id: str, proc: subprocess.Popen) -> None:
         return
     try:
         with Store(home) as store:
+            # The worker can exit before tick() records its pid; claim the run for it first, or the
+            # pid-guarded finish below would find no owner and leave the run "running".
+            store.set_pid(run_id, proc.pid)
             text = with_log_tail(f"worker process {proc.pid} exited with status {code}",
                                  run_dir(home, run_id) / LOG_FILE)
             if store.finish(run_id, proc.pid, "failed", text):

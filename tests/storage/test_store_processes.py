@@ -145,6 +145,20 @@ def test_two_writers_and_a_reader(store) -> None:
                                               "seconds": round(elapsed, 1)}))
 
 
+def test_worker_exiting_before_its_pid_is_recorded_still_reads_as_failure(store, tiny_pretrain) -> None:
+    """The race behind a load-dependent timeout: the watcher reaps the exit before tick() stores the pid."""
+    from storage.paths import run_dir
+    from storage.queue import _watch
+    from storage.stages import get_stage
+
+    run = store.create_run("pretrain", get_stage("pretrain").freeze(tiny_pretrain(), store))
+    assert store.claim_next(1).id == run.id and store.get_run(run.id).pid is None  # claimed, no pid yet
+    run_dir(store.home, run.id).mkdir(parents=True, exist_ok=True)
+    _watch(store.home, run.id, subprocess.Popen([shutil.which("false")]))
+    failed = store.get_run(run.id)
+    assert failed.status == "failed" and failed.error.startswith(f"worker process {failed.pid} exited with status 1")
+
+
 def test_worker_exiting_nonzero_reads_as_failure(store, tiny_pretrain, wait_for, monkeypatch) -> None:
     monkeypatch.setattr(sys, "executable", shutil.which("false"))  # a "python" that exits 1 at once
     run = submit(store, "pretrain", tiny_pretrain())
