@@ -8,8 +8,10 @@ Per seed (``OUT/seed<k>/<stage>/``)::
     coldstart-merge            exact merge of the four teachers (no optimizer steps)
     coldstart-sft              SFT on teacher samples (the init of opd-sft; not a row, not evaluated)
     opd, opd-no-mar, opd-sft   distillation from merge init with MAR, without MAR, and from SFT init
-    grpo-mix-long              GRPO-Mix with the optimizer steps of 4 teachers + cold start + distillation
     seesaw-<task> x 4          GRPO with the rewards stacked one by one (compose; +text; +prefer; +quality)
+    grpo-mix-long              GRPO-Mix with the optimizer steps of 4 teachers + cold start + distillation
+
+The longest stage comes last, so a benchmark cut short (a session's end) has finished as many rows as it can.
 
 A stage whose trainer config equals an earlier one's (``seesaw-compose`` is ``teacher-compose``; with equal
 budgets ``seesaw-quality`` is ``grpo-mix``) is not run twice: ``same_as`` names the stage it reuses.
@@ -122,10 +124,10 @@ def build_plan(cfg: ReproduceConfig, seed: int, seed_dir: str | Path) -> list[St
              StageSpec("opd", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), cfg.beta_mar)),
              StageSpec("opd-no-mar", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), 0.0)),
              StageSpec("opd-sft", "opd", _opd(cfg, seed, teachers, adapter("coldstart-sft"), cfg.beta_mar))]
-    merge_steps = StageSpec("", "coldstart", merge).planned_compute()["optimizer_steps"]
-    plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_mix_budget(cfg, merge_steps), seed, TASKS)))
     plan += [StageSpec(f"seesaw-{t}", "grpo", _grpo(cfg, cfg.teacher, seed, TASKS[:k + 1]))
              for k, t in enumerate(TASKS)]
+    merge_steps = StageSpec("", "coldstart", merge).planned_compute()["optimizer_steps"]
+    plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_mix_budget(cfg, merge_steps), seed, TASKS)))
     seen: dict[str, str] = {}
     for spec in plan:
         if spec.config is None:

@@ -33,6 +33,7 @@ def test_default_plan_rows_compute_and_reuse(tmp_path) -> None:
     assert set(opd.teachers) == set(opd.prompt_tasks) == {"compose", "text", "prefer", "quality"}
     assert plan["seesaw-prefer"].config.rewards == {"compose": 1.0, "text": 1.0, "prefer": 1.0}
     assert not plan["coldstart-sft"].evaluate and plan["coldstart-merge"].evaluate
+    assert list(plan)[-1] == "grpo-mix-long"  # the longest stage last: a cut-short run keeps the most rows
 
 
 def test_other_budgets_keep_the_matching(tmp_path) -> None:
