@@ -109,6 +109,10 @@ class _RLConfig(_JsonConfig):
     noise_level: float = _f(0.7, "SDE noise level a: std_dev_t = a sqrt(t / (1 - t)) (0.7 in the paper)")
     timestep_fraction: float = _f(0.8, "fraction of rollout steps trained (tiny world: the first 8 of 10; Flow-GRPO's "
                                        "0.99 trains 9, which the SD3.5 presets keep)")
+    steps_per_microbatch: int = _f(0, "train each micro-batch on this many of the trained steps, drawn at random "
+                                      "per micro-batch and epoch (an unbiased estimate of the mean over all of "
+                                      "them); 0 = every trained step (Flow-GRPO). Fewer backward passes per image "
+                                      "let more prompts fit the same compute")
     clean_untrained_steps: bool = _f(True, "run the untrained last rollout steps as ODE steps so rewards see clean "
                                            "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
                                            "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
@@ -160,6 +164,11 @@ class _RLConfig(_JsonConfig):
         if micro % self.optimizer_steps_per_epoch:
             _fail("optimizer_steps_per_epoch", self.optimizer_steps_per_epoch,
                   f"it must divide the {micro} micro-batches per epoch (batch_size / train_batch_size)")
+        if (not isinstance(self.steps_per_microbatch, int) or isinstance(self.steps_per_microbatch, bool)
+                or not 0 <= self.steps_per_microbatch <= self.trained_steps):
+            _fail("steps_per_microbatch", self.steps_per_microbatch,
+                  f"use 0 (all) or a whole number up to the {self.trained_steps} trained steps "
+                  "(num_steps x timestep_fraction)")
         for name in ("warmup_steps", "sample_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

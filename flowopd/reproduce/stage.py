@@ -14,6 +14,7 @@ resumes it. A folder whose stored config differs from the plan's is refused (ano
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -55,11 +56,29 @@ def config_of(spec: StageSpec) -> dict | None:
     return None if spec.config is None else json.loads(spec.config.to_json())
 
 
+def stored_config(spec: StageSpec, stored: dict | None) -> dict | None:
+    """A stage's stored config, with the fields its config class gained since at their defaults.
+
+    A field added later (with a default that keeps the old behaviour) is no difference: the stage's results
+    stay valid, so a benchmark can be continued by newer code.
+    """
+    if stored is None or spec.config is None:
+        return stored
+    added = {}
+    for f in dataclasses.fields(spec.config):
+        if f.name not in stored and f.init:
+            if f.default is not dataclasses.MISSING:
+                added[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                added[f.name] = f.default_factory()
+    return {**json.loads(json.dumps(added)), **stored}
+
+
 def _check_config(spec: StageSpec, stored: dict, path: Path) -> None:
-    planned = config_of(spec)
-    if stored.get("config") != planned:
-        fields = sorted(k for k in set(planned or {}) | set(stored.get("config") or {})
-                        if (planned or {}).get(k) != (stored.get("config") or {}).get(k))
+    planned, before = config_of(spec), stored_config(spec, stored.get("config"))
+    if before != planned:
+        fields = sorted(k for k in set(planned or {}) | set(before or {})
+                        if (planned or {}).get(k) != (before or {}).get(k))
         raise ValueError(f"{path} was written with another config (fields {fields} differ from this benchmark's "
                          "plan): use another --out folder, or delete that stage's folder to redo it")
 

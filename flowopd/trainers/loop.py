@@ -161,13 +161,15 @@ class RLTrainer:
         ``micro_loss(rows, j) -> (scalar loss, {metric: value or [rows] tensor})``. A non-finite loss is not
         back-propagated; the step then raises on every process (:meth:`optimizer_step`).
         """
-        cfg, n_opt, trained = self.cfg, self.cfg.optimizer_steps_per_epoch, self.cfg.trained_steps
+        cfg, n_opt = self.cfg, self.cfg.optimizer_steps_per_epoch
         chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
+        pick = random.Random(epoch_seed(cfg.seed, self.epoch, self.acc.process_index, "timesteps"))
         for chunk in chunks:
             bad = None
             for start in range(0, len(chunk), cfg.train_batch_size):
                 rows = chunk[start:start + cfg.train_batch_size]
-                for j in range(trained):
+                steps = self.microbatch_steps(pick)
+                for j in steps:
                     try:
                         loss, values = micro_loss(rows, j)
                     except FloatingPointError:
@@ -176,12 +178,18 @@ class RLTrainer:
                         bad = float(loss.detach())
                         break
                     # Each (micro-batch, step) weighs by its rows, so a chunk's gradient is its per-sample mean.
-                    (loss * len(rows) / (len(chunk) * trained)).backward()
+                    (loss * len(rows) / (len(chunk) * len(steps))).backward()
                     metrics.add("loss", float(loss.detach()))
                     metrics.update(values)
                 if bad is not None:
                     break
             metrics.add("grad_norm", self.optimizer_step(bad, len(chunk)))
+
+    def microbatch_steps(self, rng: random.Random) -> list[int]:
+        """The denoising steps one micro-batch trains on: every trained step, or ``steps_per_microbatch`` of them
+        drawn without replacement (in trajectory order)."""
+        trained, k = self.cfg.trained_steps, self.cfg.steps_per_microbatch
+        return list(range(trained)) if k in (0, trained) else sorted(rng.sample(range(trained), k))
 
     def optimizer_step(self, bad_loss: float | None, rows: int) -> float:
         """All-reduce the student's gradients (with the NaN flag and the row count), clip, step; returns the

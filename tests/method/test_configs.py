@@ -50,6 +50,9 @@ def test_sd35_defaults_follow_the_paper():
     (lambda: GRPOConfig(train_batch_size=5), r"train_batch_size=5 is invalid"),
     (lambda: GRPOConfig(optimizer_steps_per_epoch=3), r"optimizer_steps_per_epoch=3 is invalid.*8 micro-batches"),
     (lambda: GRPOConfig(lr=0), r"lr=0 is invalid: use a positive number"),
+    (lambda: GRPOConfig(steps_per_microbatch=9), r"steps_per_microbatch=9 is invalid: use 0 \(all\) or a whole "
+                                                 r"number up to the 8 trained steps"),
+    (lambda: opd(steps_per_microbatch=-1), r"steps_per_microbatch=-1 is invalid"),
     (lambda: GRPOConfig(noise_level=0), r"noise_level=0 is invalid"),
     (lambda: GRPOConfig(prompt_tasks={"ocr": 1.0}), r"'ocr' is not a task"),
     (lambda: GRPOConfig(rewards={}), r"rewards=\{\} is invalid"),

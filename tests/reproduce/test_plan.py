@@ -75,3 +75,16 @@ def test_help_shows_an_example(cli) -> None:
 def test_bad_budget_is_a_usage_error(cli, tmp_path) -> None:
     code, _, err = cli("reproduce", "--out", tmp_path, "--seeds", "0", "--budget", "smoke")
     assert code == 2 and "flowopd: error: seeds=0 is invalid" in err
+
+
+def test_a_stage_stored_before_a_config_field_existed_still_matches_at_its_default(tmp_path) -> None:
+    from flowopd.reproduce.stage import _check_config, config_of
+
+    spec = _by_name(ReproduceConfig.preset("smoke"), tmp_path)["teacher-text"]
+    old = {k: v for k, v in config_of(spec).items() if k != "steps_per_microbatch"}  # written by older code
+    _check_config(spec, {"config": old}, tmp_path / "result.json")  # the new field is at its default: the same
+    changed = _by_name(ReproduceConfig.preset("smoke", rl={"steps_per_microbatch": 1}), tmp_path)["teacher-text"]
+    with pytest.raises(ValueError, match=r"fields \['steps_per_microbatch'\] differ"):
+        _check_config(changed, {"config": old}, tmp_path / "result.json")
+    with pytest.raises(ValueError, match=r"fields \['lr'\] differ"):
+        _check_config(spec, {"config": {**old, "lr": 0.5}}, tmp_path / "result.json")

@@ -134,3 +134,28 @@ def test_grpo_raises_the_reward_it_is_trained_on(tiny, grpo_config, tmp_path):
         REWARDS.pop("redness"), REWARDS.pop("blueness")
     assert after["redness"] > before > after["blueness"], (before, after)
     assert after["redness"] - after["blueness"] > 0.005, (before, after)
+
+
+def _trained_steps_per_call(tiny, cfg, tmp_path, monkeypatch) -> list[tuple[int, int]]:
+    """(first row, step j) of every step-loss call of one GRPO run."""
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    calls, real = [], GRPOTrainer.step_loss
+    with monkeypatch.context() as patch:
+        patch.setattr(GRPOTrainer, "step_loss",
+                      lambda self, roll, adv, rows, j: calls.append((rows[0], j)) or real(self, roll, adv, rows, j))
+        train_grpo(tiny(), cfg, tmp_path, resume=False)
+    return calls
+
+
+def test_steps_per_microbatch_trains_a_random_subset_of_the_steps(tiny, grpo_config, tmp_path, monkeypatch):
+    every = _trained_steps_per_call(tiny, grpo_config(num_steps=5), tmp_path / "all", monkeypatch)
+    assert every == [(r, j) for r in (0, 4) for j in range(4)]  # 2 micro-batches x the 4 trained steps
+    cfg = grpo_config(num_steps=5, steps_per_microbatch=2, epochs=2)
+    some = _trained_steps_per_call(tiny, cfg, tmp_path / "some", monkeypatch)
+    assert len(some) == 2 * 2 * 2  # 2 epochs x 2 micro-batches x 2 steps each
+    per_microbatch = [[j for _, j in some[k:k + 2]] for k in range(0, len(some), 2)]
+    assert all(len(set(js)) == 2 and js == sorted(js) and set(js) <= set(range(4)) for js in per_microbatch)
+    assert len({tuple(js) for js in per_microbatch}) > 1  # drawn anew, not the same pair every time
+    again = _trained_steps_per_call(tiny, cfg, tmp_path / "again", monkeypatch)
+    assert again == some  # drawn from the run's seed and epoch: a rerun (or a resume) draws the same steps
