@@ -8,7 +8,7 @@ A trainer with ``ema`` on exports the EMA of its LoRA as the stage's adapter (wh
 and what later stages load), and keeps the live weights of its last step in ``checkpoint/adapter``. For each
 seed and stage that has both, this evaluates the live weights with the benchmark's protocol (same seeds,
 so paired with ``result.json``) on the stage's own task (``teacher-<task>``) or on all four tasks
-(other stages, or ``--all-tasks``), prints live minus EMA, and writes ``OUT/ema_vs_live.json``. It also
+(other stages, or ``--all-tasks``), prints live minus EMA, and adds the rows to ``OUT/ema_vs_live.json``. It also
 reports ``|dW|`` (the Frobenius norm of the LoRA's weight delta B A over all layers) of both.
 """
 
@@ -67,7 +67,10 @@ def main() -> None:
                    "dW_ema": delta_norm(folder / "adapter"), "dW_live": delta_norm(live)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (args.out / "ema_vs_live.json").write_text(json.dumps(rows, indent=1))
+    path = args.out / "ema_vs_live.json"  # earlier rows of other stages are kept
+    done = {(r["stage"], r["seed"]) for r in rows}
+    kept = [r for r in json.loads(path.read_text()) if (r["stage"], r["seed"]) not in done] if path.is_file() else []
+    path.write_text(json.dumps(kept + rows, indent=1))
     for stage in dict.fromkeys(r["stage"] for r in rows):
         mine = [r for r in rows if r["stage"] == stage]
         for task in mine[0]["tasks"]:
