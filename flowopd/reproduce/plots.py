@@ -92,16 +92,19 @@ def _panels(curves: list[list[dict]]) -> list[tuple[str, list[str]]]:
 
 
 def _draw_per_step(ax, curves: list[list[dict]], kls: list[str]) -> None:
+    positive = False
     for kl in kls:
         first_j, first = step_profile(curves, kl, "first")
         last_j, last = step_profile(curves, kl, "last")
+        positive = positive or any(v > 0 for v in first + last)
         (line,) = ax.plot(first_j, first, linestyle="--", marker="o", markersize=3, label=f"{kl}, first epoch")
         ax.plot(last_j, last, color=line.get_color(), marker="o", markersize=3, label=f"{kl}, last epoch")
     from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("denoising step j (0 = pure noise)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_yscale("log", nonpositive="mask")  # the KLs span decades along the trajectory
+    if positive:  # the KLs span decades along the trajectory (all 0: a student that never moved)
+        ax.set_yscale("log", nonpositive="mask")
 
 
 def _draw_series(ax, curves: list[list[dict]], keys: list[str], smooth: bool) -> None:

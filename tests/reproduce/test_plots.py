@@ -45,3 +45,13 @@ def test_trailing_mean_rejects_an_empty_window() -> None:
     assert trailing_mean([], 3) == []
     with pytest.raises(ValueError, match="window"):
         trailing_mean([1.0], 0)
+
+
+def test_a_student_that_never_moved_plots_its_zero_kls_without_a_log_scale(tmp_path) -> None:
+    import warnings
+
+    zero = [{"step": 1, "kl_base": 0.0, "kl_base/step_0": 0.0, "kl_base/step_1": 0.0}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when log-scaling no positive values
+        path = plot_stage("grpo", [zero], tmp_path / "grpo.png")
+    assert path.read_bytes().startswith(PNG)
