@@ -89,9 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, help="training seeds 0..N-1; rows get mean and std (default 1; the "
                                              "committed report uses 3)")
     p.add_argument("--budget", choices=["smoke", "default"],
-                   help="smoke: seconds, for tests; default: the tiny reproduction, an estimated 50 min of a 2-core "
-                        "CPU per seed (37 min measured before distillation got twice the steps; "
-                        "docs/results-tiny.md; seeds can run in parallel with --only-seed)")
+                   help="smoke: seconds, for tests; default: the tiny reproduction, about 85 min of a 2-core CPU "
+                        "per seed (three seeds as three --only-seed processes: about 4.3 h; more than one "
+                        "session, see benchmarks/carry_run.py)")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
     p.add_argument("--config", help="JSON file of ReproduceConfig fields overriding the budget's")
     p.add_argument("--only-seed", type=int, metavar="K",
