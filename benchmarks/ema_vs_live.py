@@ -49,6 +49,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = ReproduceConfig.from_json(args.out / "config.json")
+    model = load_model(cfg.model)  # evaluate_adapter loads each adapter and drops it again
     rows = []
     for stage in args.stages.split(","):
         own = stage.removeprefix("teacher-")
@@ -61,7 +62,7 @@ def main() -> None:
             ema = json.loads(result.read_text())["metrics"]
             protocol = eval_config(cfg)
             protocol.tasks = tasks
-            got = evaluate_adapter(load_model(cfg.model), live, protocol)
+            got = evaluate_adapter(model, live, protocol)
             row = {"stage": stage, "seed": int(seed_dir.name[4:]), "tasks": tasks,
                    "ema": {t: ema[t] for t in tasks}, "live": {t: got[t] for t in tasks},
                    "dW_ema": delta_norm(folder / "adapter"), "dW_live": delta_norm(live)}

@@ -53,7 +53,7 @@ def step_profile(curves: list[list[dict]], kl: str, which: str) -> tuple[list[in
         raise ValueError(f"which must be 'first' or 'last', got {which!r}")
     by_j: dict[int, list[float]] = {}
     for curve in curves:
-        logged = [row for row in curve if any(_STEP_KEY.match(k) and k.startswith(kl + "/") for k in row)]
+        logged = [row for row in curve if any(k.startswith(f"{kl}/step_") for k in row)]
         if not logged:
             continue
         row = logged[0] if which == "first" else logged[-1]
