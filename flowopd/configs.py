@@ -19,6 +19,7 @@ LOSS_MODES, WEIGHTINGS, ROUTINGS = ("kl", "pg", "paper"), ("code", "paper", "uni
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")
 PRECISIONS = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -141,7 +142,10 @@ class _RLConfig(_JsonConfig):
     mixed_precision: str = _f("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)")
     checkpoint_every: int = _f(10, "save a resumable checkpoint every this many epochs")
     eval_every: int = _f(10, "evaluate every this many epochs")
-    warmup_steps: int = _f(0, "linear learning-rate warm-up over this many optimizer steps, then constant (code: 0)")
+    warmup_steps: int = _f(0, "linear learning-rate warm-up over this many optimizer steps (code: 0)")
+    lr_schedule: str = _f("constant", "learning rate after the warm-up: constant (Flow-GRPO's code) | cosine | "
+                                      "linear; cosine and linear decay from lr towards 0, reached one step after the "
+                                      "last optimizer step (epochs x optimizer_steps_per_epoch)")
     sample_every: int = _f(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never")
 
     def _check_common(self) -> None:
@@ -180,6 +184,7 @@ class _RLConfig(_JsonConfig):
         if not 0 < self.ema_decay < 1:
             _fail("ema_decay", self.ema_decay, "use a decay in (0, 1), e.g. 0.9")
         _choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
     @property
     def trained_steps(self) -> int:  # the first int(num_steps * timestep_fraction) rollout steps train

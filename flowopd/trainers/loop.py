@@ -60,6 +60,23 @@ Callback = Callable[[dict[str, Any]], None]
 SAMPLES_PER_TASK = 2
 
 
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Learning-rate multiplier of optimizer step ``step`` (0-based): a linear warm-up over ``warmup`` steps,
+    then ``schedule``: 1 (constant), or a cosine or linear decay from 1 that would reach 0 at step ``total``
+    (one past the last step, so no step is wasted at lr 0).
+
+    Example:
+        >>> [round(lr_factor(s, 2, 6, "linear"), 2) for s in range(6)]
+        [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
 @dataclass
 class TrainResult:
     """What a finished (or stopped) run leaves: ``adapter_dir`` holds the student to evaluate (EMA weights
@@ -106,8 +123,10 @@ class RLTrainer:
         prepare_model(model, self.acc, cfg.mixed_precision)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                                      weight_decay=cfg.weight_decay)
-        warm = cfg.warmup_steps
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        total = cfg.epochs * cfg.optimizer_steps_per_epoch
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.lr_schedule))
+        self.last_lr = self.opt.param_groups[0]["lr"]
         self.ema = LoraEMA(self.params, cfg.ema_decay, cfg.ema_every) if cfg.ema else None
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
@@ -210,6 +229,7 @@ class RLTrainer:
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
         if not math.isfinite(norm):
             raise self.diverged(f"the gradient norm became {norm}")
+        self.last_lr = self.opt.param_groups[0]["lr"]  # what this step used; the callback reports it
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
@@ -237,7 +257,7 @@ class RLTrainer:
             self.epoch += 1
             elapsed = time.perf_counter() - start
             payload: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **metrics,
-                                       "lr": self.opt.param_groups[0]["lr"],
+                                       "lr": self.last_lr,
                                        "images_per_s": cfg.batch_size * self.acc.num_processes / elapsed,
                                        "step_time_s": elapsed / cfg.optimizer_steps_per_epoch}
             log.info("%s epoch %d step %d: loss %.4g, %.1f images/s", self.stage, self.epoch, self.step,

@@ -54,6 +54,7 @@ def test_sd35_defaults_follow_the_paper():
                                                  r"number up to the 8 trained steps"),
     (lambda: opd(steps_per_microbatch=-1), r"steps_per_microbatch=-1 is invalid"),
     (lambda: GRPOConfig(noise_level=0), r"noise_level=0 is invalid"),
+    (lambda: opd(lr_schedule="step"), r"lr_schedule='step' is invalid: use one of constant, cosine, linear"),
     (lambda: GRPOConfig(prompt_tasks={"ocr": 1.0}), r"'ocr' is not a task"),
     (lambda: GRPOConfig(rewards={}), r"rewards=\{\} is invalid"),
     (lambda: GRPOConfig(mixed_precision="fp8"), r"mixed_precision='fp8' is invalid: use one of no, fp16, bf16"),

@@ -159,3 +159,19 @@ def test_steps_per_microbatch_trains_a_random_subset_of_the_steps(tiny, grpo_con
     assert len({tuple(js) for js in per_microbatch}) > 1  # drawn anew, not the same pair every time
     again = _trained_steps_per_call(tiny, cfg, tmp_path / "again", monkeypatch)
     assert again == some  # drawn from the run's seed and epoch: a rerun (or a resume) draws the same steps
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_the_lr_schedule_sets_each_steps_learning_rate(tiny, grpo_config, tmp_path, schedule):
+    from flowopd.trainers.loop import lr_factor
+
+    cfg = grpo_config(epochs=3, lr=1e-3, warmup_steps=2, lr_schedule=schedule)
+    reported = []
+    train_grpo(tiny(), cfg, tmp_path, callback=lambda m: reported.append(m["lr"]))
+    # The callback reports the rate of each epoch's last step: steps 1, 3 and 5 (0-based) of 6.
+    expected = [1e-3 * lr_factor(s, 2, 6, schedule) for s in (1, 3, 5)]
+    assert reported == pytest.approx(expected)
+    if schedule == "constant":
+        assert reported == pytest.approx([1e-3] * 3)
+    else:  # full rate at the end of the warm-up, then strictly down, never to 0 on a trained step
+        assert reported[0] == pytest.approx(1e-3) and reported[0] > reported[1] > reported[2] > 0

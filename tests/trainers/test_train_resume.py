@@ -17,7 +17,7 @@ def _weights(model) -> dict[str, torch.Tensor]:
 
 
 def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(tiny, grpo_config, tmp_path):
-    cfg = grpo_config(epochs=3, checkpoint_every=10, warmup_steps=3, ema=True, ema_every=2)
+    cfg = grpo_config(epochs=3, checkpoint_every=10, warmup_steps=2, lr_schedule="cosine", ema=True, ema_every=2)
     straight = tiny()
     straight_steps = []
     train_grpo(straight, cfg, tmp_path / "straight", callback=lambda m: straight_steps.append(m["step"]))
