@@ -3,13 +3,15 @@
 The machine's disk outside the repository is not kept between sessions, so a benchmark longer than a
 session is carried in the repository::
 
-    python benchmarks/carry_run.py save OUT DEST    # OUT's config.json, every finished stage's result.json, and
-                                                    # the adapters that later stages load (teachers, cold starts)
+    python benchmarks/carry_run.py save OUT DEST    # OUT's config.json, every finished stage's result.json,
+                                                    # the adapters that later stages load (teachers, cold
+                                                    # starts), and each unfinished stage's last checkpoint
     python benchmarks/carry_run.py restore DEST     # back to the OUT it came from; then rerun the same
                                                     # `flowopd reproduce --out OUT ...` commands to continue
 
-Unfinished stages (their checkpoints) are left out: they start again. Stage configs name the adapters they
-load by absolute path, so OUT must be the same path on both machines: ``DEST/origin`` holds it.
+An unfinished stage resumes from its carried checkpoint (with its ``curve.jsonl``, which the stage cuts back
+to the checkpoint's step); what it trained after that checkpoint runs again. Stage configs name the adapters
+they load by absolute path, so OUT must be the same path on both machines: ``DEST/origin`` holds it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import sys
 from pathlib import Path
 
 from flowopd.reproduce.config import ReproduceConfig
+from flowopd.reproduce.plan import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from flowopd.reproduce.runner import plans
+from flowopd.trainers.checkpoint import CHECKPOINT_DIR
 
 
 def loaded_adapters(out: Path) -> set[Path]:
@@ -47,16 +51,36 @@ def save(out: Path, dest: Path) -> None:
     shutil.copy(out / "config.json", dest / "config.json")
     (dest / "origin").write_text(f"{out}\n")
     needed, stages, adapters = loaded_adapters(out), 0, 0
-    for result in sorted(out.glob("seed*/*/result.json")):
+    for result in sorted(out.glob(f"seed*/*/{RESULT_FILE}")):
         rel = result.parent.relative_to(out)
-        (dest / rel).mkdir(parents=True, exist_ok=True)
-        shutil.copy(result, dest / rel / "result.json")
+        shutil.rmtree(dest / rel, ignore_errors=True)  # drops an earlier carry's checkpoint of this stage
+        (dest / rel).mkdir(parents=True)
+        shutil.copy(result, dest / rel / RESULT_FILE)
         stages += 1
-        adapter = result.parent / "adapter"
+        adapter = result.parent / ADAPTER_DIR
         if adapter in needed and adapter.is_dir():
-            shutil.copytree(adapter, dest / rel / "adapter", dirs_exist_ok=True)
+            shutil.copytree(adapter, dest / rel / ADAPTER_DIR)
             adapters += 1
-    print(f"saved {stages} finished stages ({adapters} adapters that later stages load) of {out} to {dest}")
+    unfinished = 0
+    for folder in sorted(p for p in out.glob("seed*/*") if p.is_dir() and not (p / RESULT_FILE).is_file()):
+        if (folder / TRAIN_FILE).is_file():  # trained, not yet evaluated
+            parts = [TRAIN_FILE, ADAPTER_DIR]
+        elif (folder / CHECKPOINT_DIR).is_dir():
+            parts = [CHECKPOINT_DIR, CURVE_FILE]
+        else:
+            continue
+        rel = folder.relative_to(out)
+        shutil.rmtree(dest / rel, ignore_errors=True)  # an older carry of this stage
+        (dest / rel).mkdir(parents=True)
+        for part in parts:
+            source = folder / part
+            if source.is_dir():
+                shutil.copytree(source, dest / rel / part)
+            elif source.is_file():
+                shutil.copy(source, dest / rel / part)
+        unfinished += 1
+    print(f"saved {stages} finished stages ({adapters} adapters that later stages load) and {unfinished} "
+          f"unfinished ones (checkpoint, or trained adapter awaiting evaluation) of {out} to {dest}")
 
 
 def restore(dest: Path) -> None:
