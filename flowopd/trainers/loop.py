@@ -107,7 +107,7 @@ class RLTrainer:
 
     def init_student(self, init: str | Path | None, resume: bool) -> None:
         """Student adapter from the checkpoint (resume), else from ``init``, else a fresh LoRA; then the
-        optimizer, warm-up scheduler, EMA and, on resume, their states, the step and the RNG states."""
+        optimizer, learning-rate scheduler, EMA and, on resume, their states, the step and the RNG states."""
         cfg, model = self.cfg, self.model
         ckpt = find_checkpoint(self.out) if resume else None
         state = load_state(ckpt, self.acc.process_index) if ckpt else None
