@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..adapters import drop_adapter, replace_adapter, use_adapter
+from ..adapters import drop_adapter, merged_adapter, replace_adapter, use_adapter
 from ..evaluate import EvalConfig, evaluate, task_metric
 from ..models.base import FlowModel
 from ..sampling import generate
@@ -53,13 +53,18 @@ def evaluate_limited(model: FlowModel, cfg: EvalConfig, limit: int) -> dict[str,
 
 
 def evaluate_adapter(model: FlowModel, adapter: str | Path | None, cfg: EvalConfig,
-                     limit: int | None = None) -> dict[str, float]:
+                     limit: int | None = None, merged: bool = False) -> dict[str, float]:
     """Metrics of ``model`` with adapter folder ``adapter`` active (None: the base): the four tasks and
-    ``average`` (their mean), each in [0, 1]."""
+    ``average`` (their mean), each in [0, 1].
+
+    ``merged`` folds the adapter into the base weights for the evaluation (:func:`merged_adapter`): the
+    same images up to float rounding, about a quarter less time on the tiny model.
+    """
     if adapter is not None:
         replace_adapter(model, adapter, EVAL_ADAPTER)
+    active = merged_adapter if merged and adapter is not None else use_adapter
     try:
-        with use_adapter(model, EVAL_ADAPTER if adapter is not None else None):
+        with active(model, EVAL_ADAPTER if adapter is not None else None):
             metrics = evaluate(model, cfg)["metrics"] if limit is None else evaluate_limited(model, cfg, limit)
     finally:
         if adapter is not None:

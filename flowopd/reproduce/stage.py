@@ -195,7 +195,7 @@ def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator
         torch.manual_seed(stage_seed(seed, spec.name))
         model = load_model(cfg.model, device=accelerator.device)
         adapter = None if spec.kind == "eval" else folder / ADAPTER_DIR
-        metrics = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit)
+        metrics = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, cfg.eval_merged)
     eval_time = time.perf_counter() - start if spec.evaluate else 0.0
     result = {**record, "eval_time_s": eval_time, "wall_time_s": record["train_time_s"] + eval_time,
               "metrics": metrics}

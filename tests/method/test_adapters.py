@@ -13,6 +13,7 @@ from flowopd.adapters import (
     add_lora,
     base_model_id,
     load_adapter,
+    merged_adapter,
     save_adapter,
     trainable_parameters,
     use_adapter,
@@ -111,3 +112,35 @@ def test_bad_targets_on_a_fresh_model_leave_it_usable(make_model):
         add_lora(fresh, "nowhere", rank=2, alpha=2, target_modules=("zzz",))
     add_lora(fresh, "ok", rank=2, alpha=2)
     assert adapter_names(fresh) == ["ok"]
+
+
+def test_merged_adapter_runs_the_adapter_and_restores_the_base_exactly(model, batch, randomise):
+    add_lora(model, "student", rank=4, alpha=8)
+    add_lora(model, "teacher", rank=2, alpha=2)
+    randomise(model, "student", seed=1)
+    randomise(model, "teacher", seed=2)
+    base_weights = {n: p.detach().clone() for n, p in model.transformer.named_parameters() if ".lora_" not in n}
+    flags = {n: p.requires_grad for n, p in model.transformer.named_parameters()}
+    x, cond = batch
+    through_lora = velocity(model, batch, "teacher")
+    with torch.no_grad(), merged_adapter(model, "teacher"):
+        merged = model.velocity(x, 0.6, cond)
+    torch.testing.assert_close(merged, through_lora, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(merged, velocity(model, batch, "student"), atol=1e-4)
+    after = dict(model.transformer.named_parameters())
+    assert all(torch.equal(after[n], w) for n, w in base_weights.items())  # bit for bit, not up to rounding
+    assert {n: p.requires_grad for n, p in after.items()} == flags
+    torch.testing.assert_close(velocity(model, batch, "teacher"), through_lora)
+    with pytest.raises(AdapterError, match="no adapter named 'ghost'"):
+        with merged_adapter(model, "ghost"):
+            pass
+
+
+def test_merged_adapter_restores_the_base_when_the_body_raises(model, batch, randomise):
+    add_lora(model, "teacher", rank=2, alpha=2)
+    randomise(model, "teacher")
+    base = velocity(model, batch, None)
+    with pytest.raises(RuntimeError, match="boom"):
+        with merged_adapter(model, "teacher"):
+            raise RuntimeError("boom")
+    assert torch.equal(velocity(model, batch, None), base)

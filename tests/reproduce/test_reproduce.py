@@ -143,3 +143,24 @@ def test_seeds_run_apart_then_gather_into_the_same_report(smoke_run, tmp_path) -
     assert gathered["rows"] == straight["rows"]
     with pytest.raises(ValueError, match="only_seed=2 is invalid"):
         reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), tmp_path, only_seed=2)
+
+
+def test_merged_evaluation_gives_the_metrics_of_the_lora_layers(smoke_run) -> None:
+    import torch
+
+    from flowopd.models import load_model
+    from flowopd.reproduce.evaluation import evaluate_adapter
+    from flowopd.reproduce.stage import eval_config
+
+    out, model_dir = smoke_run
+    cfg = ReproduceConfig.preset("smoke", model=str(model_dir))
+    assert cfg.eval_merged and not ReproduceConfig().eval_merged  # old runs' config.json lack it: not merged
+    model = load_model(str(model_dir))
+    base = {n: p.detach().clone() for n, p in model.transformer.named_parameters()}
+    adapter = out / "seed0" / "teacher-text" / "adapter"
+    through_lora = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, merged=False)
+    merged = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, merged=True)
+    assert merged == pytest.approx(through_lora, abs=1e-4)
+    after = {n.replace(".base_layer", ""): p for n, p in model.transformer.named_parameters()}
+    assert after.keys() == base.keys()  # the adapter was dropped
+    assert all(torch.equal(after[n], p) for n, p in base.items())  # and the base weights are intact
