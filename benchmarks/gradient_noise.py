@@ -1,0 +1,118 @@
+"""The gradient noise scale of Flow-GRPO on the tiny world: how many prompts one optimizer step needs.
+
+Usage::
+
+    python benchmarks/gradient_noise.py --out runs/noise.json [--tasks text,prefer] [--prompts 16] [--group 4]
+                                        [--batches 5] [--init ADAPTER_FOLDER]
+
+For each task, ``--batches`` independent on-policy rollouts of ``--prompts`` prompts x ``--group`` samples
+(the teachers' GRPO config otherwise: 10 SDE steps, noise level 0.7, the first 8 steps trained) give the
+policy gradients g_1 .. g_K of the student LoRA, at the fresh LoRA (the start of every teacher) or at
+``--init``. ``beta`` is 0 and the weights do not move, so every ratio is 1 and g is the plain policy
+gradient ``-mean(A grad log p)``. Independent batches of n prompts satisfy ``E|g|^2 = |G|^2 + tr(S) / n``
+and ``E<g_i, g_j> = |G|^2`` (i != j), where G is the true gradient and S the per-prompt covariance, so
+
+    |G|^2 ~ mean pairwise dot product,  tr(S) ~ n (mean |g|^2 - |G|^2),  B_noise = tr(S) / |G|^2
+
+B_noise (McCandlish et al. 2018, "An empirical model of large-batch training") is the number of prompts at
+which a step's noise has the size of its signal; far fewer prompts per step and the step is mostly noise.
+A prompt (one group) is the unit because a group's advantages are not independent (they sum to zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from flowopd.adapters import replace_adapter, trainable_parameters
+from flowopd.configs import GRPOConfig
+from flowopd.models import load_model
+from flowopd.trainers.grpo import GRPOTrainer, gather_advantages
+from flowopd.world.prompts import TASKS
+
+
+def noise_scale(grads: torch.Tensor, prompts: int) -> dict[str, float]:
+    """Signal, noise and B_noise (in prompts) from K >= 2 independent batch gradients ``grads`` [K, D].
+
+    Example:
+        >>> g = torch.tensor([[1.0, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]])  # signal (1, 0, 0, 0) + orthogonal noise
+        >>> {k: round(v, 2) for k, v in noise_scale(g, prompts=4).items()}
+        {'signal_sq': 1.0, 'noise_trace': 4.0, 'b_noise': 4.0, 'cosine': 0.5}
+    """
+    k = grads.shape[0]
+    if k < 2:
+        raise ValueError(f"noise_scale needs at least 2 batch gradients, got {k}: raise --batches")
+    g = grads.double()
+    gram = g @ g.T
+    off_diagonal = ~torch.eye(k, dtype=torch.bool)
+    signal_sq = float(gram[off_diagonal].mean())
+    noise_trace = prompts * (float(gram.diagonal().mean()) - signal_sq)
+    norms = gram.diagonal().sqrt().clamp_min(1e-30)  # a batch whose groups all tie has no gradient
+    cosine = float((gram / (norms[:, None] * norms[None, :]))[off_diagonal].mean())
+    b_noise = noise_trace / signal_sq if signal_sq > 0 else float("inf")  # no signal detected
+    return {"signal_sq": signal_sq, "noise_trace": noise_trace, "b_noise": b_noise, "cosine": cosine}
+
+
+def batch_gradient(trainer: GRPOTrainer, batch: int) -> tuple[torch.Tensor, float]:
+    """The policy gradient of one fresh on-policy batch (flattened over the student's LoRA) and its mean reward."""
+    cfg = trainer.cfg
+    roll = trainer.make_rollout(batch, cfg.prompt_tasks)
+    scores = trainer.score(roll)
+    adv = gather_advantages(trainer.acc, scores.total, cfg.group_size, global_std=cfg.global_std,
+                            mask_zero_std=cfg.mask_zero_std)
+    for p in trainer.params:
+        p.grad = None
+    rows, steps = adv.keep, range(cfg.trained_steps)
+    for start in range(0, len(rows), cfg.train_batch_size):
+        chunk = rows[start:start + cfg.train_batch_size]
+        for j in steps:
+            loss, _ = trainer.step_loss(roll, adv.local, chunk, j)
+            (loss * len(chunk) / (len(rows) * len(steps))).backward()
+    grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in trainer.params])
+    return grad.detach().clone(), float(scores.total.mean())
+
+
+def measure(task: str, prompts: int, group: int, batches: int, init: str | None) -> dict:
+    cfg = GRPOConfig(rewards={task: 1.0}, prompt_tasks={task: 1.0}, batch_size=prompts * group, group_size=group,
+                     train_batch_size=min(8, prompts * group), optimizer_steps_per_epoch=1, beta=0.0, ema=False,
+                     seed=12345)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GRPOTrainer(load_model(), cfg, tmp, resume=False)
+        if init is not None:
+            replace_adapter(trainer.model, init, trainer.name)
+            trainer.params = trainable_parameters(trainer.model, trainer.name)
+        start = time.perf_counter()
+        pairs = [batch_gradient(trainer, b) for b in range(batches)]
+    grads = torch.stack([g for g, _ in pairs])
+    return {"task": task, "prompts": prompts, "group": group, "batches": batches, "init": init,
+            "reward": [round(r, 4) for _, r in pairs], "seconds": time.perf_counter() - start,
+            **noise_scale(grads, prompts)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="JSON file to write (a list of one row per task)")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all four)")
+    p.add_argument("--prompts", type=int, default=16, help="prompts per batch (default 16, the teachers')")
+    p.add_argument("--group", type=int, default=4, help="samples per prompt (default 4)")
+    p.add_argument("--batches", type=int, default=5, help="independent batches per task, >= 2 (default 5)")
+    p.add_argument("--init", help="adapter folder to measure at (default: the fresh LoRA at the base)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for task in args.tasks.split(","):
+        rows.append(measure(task, args.prompts, args.group, args.batches, args.init))
+        rows[-1] = {k: (None if v == float("inf") else v) for k, v in rows[-1].items()}  # strict JSON: inf -> null
+        print(json.dumps(rows[-1]), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
