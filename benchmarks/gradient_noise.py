@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/gradient_noise.py --out runs/noise.json [--tasks text,prefer] [--prompts 16] [--group 4]
                                         [--batches 5] [--init ADAPTER_FOLDER] [--opd OUT/seed0/opd/train.json]
+                                        [--set '{"noise_level": 0.3}']
 
 For each task, ``--batches`` independent on-policy rollouts of ``--prompts`` prompts x ``--group`` samples
 (the teachers' GRPO config otherwise: 10 SDE steps, noise level 0.7, the first 8 steps trained) give the
@@ -98,9 +99,10 @@ def batch_gradient(trainer: GRPOTrainer | OPDTrainer, batch: int) -> tuple[torch
     return grad.detach().clone(), sum(summary) / len(summary)
 
 
-def measure(task: str, prompts: int, group: int, batches: int, init: str | None, opd: str | None = None) -> dict:
+def measure(task: str, prompts: int, group: int, batches: int, init: str | None, opd: str | None = None,
+            overrides: dict | None = None) -> dict:
     shape = {"batch_size": prompts * group, "group_size": group, "train_batch_size": min(8, prompts * group),
-             "optimizer_steps_per_epoch": 1, "ema": False, "seed": 12345}
+             "optimizer_steps_per_epoch": 1, "ema": False, "seed": 12345, **(overrides or {})}
     with tempfile.TemporaryDirectory() as tmp:
         if opd is not None:
             stage = json.loads(Path(opd).read_text())["config"]
@@ -117,6 +119,7 @@ def measure(task: str, prompts: int, group: int, batches: int, init: str | None,
         pairs = [batch_gradient(trainer, b) for b in range(batches)]
     grads = torch.stack([g for g, _ in pairs])
     return {"task": task, "prompts": prompts, "group": group, "batches": batches, "init": init, "opd": opd,
+            "set": overrides or {},
             ("kl_teacher" if opd else "reward"): [round(r, 6) for _, r in pairs],
             "seconds": time.perf_counter() - start,
             **noise_scale(grads, prompts)}
@@ -131,12 +134,14 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=5, help="independent batches per task, >= 2 (default 5)")
     p.add_argument("--init", help="adapter folder to measure at (default: the fresh LoRA at the base)")
     p.add_argument("--opd", help="train.json of a finished opd stage: measure its distillation gradient instead")
+    p.add_argument("--set", default="{}",
+                   help='JSON object of config fields to override, e.g. \'{"noise_level": 0.3}\'')
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     for task in ["opd"] if args.opd else args.tasks.split(","):
-        rows.append(measure(task, args.prompts, args.group, args.batches, args.init, args.opd))
+        rows.append(measure(task, args.prompts, args.group, args.batches, args.init, args.opd, json.loads(args.set)))
         rows[-1] = {k: (None if v == float("inf") else v) for k, v in rows[-1].items()}  # strict JSON: inf -> null
         print(json.dumps(rows[-1]), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
