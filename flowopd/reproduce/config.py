@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 BUDGETS = ("smoke", "default")
+# Fields added after benchmark folders were written, with the value those folders ran with: a stored
+# config.json without the field is compared with this value (so an old folder continues as it ran).
+LEGACY_VALUES: dict[str, Any] = {"eval_merged": False}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
             "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every")

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ReproduceConfig
+from .config import LEGACY_VALUES, ReproduceConfig
 from .plan import StageSpec, build_plan
 from .stage import Progress, read_json, run_stage, write_json
 
@@ -49,7 +49,7 @@ def check_folder(cfg: ReproduceConfig, out: Path) -> None:
     path = out / CONFIG_FILE
     if not path.is_file():
         return
-    stored, current = read_json(path), cfg.to_dict()
+    stored, current = {**LEGACY_VALUES, **read_json(path)}, cfg.to_dict()
     changed = sorted(k for k in set(stored) | set(current) if k != "seeds" and stored.get(k) != current.get(k))
     if changed:
         raise ValueError(f"{out} holds a benchmark run with another config (fields {changed} differ): use another "

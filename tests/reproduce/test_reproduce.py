@@ -164,3 +164,14 @@ def test_merged_evaluation_gives_the_metrics_of_the_lora_layers(smoke_run) -> No
     after = {n.replace(".base_layer", ""): p for n, p in model.transformer.named_parameters()}
     assert after.keys() == base.keys()  # the adapter was dropped
     assert all(torch.equal(after[n], p) for n, p in base.items())  # and the base weights are intact
+
+
+def test_a_folder_from_before_eval_merged_continues_only_unmerged(tmp_path) -> None:
+    from flowopd.reproduce.runner import check_folder
+
+    old = ReproduceConfig.preset("default", eval_merged=False).to_dict()
+    del old["eval_merged"]  # config.json as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"fields \['eval_merged'\] differ"):
+        check_folder(ReproduceConfig.preset("default"), tmp_path)
+    check_folder(ReproduceConfig.preset("default", eval_merged=False), tmp_path)  # the way it ran: accepted
