@@ -123,6 +123,8 @@ class ReproduceConfig:
                 raise ValueError(f"{name}={value!r} is invalid: use a positive integer")
         if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
             raise ValueError(f"eval_limit={self.eval_limit!r} is invalid: use a positive integer or null")
+        if not isinstance(self.eval_merged, bool):
+            raise ValueError(f"eval_merged={self.eval_merged!r} is invalid: use true or false")
         if not isinstance(self.beta_mar, (int, float)) or not self.beta_mar > 0:
             raise ValueError(f"beta_mar={self.beta_mar!r} is invalid: use a weight > 0 (opd-no-mar is the 0 row)")
         for name in ("rl", "grpo", "opd", "coldstart"):

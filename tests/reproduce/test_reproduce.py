@@ -175,3 +175,8 @@ def test_a_folder_from_before_eval_merged_continues_only_unmerged(tmp_path) -> N
     with pytest.raises(ValueError, match=r"fields \['eval_merged'\] differ"):
         check_folder(ReproduceConfig.preset("default"), tmp_path)
     check_folder(ReproduceConfig.preset("default", eval_merged=False), tmp_path)  # the way it ran: accepted
+
+
+def test_eval_merged_must_be_a_boolean() -> None:
+    with pytest.raises(ValueError, match="eval_merged='yes' is invalid: use true or false"):
+        ReproduceConfig.preset("smoke", eval_merged="yes")
