@@ -118,6 +118,13 @@ class _RLConfig(_JsonConfig):
                                            "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
                                            "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
                                            "Flow-GRPO's all-SDE rollouts")
+    shared_group_noise: bool = _f(False, "give every image of a prompt group the same initial noise, so the "
+                                         "group's rewards differ only by the SDE noise the log-probs are "
+                                         "credited with (DanceGRPO); False = Flow-GRPO's independent noise")
+    antithetic_noise: bool = _f(False, "give images 2k and 2k + 1 of a group opposite SDE noise (z and -z) at every "
+                                       "step, so their reward difference keeps the part of the reward that is odd "
+                                       "in the noise, which the policy gradient estimates; needs an even "
+                                       "group_size and train_batch_size; False = independent noise")
     # batches
     epochs: int = _f(40, "sample-then-train rounds")
     batch_size: int = _f(64, "images sampled per epoch and process")
@@ -173,6 +180,14 @@ class _RLConfig(_JsonConfig):
             _fail("steps_per_microbatch", self.steps_per_microbatch,
                   f"use 0 (all) or a whole number up to the {self.trained_steps} trained steps "
                   "(num_steps x timestep_fraction)")
+        if not isinstance(self.shared_group_noise, bool):
+            _fail("shared_group_noise", self.shared_group_noise, "use true or false")
+        if not isinstance(self.antithetic_noise, bool):
+            _fail("antithetic_noise", self.antithetic_noise, "use true or false")
+        if self.antithetic_noise and (self.group_size % 2 or self.train_batch_size % 2):
+            _fail("antithetic_noise", self.antithetic_noise,
+                  f"it pairs images: use an even group_size and train_batch_size (got {self.group_size} and "
+                  f"{self.train_batch_size}), or false")
         for name in ("warmup_steps", "sample_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -55,13 +55,14 @@ def _per_sample(value, like: torch.Tensor) -> torch.Tensor:
 
 def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: float, *,
              sigma_max: float | None = None, prev_sample: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> SDEStep:
+             generator: torch.Generator | None = None, antithetic: bool = False) -> SDEStep:
     """One Euler-Maruyama step of Flow-GRPO's SDE (algorithm.md B 1.3), in fp32.
 
     ``std_dev_t = noise_level * sqrt(sigma / (1 - s))`` with ``s = sigma`` below 1 and ``s = sigma_max``
     (the largest schedule sigma below 1) at sigma == 1, where the formula would divide by zero.
     The log-prob is evaluated at ``prev_sample`` when given (to re-score a stored rollout), else at
     the new sample. With ``noise_level == 0`` the step is the Euler ODE step and the log-prob is 0.
+    ``antithetic``: rows 2k and 2k + 1 get opposite noise (z and -z); each row is still a sample of the step.
 
     Args:
         v: velocity [B, ...]. x: current latents [B, ...].
@@ -89,6 +90,10 @@ def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: f
     else:
         noise = torch.randn(x32.shape, generator=generator, device="cpu" if generator is None
                             else generator.device, dtype=torch.float32).to(x32.device)
+        if antithetic:
+            if x32.shape[0] % 2:
+                raise ValueError(f"antithetic noise pairs rows: got an odd batch of {x32.shape[0]}")
+            noise[1::2] = -noise[0::2]
         sample = mean + std * noise
     dims = tuple(range(1, x32.ndim))
     if noise_level == 0:
@@ -113,10 +118,12 @@ def sigma_max_of(sigmas: torch.Tensor) -> float | None:
 @torch.no_grad()
 def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps: int, guidance: float,
            noise_level: float = 0.0, generator: torch.Generator | None = None,
-           uncond: PromptEmbeds | None = None, ode_from_step: int | None = None) -> Trajectory:
+           uncond: PromptEmbeds | None = None, ode_from_step: int | None = None,
+           antithetic: bool = False) -> Trajectory:
     """Sample latents for a batch of prompt embeddings; ``noise_level=0`` is the deterministic ODE.
 
     ``ode_from_step``: steps from this index on are ODE steps (noise 0) even when ``noise_level > 0``.
+    ``antithetic``: rows 2k and 2k + 1 get opposite SDE noise at every step (see :func:`sde_step`).
     Returns the whole trajectory with the policy's log-probs (zeros for the ODE steps).
     """
     if len(seeds) != len(cond):
@@ -132,7 +139,8 @@ def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps:
     for i in range(num_steps):
         v = model.velocity(x, sigmas[i], cond, uncond, guidance)
         level = 0.0 if ode_from_step is not None and i >= ode_from_step else noise_level
-        step = sde_step(v, x, sigmas[i], sigmas[i + 1], level, sigma_max=sigma_max, generator=generator)
+        step = sde_step(v, x, sigmas[i], sigmas[i + 1], level, sigma_max=sigma_max, generator=generator,
+                        antithetic=antithetic)
         x = step.sample
         latents.append(x)
         log_probs.append(step.log_prob)

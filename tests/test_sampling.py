@@ -121,6 +121,21 @@ def test_sde_step_generator_reproducible() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_antithetic_steps_pair_opposite_noise() -> None:
+    """Rows 2k and 2k + 1 get z and -z; each row alone is still the step's Gaussian (same first row)."""
+    x, v = _xv(batch=4, seed=4, shape=(3, 64, 64))
+    x, v = x[[0, 0, 1, 1]], v[[0, 0, 1, 1]]
+    plain = sde_step(v, x, 0.7073, 0.6022, 0.7, generator=torch.Generator().manual_seed(0))
+    anti = sde_step(v, x, 0.7073, 0.6022, 0.7, generator=torch.Generator().manual_seed(0), antithetic=True)
+    z = (anti.sample - anti.mean) / anti.std
+    torch.testing.assert_close(z[1], -z[0])
+    torch.testing.assert_close(z[3], -z[2])
+    assert torch.equal(anti.sample[0], plain.sample[0]) and torch.equal(anti.sample[2], plain.sample[2])
+    torch.testing.assert_close(anti.log_prob[1], anti.log_prob[0])  # a Gaussian is symmetric
+    with pytest.raises(ValueError, match="odd batch of 3"):
+        sde_step(v[:3], x[:3], 0.7073, 0.6022, 0.7, antithetic=True)
+
+
 # --- schedule ---------------------------------------------------------------------------------------------
 
 

@@ -150,10 +150,13 @@ class RLTrainer:
         rng = random.Random(epoch_seed(cfg.seed, epoch, rank, "prompts"))
         records = sample_groups(task_weights, cfg.batch_size // cfg.group_size, cfg.group_size, rng)
         seeds = [rng.randrange(2**31) for _ in records]
+        if cfg.shared_group_noise:  # a group is group_size contiguous records (sample_groups)
+            seeds = [seeds[i - i % cfg.group_size] for i in range(len(seeds))]
         noise = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, rank, "noise"))
         return rollout(self.model, self.name, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
                        noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size,
-                       ode_from_step=cfg.trained_steps if cfg.clean_untrained_steps else None)
+                       ode_from_step=cfg.trained_steps if cfg.clean_untrained_steps else None,
+                       antithetic=cfg.antithetic_noise)
 
     def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
         """Step ``j`` of rows ``idx`` under ``adapter`` (None: base), scored at the stored next latents.

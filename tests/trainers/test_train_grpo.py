@@ -175,3 +175,45 @@ def test_the_lr_schedule_sets_each_steps_learning_rate(tiny, grpo_config, tmp_pa
         assert reported == pytest.approx([1e-3] * 3)
     else:  # full rate at the end of the warm-up, then strictly down, never to 0 on a trained step
         assert reported[0] == pytest.approx(1e-3) and reported[0] > reported[1] > reported[2] > 0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_group_noise_gives_a_group_one_start_and_its_own_sde_noise(tiny, grpo_config, tmp_path, shared):
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    cfg = grpo_config(shared_group_noise=shared)
+    roll = GRPOTrainer(tiny(), cfg, tmp_path, resume=False).make_rollout(0, cfg.prompt_tasks)
+    start, final = roll.latents[:, 0], roll.latents[:, -1]
+    g = cfg.group_size
+    for first in range(0, len(roll), g):
+        same_start = [torch.equal(start[first], start[i]) for i in range(first + 1, first + g)]
+        assert all(same_start) if shared else not any(same_start)
+        assert not any(torch.equal(final[first], final[i]) for i in range(first + 1, first + g))
+    assert not torch.equal(start[0], start[g])  # groups still start apart
+
+
+def test_shared_group_noise_must_be_a_boolean(grpo_config):
+    with pytest.raises(ValueError, match="shared_group_noise='yes' is invalid: use true or false"):
+        grpo_config(shared_group_noise="yes")
+
+
+def test_antithetic_noise_mirrors_the_sde_noise_of_pairs(tiny, grpo_config, tmp_path):
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    cfg = grpo_config(shared_group_noise=True, antithetic_noise=True)
+    trainer = GRPOTrainer(tiny(), cfg, tmp_path, resume=False)
+    roll = trainer.make_rollout(0, cfg.prompt_tasks)
+    # A pair shares its start and prompt, so its first step has one mean; the two samples sit opposite it.
+    for k in range(0, len(roll), 2):
+        mean = trainer.transition(trainer.name, roll, [k, k + 1], 0).mean
+        torch.testing.assert_close(mean[0], mean[1])
+        torch.testing.assert_close(roll.latents[k, 1] - mean[0], -(roll.latents[k + 1, 1] - mean[0]),
+                                   atol=1e-5, rtol=0)
+        assert not torch.allclose(roll.latents[k, 1], roll.latents[k + 1, 1])
+
+
+@pytest.mark.parametrize("fields", [{"group_size": 3, "batch_size": 12, "train_batch_size": 6},
+                                    {"train_batch_size": 1}])
+def test_antithetic_noise_needs_even_groups_and_micro_batches(grpo_config, fields):
+    with pytest.raises(ValueError, match="antithetic_noise=True is invalid: it pairs images"):
+        grpo_config(antithetic_noise=True, **fields)

@@ -1,0 +1,99 @@
+"""Rerun the cold start and distillation of a finished benchmark seed with some teachers swapped.
+
+Usage::
+
+    python benchmarks/swap_teachers.py RUN SEED --teacher prefer=runs/tune/P4-prefer-0/checkpoint/adapter \
+        --out runs/swap/seed0 [--teacher quality=...] [--stages coldstart-merge,opd]
+
+Takes seed SEED of a ``flowopd reproduce --out RUN`` folder, replaces the named teachers' adapter folders,
+and reruns ``coldstart-merge`` (the exact merge) and ``opd`` (merge init, with MAR) with the configs the
+benchmark used, every other field unchanged (the same seed, so the same prompts and noise). Each stage is
+evaluated with the benchmark's protocol and written as ``OUT/<stage>/result.json``; a stage with a result
+is skipped, so an interrupted run continues. It answers how much a stronger teacher carries through the
+merge and the distillation without rerunning the rest of the plan. Run with ``OMP_NUM_THREADS=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from flowopd.configs import ColdStartConfig, OPDConfig
+from flowopd.models import load_model
+from flowopd.reproduce.config import ReproduceConfig
+from flowopd.reproduce.evaluation import evaluate_adapter
+from flowopd.reproduce.stage import eval_config
+from flowopd.trainers.checkpoint import ADAPTER_DIR
+from flowopd.trainers.coldstart import run_coldstart
+from flowopd.trainers.opd import train_opd
+from flowopd.world.prompts import TASKS
+
+
+def parse_teachers(items: list[str]) -> dict[str, str]:
+    """``["prefer=PATH", ...]`` -> ``{"prefer": "PATH"}``, checking the task and the folder."""
+    out = {}
+    for item in items:
+        task, sep, folder = item.partition("=")
+        if not sep or task not in TASKS:
+            raise SystemExit(f"--teacher {item!r} is invalid: use TASK=ADAPTER_FOLDER with TASK one of {TASKS}")
+        if not Path(folder).is_dir():
+            raise SystemExit(f"--teacher {item!r}: {folder} is not a folder (an adapter folder is needed)")
+        out[task] = folder
+    return out
+
+
+def run(stage: str, out: Path, train, evaluate) -> dict:
+    """Train and evaluate ``stage`` under ``out`` unless its result.json exists; return the result."""
+    folder, result_file = out / stage, out / stage / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    train(folder)
+    train_s = time.perf_counter() - start
+    metrics = evaluate(folder / ADAPTER_DIR)
+    result = {"stage": stage, "train_time_s": train_s, "eval_time_s": time.perf_counter() - start - train_s,
+              "metrics": metrics}
+    result_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a finished flowopd reproduce --out folder")
+    p.add_argument("seed", type=int, help="the seed whose stages are rerun")
+    p.add_argument("--teacher", action="append", default=[], help="TASK=ADAPTER_FOLDER (repeat for several)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the rerun stages")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    swapped = parse_teachers(args.teacher)
+    if not swapped:
+        raise SystemExit("give at least one --teacher TASK=ADAPTER_FOLDER")
+    cfg = ReproduceConfig.from_json(args.run / "config.json")
+    seed_dir = args.run / f"seed{args.seed}"
+    merge_cfg = ColdStartConfig.from_json(seed_dir / "coldstart-merge" / "coldstart.json")
+    opd_cfg = json.loads((seed_dir / "opd" / "train.json").read_text())["config"]
+    teachers = {**merge_cfg.teachers, **swapped}
+    merge_cfg = ColdStartConfig.from_dict({**merge_cfg.to_dict(), "teachers": teachers})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "swap.json").write_text(json.dumps({"run": str(args.run), "seed": args.seed,
+                                                    "teachers": teachers}, indent=1))
+    model = load_model(cfg.model)
+
+    def evaluate(adapter: Path) -> dict:
+        return evaluate_adapter(model, adapter, eval_config(cfg), limit=cfg.eval_limit, merged=cfg.eval_merged)
+
+    results = [run("coldstart-merge", args.out, lambda f: run_coldstart(model, merge_cfg, f), evaluate)]
+    init = str(args.out / "coldstart-merge" / ADAPTER_DIR)
+    opd = OPDConfig.from_dict({**opd_cfg, "teachers": teachers, "init": init})
+    results.append(run("opd", args.out, lambda f: train_opd(model, opd, f), evaluate))
+    for r in results:
+        print(r["stage"], json.dumps({k: round(v, 4) for k, v in r["metrics"].items()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
