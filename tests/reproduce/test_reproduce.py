@@ -180,3 +180,29 @@ def test_a_folder_from_before_eval_merged_continues_only_unmerged(tmp_path) -> N
 def test_eval_merged_must_be_a_boolean() -> None:
     with pytest.raises(ValueError, match="eval_merged='yes' is invalid: use true or false"):
         ReproduceConfig.preset("smoke", eval_merged="yes")
+
+
+def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_run, tmp_path, monkeypatch,
+                                                                          capsys) -> None:
+    """``benchmarks/swap_teachers.py``: seed 0's merge and opd again, with seed 1's prefer teacher."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "swap_teachers.py"
+    spec = importlib.util.spec_from_file_location("swap_teachers", script)
+    swap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(swap)
+    out, _ = smoke_run
+    other = str(out / "seed1" / "teacher-prefer" / "adapter")
+    monkeypatch.setattr(sys, "argv", ["swap", str(out), "0", "--teacher", f"prefer={other}", "--out", str(tmp_path)])
+    swap.main()
+    merge = json.loads((tmp_path / "coldstart-merge" / "coldstart.json").read_text())
+    assert merge["teachers"]["prefer"] == other
+    assert merge["teachers"]["text"] == str(out / "seed0" / "teacher-text" / "adapter")
+    for stage in ("coldstart-merge", "opd"):
+        assert set(json.loads((tmp_path / stage / "result.json").read_text())["metrics"]) == METRICS
+    opd = json.loads((tmp_path / "opd" / "checkpoint" / "config.json").read_text())
+    assert opd["teachers"]["prefer"] == other and opd["init"] == str(tmp_path / "coldstart-merge" / "adapter")
+    assert "opd {" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="TASK=ADAPTER_FOLDER"):
+        swap.parse_teachers(["painting=/x"])
