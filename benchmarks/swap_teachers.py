@@ -3,20 +3,23 @@
 Usage::
 
     python benchmarks/swap_teachers.py RUN SEED --teacher prefer=runs/tune/P4-prefer-0/checkpoint/adapter \
-        --out runs/swap/seed0 [--teacher quality=...] [--stages coldstart-merge,opd]
+        --out runs/swap/seed0 [--teacher quality=...] [--opd-epochs 32]
 
 Takes seed SEED of a ``flowopd reproduce --out RUN`` folder, replaces the named teachers' adapter folders,
 and reruns ``coldstart-merge`` (the exact merge) and ``opd`` (merge init, with MAR) with the configs the
 benchmark used, every other field unchanged (the same seed, so the same prompts and noise). Each stage is
 evaluated with the benchmark's protocol and written as ``OUT/<stage>/result.json``; a stage with a result
-is skipped, so an interrupted run continues. It answers how much a stronger teacher carries through the
-merge and the distillation without rerunning the rest of the plan. Run with ``OMP_NUM_THREADS=1``.
+is skipped, so an interrupted run continues. ``--opd-epochs N`` (more than the benchmark's) adds a stage
+``opd-<N>ep`` that continues ``opd`` from its last checkpoint to N epochs. It answers how much a stronger
+teacher carries through the merge and the distillation without rerunning the rest of the plan. Run with
+``OMP_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from flowopd.models import load_model
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.evaluation import evaluate_adapter
 from flowopd.reproduce.stage import eval_config
-from flowopd.trainers.checkpoint import ADAPTER_DIR
+from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR
 from flowopd.trainers.coldstart import run_coldstart
 from flowopd.trainers.opd import train_opd
 from flowopd.world.prompts import TASKS
@@ -68,6 +71,7 @@ def main() -> None:
     p.add_argument("seed", type=int, help="the seed whose stages are rerun")
     p.add_argument("--teacher", action="append", default=[], help="TASK=ADAPTER_FOLDER (repeat for several)")
     p.add_argument("--out", type=Path, required=True, help="folder for the rerun stages")
+    p.add_argument("--opd-epochs", type=int, help="also continue opd from its checkpoint to this many epochs")
     args = p.parse_args()
     torch.set_num_threads(1)
     swapped = parse_teachers(args.teacher)
@@ -91,6 +95,17 @@ def main() -> None:
     init = str(args.out / "coldstart-merge" / ADAPTER_DIR)
     opd = OPDConfig.from_dict({**opd_cfg, "teachers": teachers, "init": init})
     results.append(run("opd", args.out, lambda f: train_opd(model, opd, f), evaluate))
+    if args.opd_epochs is not None:
+        if args.opd_epochs <= opd.epochs:
+            raise SystemExit(f"--opd-epochs {args.opd_epochs} is invalid: use more than the benchmark's {opd.epochs}")
+        longer = OPDConfig.from_dict({**opd.to_dict(), "epochs": args.opd_epochs})
+
+        def train_longer(folder: Path) -> None:
+            if not (folder / CHECKPOINT_DIR).is_dir():  # start from opd's last step, not from the merge
+                shutil.copytree(args.out / "opd" / CHECKPOINT_DIR, folder / CHECKPOINT_DIR)
+            train_opd(model, longer, folder)
+
+        results.append(run(f"opd-{args.opd_epochs}ep", args.out, train_longer, evaluate))
     for r in results:
         print(r["stage"], json.dumps({k: round(v, 4) for k, v in r["metrics"].items()}), flush=True)
 

@@ -194,15 +194,21 @@ def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_
     spec.loader.exec_module(swap)
     out, _ = smoke_run
     other = str(out / "seed1" / "teacher-prefer" / "adapter")
-    monkeypatch.setattr(sys, "argv", ["swap", str(out), "0", "--teacher", f"prefer={other}", "--out", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", ["swap", str(out), "0", "--teacher", f"prefer={other}", "--out", str(tmp_path),
+                                      "--opd-epochs", "2"])
     swap.main()
     merge = json.loads((tmp_path / "coldstart-merge" / "coldstart.json").read_text())
     assert merge["teachers"]["prefer"] == other
     assert merge["teachers"]["text"] == str(out / "seed0" / "teacher-text" / "adapter")
-    for stage in ("coldstart-merge", "opd"):
+    for stage in ("coldstart-merge", "opd", "opd-2ep"):
         assert set(json.loads((tmp_path / stage / "result.json").read_text())["metrics"]) == METRICS
     opd = json.loads((tmp_path / "opd" / "checkpoint" / "config.json").read_text())
     assert opd["teachers"]["prefer"] == other and opd["init"] == str(tmp_path / "coldstart-merge" / "adapter")
     assert "opd {" in capsys.readouterr().out
+    # --opd-epochs continues opd's checkpoint (1 smoke epoch) to 2 epochs: twice the steps, its own result
+    from flowopd.trainers.checkpoint import checkpoint_step
+
+    assert checkpoint_step(tmp_path / "opd-2ep") == 2 * checkpoint_step(tmp_path / "opd") > 0
+    assert set(json.loads((tmp_path / "opd-2ep" / "result.json").read_text())["metrics"]) == METRICS
     with pytest.raises(SystemExit, match="TASK=ADAPTER_FOLDER"):
         swap.parse_teachers(["painting=/x"])
