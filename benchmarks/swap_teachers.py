@@ -7,9 +7,10 @@ Usage::
 
 Takes seed SEED of a ``flowopd reproduce --out RUN`` folder, replaces the named teachers' adapter folders,
 and reruns ``coldstart-merge`` (the exact merge) and ``opd`` (merge init, with MAR) with the configs the
-benchmark used, every other field unchanged (the same seed, so the same prompts and noise). Each stage is
-evaluated with the benchmark's protocol and written as ``OUT/<stage>/result.json``; a stage with a result
-is skipped, so an interrupted run continues. ``--opd-epochs N`` (more than the benchmark's) adds a stage
+benchmark used, every other field unchanged (the same seed, so the same prompts and noise). Each stage runs
+as the benchmark runs it (:func:`flowopd.reproduce.stage.run_stage`: ``OUT/<stage>/train.json`` and
+``result.json``, the benchmark's evaluation protocol); a stage with a result is skipped, so an interrupted
+run continues. ``--opd-epochs N`` (more than the benchmark's) adds a stage
 ``opd-<N>ep`` that continues ``opd`` from its last checkpoint to N epochs. It answers how much a stronger
 teacher carries through the merge and the distillation without rerunning the rest of the plan. Run with
 ``OMP_NUM_THREADS=1``.
@@ -20,19 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from pathlib import Path
 
 import torch
 
 from flowopd.configs import ColdStartConfig, OPDConfig
-from flowopd.models import load_model
 from flowopd.reproduce.config import ReproduceConfig
-from flowopd.reproduce.evaluation import evaluate_adapter
-from flowopd.reproduce.stage import eval_config
+from flowopd.reproduce.plan import StageSpec
+from flowopd.reproduce.stage import run_stage
 from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR
-from flowopd.trainers.coldstart import run_coldstart
-from flowopd.trainers.opd import train_opd
+from flowopd.trainers.dist import make_accelerator
 from flowopd.world.prompts import TASKS
 
 
@@ -47,22 +45,6 @@ def parse_teachers(items: list[str]) -> dict[str, str]:
             raise SystemExit(f"--teacher {item!r}: {folder} is not a folder (an adapter folder is needed)")
         out[task] = folder
     return out
-
-
-def run(stage: str, out: Path, train, evaluate) -> dict:
-    """Train and evaluate ``stage`` under ``out`` unless its result.json exists; return the result."""
-    folder, result_file = out / stage, out / stage / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    train(folder)
-    train_s = time.perf_counter() - start
-    metrics = evaluate(folder / ADAPTER_DIR)
-    result = {"stage": stage, "train_time_s": train_s, "eval_time_s": time.perf_counter() - start - train_s,
-              "metrics": metrics}
-    result_file.write_text(json.dumps(result, indent=1))
-    return result
 
 
 def main() -> None:
@@ -86,26 +68,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "swap.json").write_text(json.dumps({"run": str(args.run), "seed": args.seed,
                                                     "teachers": teachers}, indent=1))
-    model = load_model(cfg.model)
+    accelerator = make_accelerator()
 
-    def evaluate(adapter: Path) -> dict:
-        return evaluate_adapter(model, adapter, eval_config(cfg), limit=cfg.eval_limit, merged=cfg.eval_merged)
+    def run(name: str, kind: str, config) -> dict:
+        return run_stage(StageSpec(name, kind, config), args.out, cfg, accelerator, args.seed)
 
-    results = [run("coldstart-merge", args.out, lambda f: run_coldstart(model, merge_cfg, f), evaluate)]
+    results = [run("coldstart-merge", "coldstart", merge_cfg)]
     init = str(args.out / "coldstart-merge" / ADAPTER_DIR)
     opd = OPDConfig.from_dict({**opd_cfg, "teachers": teachers, "init": init})
-    results.append(run("opd", args.out, lambda f: train_opd(model, opd, f), evaluate))
+    results.append(run("opd", "opd", opd))
     if args.opd_epochs is not None:
         if args.opd_epochs <= opd.epochs:
             raise SystemExit(f"--opd-epochs {args.opd_epochs} is invalid: use more than the benchmark's {opd.epochs}")
-        longer = OPDConfig.from_dict({**opd.to_dict(), "epochs": args.opd_epochs})
-
-        def train_longer(folder: Path) -> None:
-            if not (folder / CHECKPOINT_DIR).is_dir():  # start from opd's last step, not from the merge
-                shutil.copytree(args.out / "opd" / CHECKPOINT_DIR, folder / CHECKPOINT_DIR)
-            train_opd(model, longer, folder)
-
-        results.append(run(f"opd-{args.opd_epochs}ep", args.out, train_longer, evaluate))
+        longer = f"opd-{args.opd_epochs}ep"
+        if not (args.out / longer / CHECKPOINT_DIR).is_dir():  # start from opd's last step, not from the merge
+            shutil.copytree(args.out / "opd" / CHECKPOINT_DIR, args.out / longer / CHECKPOINT_DIR)
+        results.append(run(longer, "opd", OPDConfig.from_dict({**opd.to_dict(), "epochs": args.opd_epochs})))
     for r in results:
         print(r["stage"], json.dumps({k: round(v, 4) for k, v in r["metrics"].items()}), flush=True)
 

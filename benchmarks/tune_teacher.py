@@ -24,6 +24,7 @@ from flowopd.adapters import load_adapter, use_adapter
 from flowopd.configs import GRPOConfig
 from flowopd.evaluate import EvalConfig, evaluate
 from flowopd.models import load_model
+from flowopd.trainers.checkpoint import ADAPTER_DIR
 from flowopd.trainers.grpo import train_grpo
 
 
@@ -51,7 +52,7 @@ def main() -> None:
                         resume=False)
     train_s = time.time() - start
     metric = own_metric(result.adapter_dir, args.task)
-    live = result.checkpoint_dir / "adapter" if result.checkpoint_dir is not None else None
+    live = result.checkpoint_dir / ADAPTER_DIR if result.checkpoint_dir is not None else None
     row = {"name": args.name, "task": args.task, "seed": args.seed, "over": over, "metric": metric, "train_s": train_s,
            "reward": [round(c["reward/total"], 3) for c in curve], "clip": [round(c["clip_frac"], 2) for c in curve]}
     if cfg.ema and live is not None and live.is_dir():  # the EMA is what is exported; the live weights may be better
