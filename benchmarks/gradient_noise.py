@@ -90,7 +90,7 @@ def batch_gradient(trainer: GRPOTrainer | OPDTrainer, batch: int) -> tuple[torch
             return trainer.step_loss(roll, adv.local, chunk, j)[0]
     for p in trainer.params:
         p.grad = None
-    steps = range(cfg.trained_steps)
+    steps = trainer.sde_steps(batch)  # every trained step, or the batch's sde_window
     for start in range(0, len(rows), cfg.train_batch_size):
         chunk = rows[start:start + cfg.train_batch_size]
         for j in steps:

@@ -114,6 +114,12 @@ class _RLConfig(_JsonConfig):
                                       "per micro-batch and epoch (an unbiased estimate of the mean over all of "
                                       "them); 0 = every trained step (Flow-GRPO). Fewer backward passes per image "
                                       "let more prompts fit the same compute")
+    sde_window: int = _f(0, "draw SDE noise on a window of this many consecutive trained steps only, run every "
+                            "other step as an ODE step, and train the window alone (Flow-GRPO-Fast, MixGRPO): a "
+                            "group's rewards then differ only by noise its trained log-probs are credited with, and "
+                            "an image costs a backward pass per window step, not per trained step. The window's "
+                            "start is drawn per epoch from the run's seed among the trained steps; 0 = every "
+                            "trained step draws noise and trains (Flow-GRPO)")
     clean_untrained_steps: bool = _f(True, "run the untrained last rollout steps as ODE steps so rewards see clean "
                                            "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
                                            "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
@@ -180,6 +186,14 @@ class _RLConfig(_JsonConfig):
             _fail("steps_per_microbatch", self.steps_per_microbatch,
                   f"use 0 (all) or a whole number up to the {self.trained_steps} trained steps "
                   "(num_steps x timestep_fraction)")
+        if (not isinstance(self.sde_window, int) or isinstance(self.sde_window, bool)
+                or not 0 <= self.sde_window <= self.trained_steps):
+            _fail("sde_window", self.sde_window,
+                  f"use 0 (off) or a whole number of steps up to the {self.trained_steps} trained steps "
+                  "(num_steps x timestep_fraction)")
+        if self.sde_window and self.steps_per_microbatch > self.sde_window:
+            _fail("steps_per_microbatch", self.steps_per_microbatch,
+                  f"use at most sde_window={self.sde_window}: only the window's steps train")
         if not isinstance(self.shared_group_noise, bool):
             _fail("shared_group_noise", self.shared_group_noise, "use true or false")
         if not isinstance(self.antithetic_noise, bool):

@@ -8,6 +8,7 @@ schedules come from diffusers' ``FlowMatchEulerDiscreteScheduler`` so SD3.5 and 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -118,11 +119,12 @@ def sigma_max_of(sigmas: torch.Tensor) -> float | None:
 @torch.no_grad()
 def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps: int, guidance: float,
            noise_level: float = 0.0, generator: torch.Generator | None = None,
-           uncond: PromptEmbeds | None = None, ode_from_step: int | None = None,
+           uncond: PromptEmbeds | None = None, sde_steps: Collection[int] | None = None,
            antithetic: bool = False) -> Trajectory:
     """Sample latents for a batch of prompt embeddings; ``noise_level=0`` is the deterministic ODE.
 
-    ``ode_from_step``: steps from this index on are ODE steps (noise 0) even when ``noise_level > 0``.
+    ``sde_steps``: indices of the steps that draw SDE noise; the others are ODE steps (noise 0, log-prob 0)
+    even when ``noise_level > 0``. None: every step.
     ``antithetic``: rows 2k and 2k + 1 get opposite SDE noise at every step (see :func:`sde_step`).
     Returns the whole trajectory with the policy's log-probs (zeros for the ODE steps).
     """
@@ -138,7 +140,7 @@ def sample(model: FlowModel, cond: PromptEmbeds, *, seeds: list[int], num_steps:
     latents, log_probs = [x], []
     for i in range(num_steps):
         v = model.velocity(x, sigmas[i], cond, uncond, guidance)
-        level = 0.0 if ode_from_step is not None and i >= ode_from_step else noise_level
+        level = noise_level if sde_steps is None or i in sde_steps else 0.0
         step = sde_step(v, x, sigmas[i], sigmas[i + 1], level, sigma_max=sigma_max, generator=generator,
                         antithetic=antithetic)
         x = step.sample

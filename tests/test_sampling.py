@@ -202,19 +202,40 @@ def test_sde_rollout_log_probs_can_be_rescored(small_model) -> None:
     assert torch.equal(traj.latents, again.latents)
 
 
-def test_ode_from_step_makes_the_last_steps_deterministic(small_model) -> None:
+def test_sde_steps_make_the_other_steps_deterministic(small_model) -> None:
     """Rollouts that leave their untrained last step noise-free: earlier steps are the same SDE draws,
     the last one is the Euler step with log-prob 0."""
     cond = small_model.encode_prompts(PROMPTS[:2])
     kwargs = dict(seeds=[1, 2], num_steps=4, guidance=1.0, noise_level=0.7)
     with torch.no_grad():
         full = sample(small_model, cond, generator=torch.Generator().manual_seed(0), **kwargs)
-        clean = sample(small_model, cond, generator=torch.Generator().manual_seed(0), ode_from_step=3, **kwargs)
+        clean = sample(small_model, cond, generator=torch.Generator().manual_seed(0), sde_steps=range(3), **kwargs)
         v = small_model.velocity(clean.latents[:, 3], clean.sigmas[3], cond)
     assert torch.equal(clean.latents[:, :4], full.latents[:, :4])
     torch.testing.assert_close(clean.final, clean.latents[:, 3] - clean.sigmas[3] * v, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(clean.final, full.final)
     assert torch.equal(clean.log_probs[:, :3], full.log_probs[:, :3]) and (clean.log_probs[:, 3] == 0).all()
+
+
+def test_an_sde_window_in_the_middle_is_the_ode_around_it(small_model) -> None:
+    """Steps before and after the window are the ODE's (the same latents as noise level 0 up to the window);
+    the window's steps draw noise and carry the log-probs of their stored transitions."""
+    cond = small_model.encode_prompts(PROMPTS[:2])
+    kwargs = dict(seeds=[1, 2], num_steps=4, guidance=1.0)
+    with torch.no_grad():
+        ode = sample(small_model, cond, **kwargs)
+        window = sample(small_model, cond, noise_level=0.7, generator=torch.Generator().manual_seed(0),
+                        sde_steps=[1, 2], **kwargs)
+        assert torch.equal(window.latents[:, :2], ode.latents[:, :2])  # step 0 is the ODE's
+        assert not torch.allclose(window.latents[:, 2], ode.latents[:, 2])
+        for i in (1, 2):
+            v = small_model.velocity(window.latents[:, i], window.sigmas[i], cond)
+            step = sde_step(v, window.latents[:, i], window.sigmas[i], window.sigmas[i + 1], 0.7,
+                            sigma_max=window.sigmas[1].item(), prev_sample=window.latents[:, i + 1])
+            torch.testing.assert_close(step.log_prob, window.log_probs[:, i], atol=1e-4, rtol=1e-4)
+        v = small_model.velocity(window.latents[:, 3], window.sigmas[3], cond)
+    torch.testing.assert_close(window.final, window.latents[:, 3] - window.sigmas[3] * v, atol=1e-5, rtol=1e-5)
+    assert (window.log_probs[:, [0, 3]] == 0).all() and (window.log_probs[:, [1, 2]] != 0).all()
 
 
 @pytest.mark.parametrize("noise_level", [0.0, 0.7])

@@ -131,6 +131,7 @@ class RLTrainer:
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
+            self._apply_optimizer_config()
             if self.ema is not None and state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
@@ -141,6 +142,19 @@ class RLTrainer:
             changed = sorted(k for k, v in cfg.to_dict().items() if k != "epochs" and saved.get(k, v) != v)
             if changed:  # allowed (e.g. a lower lr after a divergence), but worth a line in the log
                 log.warning("%s: resuming with changed config fields %s", self.stage, changed)
+
+    def _apply_optimizer_config(self) -> None:
+        """After loading a checkpoint's optimizer and scheduler states, which carry the hyper-parameters they
+        were saved with, put the config's back: a resume with a lower ``lr`` (the fix a divergence message
+        advises) must train at that rate. The moments and the schedule's position stay the checkpoint's."""
+        cfg = self.cfg
+        self.sched.base_lrs = [cfg.lr] * len(self.opt.param_groups)
+        lr = cfg.lr * self.sched.lr_lambdas[0](self.sched.last_epoch)
+        for group in self.opt.param_groups:
+            group.update(initial_lr=cfg.lr, lr=lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas),
+                         eps=cfg.adam_eps)
+        self.sched._last_lr = [g["lr"] for g in self.opt.param_groups]
+        self.last_lr = self.opt.param_groups[0]["lr"]
 
     # --- the pieces an epoch uses ------------------------------------------------------------------------
 
@@ -153,10 +167,23 @@ class RLTrainer:
         if cfg.shared_group_noise:  # a group is group_size contiguous records (sample_groups)
             seeds = [seeds[i - i % cfg.group_size] for i in range(len(seeds))]
         noise = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, rank, "noise"))
+        sde = self.sde_steps(epoch) if cfg.sde_window or cfg.clean_untrained_steps else None
         return rollout(self.model, self.name, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
-                       noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size,
-                       ode_from_step=cfg.trained_steps if cfg.clean_untrained_steps else None,
+                       noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size, sde_steps=sde,
                        antithetic=cfg.antithetic_noise)
+
+    def sde_steps(self, epoch: int) -> list[int]:
+        """The denoising steps that draw SDE noise and train in ``epoch``: every trained step, or the config's
+        ``sde_window`` consecutive ones from a start drawn from the run's seed and the epoch (the same on every
+        process, so that a resume and every process's groups share it).
+
+        A step outside them is an ODE step (log-prob 0) and must not train: its stored transition is no sample.
+        """
+        trained, k = self.cfg.trained_steps, self.cfg.sde_window
+        if not k:
+            return list(range(trained))
+        start = random.Random(epoch_seed(self.cfg.seed, epoch, 0, "sde_window")).randrange(trained - k + 1)
+        return list(range(start, start + k))
 
     def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
         """Step ``j`` of rows ``idx`` under ``adapter`` (None: base), scored at the stored next latents.
@@ -208,10 +235,10 @@ class RLTrainer:
             metrics.add("grad_norm", self.optimizer_step(bad, len(chunk)))
 
     def microbatch_steps(self, rng: random.Random) -> list[int]:
-        """The denoising steps one micro-batch trains on: every trained step, or ``steps_per_microbatch`` of them
-        drawn without replacement (in trajectory order)."""
-        trained, k = self.cfg.trained_steps, self.cfg.steps_per_microbatch
-        return list(range(trained)) if k in (0, trained) else sorted(rng.sample(range(trained), k))
+        """The denoising steps one micro-batch trains on: the epoch's :meth:`sde_steps`, or
+        ``steps_per_microbatch`` of them drawn without replacement (in trajectory order)."""
+        steps, k = self.sde_steps(self.epoch), self.cfg.steps_per_microbatch
+        return steps if k in (0, len(steps)) else sorted(rng.sample(steps, k))
 
     def optimizer_step(self, bad_loss: float | None, rows: int) -> float:
         """All-reduce the student's gradients (with the NaN flag and the row count), clip, step; returns the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -87,10 +87,11 @@ def sample_groups(task_weights: Mapping[str, float], n_groups: int, group_size: 
 @torch.no_grad()
 def rollout(model: FlowModel, adapter: str | None, records: list[dict], seeds: list[int], *, num_steps: int,
             guidance: float, noise_level: float, generator: torch.Generator, chunk: int,
-            ode_from_step: int | None = None, antithetic: bool = False) -> Rollout:
+            sde_steps: Collection[int] | None = None, antithetic: bool = False) -> Rollout:
     """SDE trajectories of adapter ``adapter`` (None: the base) for ``records``, ``chunk`` samples at a time.
 
-    ``ode_from_step``: steps from this index on are deterministic (the configs' ``clean_untrained_steps``).
+    ``sde_steps``: the steps that draw SDE noise, the others are ODE steps (the configs' ``clean_untrained_steps``
+    and ``sde_window``); None: every step.
     ``antithetic``: samples 2k and 2k + 1 get opposite SDE noise (the configs' ``antithetic_noise``); ``chunk``
     must then be even so that no pair is split.
 
@@ -109,7 +110,7 @@ def rollout(model: FlowModel, adapter: str | None, records: list[dict], seeds: l
             idx = list(range(start, min(start + chunk, len(records))))
             traj = sample(model, subset(cond, idx), seeds=seeds[idx[0]:idx[-1] + 1], num_steps=num_steps,
                           guidance=guidance, noise_level=noise_level, generator=generator,
-                          uncond=None if uncond is None else subset(uncond, idx), ode_from_step=ode_from_step,
+                          uncond=None if uncond is None else subset(uncond, idx), sde_steps=sde_steps,
                           antithetic=antithetic)
             latents.append(traj.latents)
             log_probs.append(traj.log_probs)

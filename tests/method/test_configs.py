@@ -53,6 +53,11 @@ def test_sd35_defaults_follow_the_paper():
     (lambda: GRPOConfig(steps_per_microbatch=9), r"steps_per_microbatch=9 is invalid: use 0 \(all\) or a whole "
                                                  r"number up to the 8 trained steps"),
     (lambda: opd(steps_per_microbatch=-1), r"steps_per_microbatch=-1 is invalid"),
+    (lambda: GRPOConfig(sde_window=9), r"sde_window=9 is invalid: use 0 \(off\) or a whole number of steps up to "
+                                       r"the 8 trained steps"),
+    (lambda: opd(sde_window=True), r"sde_window=True is invalid"),
+    (lambda: GRPOConfig(sde_window=2, steps_per_microbatch=3),
+     r"steps_per_microbatch=3 is invalid: use at most sde_window=2: only the window's steps train"),
     (lambda: GRPOConfig(noise_level=0), r"noise_level=0 is invalid"),
     (lambda: opd(lr_schedule="step"), r"lr_schedule='step' is invalid: use one of constant, cosine, linear"),
     (lambda: GRPOConfig(prompt_tasks={"ocr": 1.0}), r"'ocr' is not a task"),

@@ -161,6 +161,23 @@ def test_steps_per_microbatch_trains_a_random_subset_of_the_steps(tiny, grpo_con
     assert again == some  # drawn from the run's seed and epoch: a rerun (or a resume) draws the same steps
 
 
+def test_sde_window_draws_noise_and_trains_on_its_steps_only(tiny, grpo_config, tmp_path, monkeypatch):
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    cfg = grpo_config(num_steps=5, sde_window=2, epochs=4)  # 4 trained steps: the window starts at 0, 1 or 2
+    calls = _trained_steps_per_call(tiny, cfg, tmp_path / "run", monkeypatch)
+    per_epoch = [sorted({j for _, j in calls[k:k + 4]}) for k in range(0, len(calls), 4)]  # 2 micro-batches x 2
+    assert len(per_epoch) == 4 and all(js in ([0, 1], [1, 2], [2, 3]) for js in per_epoch)
+    assert len({tuple(js) for js in per_epoch}) > 1  # drawn anew per epoch
+    trainer = GRPOTrainer(tiny(), cfg, tmp_path / "rollout", resume=False)
+    for epoch, window in enumerate(per_epoch):
+        assert trainer.sde_steps(epoch) == window  # the rollout's noise and the training use the same steps
+        roll = trainer.make_rollout(epoch, cfg.prompt_tasks)
+        noisy = [j for j in range(5) if (roll.log_probs[:, j] != 0).all()]
+        assert noisy == window and (roll.log_probs[:, [j for j in range(5) if j not in window]] == 0).all()
+    assert _trained_steps_per_call(tiny, cfg, tmp_path / "again", monkeypatch) == calls  # seeded: a resume agrees
+
+
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
 def test_the_lr_schedule_sets_each_steps_learning_rate(tiny, grpo_config, tmp_path, schedule):
     from flowopd.trainers.loop import lr_factor

@@ -35,6 +35,21 @@ def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(t
         torch.testing.assert_close(_weights(resumed_model)[name], value)
 
 
+def test_a_resume_trains_at_the_configs_learning_rate(tiny, grpo_config, tmp_path):
+    """The checkpoint's optimizer state carries the rate it was saved with; a resume with a lower lr (what a
+    divergence message advises) uses the new one, on the schedule's position."""
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    train_grpo(tiny(), grpo_config(epochs=1, lr=1e-3), tmp_path)
+    rates: list[float] = []
+    cfg = grpo_config(epochs=3, lr=1e-5, weight_decay=0.5, lr_schedule="linear")
+    train_grpo(tiny(), cfg, tmp_path, callback=lambda m: rates.append(m["lr"]))
+    assert rates == pytest.approx([1e-5 * (1 - 3 / 6), 1e-5 * (1 - 5 / 6)])  # steps 3 and 5 of 6
+    trainer = GRPOTrainer(tiny(), cfg, tmp_path)  # resumes from the step-6 checkpoint
+    assert [(g["initial_lr"], g["weight_decay"]) for g in trainer.opt.param_groups] == [(1e-5, 0.5)]
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(0.0) and trainer.step == 6
+
+
 def test_no_resume_starts_over_and_a_torn_save_falls_back(tiny, grpo_config, tmp_path):
     cfg = grpo_config(epochs=1)
     train_grpo(tiny(), cfg, tmp_path)
