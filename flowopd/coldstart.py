@@ -63,8 +63,10 @@ def _check(model: FlowModel, names: Sequence[str], weights: Sequence[float], new
     if mode == "avg":
         ranks = {n: (int(_config(model, n).r), float(_config(model, n).lora_alpha)) for n in names}
         if len(set(ranks.values())) > 1:
-            raise AdapterError(f"mode 'avg' averages A and B element-wise and needs equal rank and alpha, got "
-                               f"{ {n: f'r={r}, alpha={a:g}' for n, (r, a) in ranks.items()} }: use mode 'cat'")
+            raise AdapterError(f"the element-wise A/B average (cold-start mode 'merge-avg', merge mode 'avg') "
+                               f"needs equal rank and alpha, got "
+                               f"{ {n: f'r={r}, alpha={a:g}' for n, (r, a) in ranks.items()} }: use the exact "
+                               "merge (cold-start mode 'merge', merge mode 'cat'), which handles any ranks")
 
 
 def delta_weight(model: FlowModel, name: str, layer: str) -> torch.Tensor:

@@ -97,12 +97,13 @@ def _cuda() -> bool:
 
 
 def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], None], help_text: str,
-         example: str) -> argparse.ArgumentParser:
+         example: str, out_help: str = "output folder: OUT/checkpoint (resumable) and OUT/adapter"
+         ) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example: {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func)
     p.add_argument("--config", required=True, help="JSON file of config fields (flowopd.configs); unknown keys fail")
-    p.add_argument("--out", required=True, help="output folder: OUT/checkpoint (resumable) and OUT/adapter")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--model", help="base model folder or Hub id; overrides the config's model (default: built-in tiny)")
     return p
 
@@ -118,4 +119,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(stage=stage)
         p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     _add(subparsers, "coldstart", cmd_coldstart, "Build the student's first LoRA from the teachers: merge, "
-         "merge-avg, sft or none.", EXAMPLES["coldstart"])
+         "merge-avg, sft or none.", EXAMPLES["coldstart"],
+         out_help="output folder: OUT/adapter (the student's LoRA) and OUT/coldstart.json (not resumable: a merge "
+                  "takes seconds, an SFT reruns)")

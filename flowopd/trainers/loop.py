@@ -58,6 +58,14 @@ from .rollout import Rollout, epoch_seed, rollout, sample_groups
 log = logging.getLogger(__name__)
 Callback = Callable[[dict[str, Any]], None]
 SAMPLES_PER_TASK = 2
+# A student whose velocity on a probe differs from the base's by more than this times (1 + the base's largest
+# velocity) has exploded: a trained LoRA moves velocities (which are O(1)) by far less than 1.
+EXPLODED_FACTOR = 1e3
+
+
+class DivergedError(FloatingPointError):
+    """Training stopped on a non-finite or exploding loss, gradient or weights; the message names the step,
+    the last good checkpoint and the fix."""
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -196,10 +204,12 @@ class RLTrainer:
         return sde_step(v, x, roll.sigmas[j], roll.sigmas[j + 1], self.cfg.noise_level, sigma_max=roll.sigma_max,
                         prev_sample=roll.latents[idx, j + 1])
 
-    def diverged(self, what: str) -> FloatingPointError:
+    def diverged(self, what: str, when: str | None = None) -> DivergedError:
+        """The error that stops training; ``when`` defaults to the step under way."""
         where = (f"the last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})" if self.last_good
                  else "no checkpoint was written yet")
-        return FloatingPointError(f"{self.stage}: {what} at step {self.step + 1} (epoch {self.epoch + 1}); training "
+        when = when or f"at step {self.step + 1} (epoch {self.epoch + 1})"
+        return DivergedError(f"{self.stage}: {what} {when}; training "
                                   f"stopped and {where}: lower lr (now {self.cfg.lr}) or check the rewards/teachers")
 
     def accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
@@ -283,7 +293,12 @@ class RLTrainer:
         cfg, main, stopped, metrics = self.cfg, self.acc.is_main_process, False, {}
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
-            metrics = self.train_epoch(self.epoch)
+            try:
+                metrics = self.train_epoch(self.epoch)
+            except DivergedError:
+                raise
+            except FloatingPointError as err:  # e.g. a rollout of exploded weights: name the step and checkpoint
+                raise self.diverged(str(err).split(":")[0]) from None
             self.epoch += 1
             elapsed = time.perf_counter() - start
             payload: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **metrics,
@@ -315,7 +330,32 @@ class RLTrainer:
         return [{"image": im, "prompt": r["prompt"], "seed": s, "task": r["task"]}
                 for im, r, s in zip(to_pil(images), records, seeds)]
 
+    def check_weights(self) -> None:
+        """Raise :class:`DivergedError` when the student's weights are non-finite or have exploded, so that no
+        checkpoint is written over the last good one. Exploded weights can stay finite for a step and only
+        turn the next rollout into NaN; a probe forward (two noise latents, the empty prompt, sigma 1,
+        against the base) catches them before they are saved."""
+        when = f"after step {self.step} (epoch {self.epoch})"
+        if not all(bool(torch.isfinite(p).all()) for p in self.params):
+            raise self.diverged("the student's weights became non-finite", when)
+        model = self.model
+        probe = torch.randn((2, *model.latent_shape), generator=torch.Generator().manual_seed(0)).to(model.device)
+        embeds = model.uncond_embeds(2)
+        with torch.no_grad():
+            with use_adapter(model, None):
+                base = model.velocity(probe, 1.0, embeds)
+            with use_adapter(model, self.name):
+                student = model.velocity(probe, 1.0, embeds)
+        gap, scale = float((student - base).abs().max()), float(base.abs().max())
+        if not math.isfinite(gap):
+            raise self.diverged("the student's weights exploded (its velocity on a probe is not finite)", when)
+        if gap > EXPLODED_FACTOR * (1 + scale):
+            raise self.diverged(f"the student's weights exploded (its velocity on a probe is {gap:.3g} away from "
+                                f"the base's, whose largest is {scale:.3g})", when)
+
     def save(self) -> None:
+        self.check_weights()
+
         def write(folder: Path) -> None:
             save_adapter(self.model, self.name, folder / ADAPTER_DIR)
             if self.ema is not None:

@@ -80,7 +80,8 @@ def test_merge_refuses_bad_inputs(model, teachers):
     add_lora(model, "narrow", rank=2, alpha=2, target_modules=("to_q",))
     with pytest.raises(AdapterError, match="different target modules.*narrow"):
         merge_adapters(model, ["t0", "narrow"], [0.5, 0.5], "m")
-    with pytest.raises(AdapterError, match="equal rank and alpha.*use mode 'cat'"):
+    with pytest.raises(AdapterError, match="mode 'merge-avg'.*needs equal rank and alpha.*use the exact merge "
+                                           "\\(cold-start mode 'merge'"):
         merge_adapters(model, ["t0", "t1"], [0.5, 0.5], "m", mode="avg")
     with pytest.raises(ValueError, match="unknown merge mode 'ties'"):
         merge_adapters(model, teachers, [1, 1, 1], "m", mode="ties")

@@ -94,6 +94,38 @@ def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tiny, grpo_config,
     assert all(torch.isfinite(p).all() for p in adapter_parameters(model, "teacher").values())
 
 
+def test_exploding_weights_stop_before_they_overwrite_the_last_good_checkpoint(tiny, grpo_config, tmp_path):
+    """A step can blow the weights up while they stay finite; they must not become the checkpoint that a
+    resume (at a lower lr, as the message advises) continues from."""
+    cfg = grpo_config(optimizer_steps_per_epoch=1, epochs=1)
+    train_grpo(tiny(), cfg, tmp_path)
+    assert checkpoint_step(tmp_path) == 1
+    with pytest.raises(FloatingPointError, match=r"grpo: the student's weights (exploded|became non-finite).* after "
+                                                 r"step 2 \(epoch 2\); training stopped and the last good checkpoint "
+                                                 r"is .*checkpoint \(step 1\): lower lr \(now 1000000.0\)"):
+        train_grpo(tiny(), grpo_config(optimizer_steps_per_epoch=1, epochs=3, lr=1e6), tmp_path)
+    assert checkpoint_step(tmp_path) == 1
+    model = tiny()
+    result = train_grpo(model, grpo_config(optimizer_steps_per_epoch=1, epochs=3, lr=1e-4), tmp_path)
+    assert result.step == 3 and all(torch.isfinite(p).all() for p in adapter_parameters(model, "teacher").values())
+
+
+def test_a_rollout_of_diverged_weights_names_the_step_and_the_checkpoint(tiny, grpo_config, tmp_path, monkeypatch):
+    from flowopd.trainers.grpo import GRPOTrainer
+
+    train_grpo(tiny(), grpo_config(), tmp_path)
+
+    def broken(self, epoch, tasks):
+        raise FloatingPointError("the rollout of adapter 'teacher' produced NaN/inf latents: its weights have "
+                                 "diverged")
+
+    monkeypatch.setattr(GRPOTrainer, "make_rollout", broken)
+    with pytest.raises(FloatingPointError, match=r"grpo: the rollout of adapter 'teacher' produced NaN/inf latents "
+                                                 r"at step 3 \(epoch 2\); training stopped and the last good "
+                                                 r"checkpoint is .*checkpoint \(step 2\)"):
+        train_grpo(tiny(), grpo_config(epochs=2), tmp_path)
+
+
 def test_groups_without_reward_spread_do_not_move_the_student(tiny, grpo_config, tmp_path):
     model = tiny()  # random images: the compose detector finds nothing, every reward is 0
     seen = []
