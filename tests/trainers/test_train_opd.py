@@ -100,6 +100,12 @@ def test_mar_towards_the_base_and_towards_a_teacher(tiny, make_teachers, opd_con
     assert m["kl_anchor"] > 0
     assert m["loss"] == pytest.approx(m["kl_teacher"] + 0.5 * m["kl_anchor"], rel=1e-4)
 
+    # An adapter folder as the anchor: loaded as its own adapter, the same anchor as the prefer teacher's.
+    train_opd(model, opd_config(teachers, beta_mar=0.5, mar_anchor=teachers["prefer"], **one_step),
+              tmp_path / "folder", callback=seen.append, resume=False)
+    assert seen[-1]["kl_anchor"] == pytest.approx(m["kl_anchor"], rel=1e-6)
+    assert "anchor" in model.transformer.peft_config
+
     train_opd(model, opd_config(teachers, beta_mar=0.0, **one_step), tmp_path / "off", callback=seen.append)
     assert not any(k.startswith("kl_anchor") for k in seen[-1])
 

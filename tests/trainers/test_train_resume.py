@@ -35,6 +35,22 @@ def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(t
         torch.testing.assert_close(_weights(resumed_model)[name], value)
 
 
+def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, opd_config, tmp_path):
+    model = tiny()
+    teachers = make_teachers(model, {"compose": 1, "prefer": 2})
+    cfg = opd_config(teachers, epochs=2, lr=1e-2, ema=True, ema_every=1)
+    straight, seen_straight = tiny(), []
+    train_opd(straight, cfg, tmp_path / "straight", callback=lambda m: seen_straight.append(m))
+    seen: list[dict] = []
+    assert train_opd(tiny(), cfg, tmp_path / "run", callback=seen.append, should_stop=lambda: len(seen) >= 1).stopped
+    resumed = tiny()
+    assert train_opd(resumed, cfg, tmp_path / "run", callback=seen.append).step == 4
+    assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4]
+    assert seen[1]["kl_teacher"] == pytest.approx(seen_straight[1]["kl_teacher"], rel=1e-5)
+    for name, value in adapter_parameters(straight, "student").items():
+        torch.testing.assert_close(adapter_parameters(resumed, "student")[name], value)
+
+
 def test_a_resume_trains_at_the_configs_learning_rate(tiny, grpo_config, tmp_path):
     """The checkpoint's optimizer state carries the rate it was saved with; a resume with a lower lr (what a
     divergence message advises) uses the new one, on the schedule's position."""
