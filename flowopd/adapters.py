@@ -103,12 +103,39 @@ def _restore(model: FlowModel, state: tuple[list[str], bool], flags: dict[nn.Par
         p.requires_grad_(flag)
 
 
+class _OtherAdaptersMissing(logging.Filter):
+    """Drop diffusers' "led to missing keys" warning when every key it lists belongs to another adapter: it
+    picks the keys of "its" adapter by substring, so loading ``b`` lists the keys of ``a`` (``transformer_b``...).
+    A key of the adapter being loaded still warns."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.segment = f".{name}."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        marker = "led to missing keys in the model:"
+        if marker not in message:
+            return True
+        keys = message.split(marker, 1)[1].strip().rstrip(".").split(", ")
+        return any(self.segment in key for key in keys)
+
+
 @contextmanager
-def _quiet_peft() -> Iterator[None]:
-    """Silence peft's "Already found a `peft_config` attribute" warning: several adapters are the design."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        yield
+def _quiet_peft(name: str | None = None) -> Iterator[None]:
+    """Silence peft's "Already found a `peft_config` attribute" warning (several adapters are the design) and,
+    when loading adapter ``name``, diffusers' missing-keys warning about other adapters."""
+    logger = logging.getLogger("diffusers.utils.peft_utils")
+    flt = _OtherAdaptersMissing(name) if name else None
+    if flt:
+        logger.addFilter(flt)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            yield
+    finally:
+        if flt:
+            logger.removeFilter(flt)
 
 
 def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_modules: tuple[str, ...] | None = None,
@@ -295,7 +322,7 @@ def load_adapter(model: FlowModel, directory: str | Path, name: str) -> dict:
         raise AdapterError(f"adapter {d} targets {sorted(meta['target_modules'])}, but this model's LoRA targets "
                            f"are {sorted(model.lora_target_modules)}: retrain it with the model's targets")
     previous, flags = _active_state(model), _lora_grad_flags(model)
-    with _quiet_peft():
+    with _quiet_peft(name):
         model.transformer.load_lora_adapter(str(d), weight_name=WEIGHTS_NAME, adapter_name=name, prefix=None)
     cfg = model.transformer.peft_config[name]
     if int(cfg.r) != int(meta["rank"]) or float(cfg.lora_alpha) != float(meta["alpha"]):

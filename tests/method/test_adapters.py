@@ -144,3 +144,29 @@ def test_merged_adapter_restores_the_base_when_the_body_raises(model, batch, ran
         with merged_adapter(model, "teacher"):
             raise RuntimeError("boom")
     assert torch.equal(velocity(model, batch, None), base)
+
+
+def test_loading_warns_only_about_the_adapters_own_missing_keys(model, randomise, tmp_path, caplog):
+    """diffusers lists another adapter's keys as missing when its name is a substring of them ('b' in
+    'transformer_blocks'); a key of the adapter being loaded still warns."""
+    from safetensors.torch import load_file, save_file
+
+    from flowopd.adapters import WEIGHTS_NAME
+
+    add_lora(model, "tmp", rank=2, alpha=2)
+    randomise(model, "tmp")
+    folder = save_adapter(model, "tmp", tmp_path / "full")
+    with caplog.at_level("WARNING"):
+        load_adapter(model, folder, "a")
+        load_adapter(model, folder, "b")
+    assert "missing keys" not in caplog.text
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for f in folder.iterdir():
+        (torn / f.name).write_bytes(f.read_bytes())
+    weights = load_file(str(torn / WEIGHTS_NAME))
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(torn / WEIGHTS_NAME))
+    with caplog.at_level("WARNING"):
+        load_adapter(model, torn, "c")
+    assert "missing keys" in caplog.text and ".c." in caplog.text
