@@ -212,3 +212,26 @@ def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_
     assert set(json.loads((tmp_path / "opd-2ep" / "result.json").read_text())["metrics"]) == METRICS
     with pytest.raises(SystemExit, match="TASK=ADAPTER_FOLDER"):
         swap.parse_teachers(["painting=/x"])
+
+
+def test_grpo_variant_changes_every_grpo_stage_it_runs(smoke_run, tmp_path, monkeypatch) -> None:
+    """``benchmarks/grpo_variant.py``: the plan's GRPO stages with other fields and batch size, evaluated."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_variant.py"
+    spec = importlib.util.spec_from_file_location("grpo_variant", script)
+    variant = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variant)
+    _, model_dir = smoke_run
+    monkeypatch.setattr(sys, "argv", ["variant", "--out", str(tmp_path), "--budget", "smoke", "--model",
+                                      str(model_dir), "--set", '{"sde_window": 1}', "--batch-size", "8",
+                                      "--stages", "teacher-prefer,grpo-mix"])
+    variant.main()
+    for stage, rewards in (("teacher-prefer", {"prefer"}), ("grpo-mix", {"compose", "text", "prefer", "quality"})):
+        result = json.loads((tmp_path / "seed0" / stage / "result.json").read_text())
+        assert (result["config"]["sde_window"], result["config"]["batch_size"], result["images"]) == (1, 8, 8)
+        assert set(result["config"]["rewards"]) == rewards and set(result["metrics"]) == METRICS
+    cfg = ReproduceConfig.preset("smoke")
+    with pytest.raises(SystemExit, match=r"--stages \['opd-fast'\] are not stages of the plan"):
+        variant.variant_plan(cfg, 0, tmp_path, ["opd-fast"], {}, None)
