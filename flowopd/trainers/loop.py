@@ -209,8 +209,8 @@ class RLTrainer:
         where = (f"the last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})" if self.last_good
                  else "no checkpoint was written yet")
         when = when or f"at step {self.step + 1} (epoch {self.epoch + 1})"
-        return DivergedError(f"{self.stage}: {what} {when}; training "
-                                  f"stopped and {where}: lower lr (now {self.cfg.lr}) or check the rewards/teachers")
+        return DivergedError(f"{self.stage}: {what} {when}; training stopped and {where}: lower lr (now "
+                             f"{self.cfg.lr}) or check the rewards/teachers")
 
     def accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
                    metrics: MetricSums) -> None:
