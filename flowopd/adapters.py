@@ -348,7 +348,16 @@ def drop_adapter(model: FlowModel, name: str) -> None:
             delete_adapter(model, name)
 
 
-def replace_adapter(model: FlowModel, folder: str | Path, name: str) -> None:
-    """Load an adapter folder as ``name``, dropping an adapter of that name left by an earlier run."""
+def replace_adapter(model: FlowModel, folder: str | Path, name: str, field: str | None = None) -> None:
+    """Load an adapter folder as ``name``, dropping an adapter of that name left by an earlier run.
+
+    ``field``: the config field that named the folder (e.g. ``teachers['text']``); a refusal starts with it,
+    so the user knows which entry to fix.
+    """
     drop_adapter(model, name)
-    load_adapter(model, folder, name)
+    try:
+        load_adapter(model, folder, name)
+    except AdapterError as err:
+        if field is None:
+            raise
+        raise AdapterError(f"{field}={str(folder)!r}: {err}") from None

@@ -120,7 +120,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
         teachers = {}
         for task, folder in cfg.teachers.items():
             teachers[task] = f"teacher_{task}"
-            replace_adapter(model, folder, teachers[task])
+            replace_adapter(model, folder, teachers[task], field=f"teachers[{task!r}]")
             added.append(teachers[task])
         drop_adapter(model, STUDENT)
         added.append(STUDENT)

@@ -122,8 +122,10 @@ class RLTrainer:
         if state is not None and state.get("stage") != self.stage:
             raise CheckpointError(f"{ckpt} is a {state.get('stage')!r} checkpoint, not a {self.stage!r} one: use "
                                   "another --out folder")
-        if ckpt is not None or init is not None:
-            replace_adapter(model, ckpt / ADAPTER_DIR if ckpt else init, self.name)
+        if ckpt is not None:
+            replace_adapter(model, ckpt / ADAPTER_DIR, self.name)
+        elif init is not None:
+            replace_adapter(model, init, self.name, field="init")
         else:
             drop_adapter(model, self.name)
             add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha)

@@ -60,7 +60,7 @@ class OPDTrainer(RLTrainer):
                 by_folder[key] = f"teacher_{task}"
                 if by_folder[key] == self.name:
                     raise ValueError(f"adapter_name={self.name!r} is taken by a teacher: name the student otherwise")
-                replace_adapter(self.model, folder, by_folder[key])
+                replace_adapter(self.model, folder, by_folder[key], field=f"teachers[{task!r}]")
             names[task] = by_folder[key]
         log.info("opd teachers: %s", ", ".join(f"{t} -> {n}" for t, n in names.items()))
         return names
@@ -77,7 +77,7 @@ class OPDTrainer(RLTrainer):
                              f"({', '.join(self.teachers)}) or an existing adapter folder")
         if self.name == ANCHOR:
             raise ValueError("adapter_name='anchor' is taken by the MAR anchor: name the student otherwise")
-        replace_adapter(self.model, anchor, ANCHOR)
+        replace_adapter(self.model, anchor, ANCHOR, field="mar_anchor")
         return ANCHOR
 
     def sample_tasks(self) -> list[str]:

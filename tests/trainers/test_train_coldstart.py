@@ -69,5 +69,5 @@ def test_opd_starts_from_the_cold_start(tiny, make_teachers, opd_config, tmp_pat
 
 def test_a_teacher_of_another_base_is_refused(tiny, make_teachers, tmp_path):
     teachers = make_teachers(tiny(seed=1), {"compose": 1})
-    with pytest.raises(AdapterError, match="was trained on base model"):
+    with pytest.raises(AdapterError, match=r"^teachers\['compose'\]='.*': adapter .* was trained on base model"):
         run_coldstart(tiny(), ColdStartConfig(mode="merge", teachers=teachers), tmp_path)

@@ -123,8 +123,14 @@ def test_other_loss_modes_train(tiny, make_teachers, opd_config, tmp_path, mode)
 def test_bad_teachers_and_anchors_fail_clearly(tiny, make_teachers, opd_config, tmp_path):
     model = tiny()
     foreign = make_teachers(tiny(seed=1), {"compose": 1})  # trained on another base model
-    with pytest.raises(AdapterError, match="was trained on base model .* but this model is"):
+    with pytest.raises(AdapterError, match=r"teachers\['compose'\]='.*': adapter .* was trained on base model .* "
+                                           r"but this model is"):
         train_opd(model, opd_config(foreign), tmp_path)
+    own = make_teachers(model, {"prefer": 2})  # its own folder: the foreign compose teacher stays
+    with pytest.raises(AdapterError, match=r"^init='.*': adapter .* was trained on base model"):
+        train_opd(model, opd_config(own, init=foreign["compose"]), tmp_path / "init")
+    with pytest.raises(AdapterError, match=r"^mar_anchor='.*': adapter .* was trained on base model"):
+        train_opd(model, opd_config(own, mar_anchor=foreign["compose"]), tmp_path / "anchor")
     teachers = make_teachers(model, {"compose": 1})
     with pytest.raises(ValueError, match=r"mar_anchor='nowhere' is invalid: use 'base', a teacher's task \(compose\)"):
         train_opd(model, opd_config(teachers, mar_anchor="nowhere"), tmp_path)
