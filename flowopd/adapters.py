@@ -139,7 +139,7 @@ def _quiet_peft(name: str | None = None) -> Iterator[None]:
 
 
 def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_modules: tuple[str, ...] | None = None,
-             *, init: str | bool = "gaussian") -> None:
+             *, init: str | bool = "gaussian", seed: int | None = None) -> None:
     """Add a named LoRA adapter (frozen, inactive; B = 0 so it starts equal to the base).
 
     Args:
@@ -147,6 +147,8 @@ def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_module
         rank, alpha: LoRA rank r and alpha; the update is ``(alpha / r) B A``.
         target_modules: module names to adapt; default ``model.lora_target_modules``.
         init: peft's ``init_lora_weights`` (``"gaussian"`` as the released code).
+        seed: draw the random A from this seed, leaving torch's global generator as it was; None draws from
+            the global generator, which torch seeds differently in every process.
     """
     if name in adapter_names(model):
         raise AdapterError(f"adapter {name!r} already exists: pick another name or delete it first")
@@ -161,7 +163,11 @@ def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_module
                            f"{list(model.lora_target_modules)}")
     previous, flags = _active_state(model), _lora_grad_flags(model)
     config = LoraConfig(r=int(rank), lora_alpha=alpha, init_lora_weights=init, target_modules=targets)
-    with _quiet_peft():
+    device = model.device
+    with _quiet_peft(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else [],
+                                              enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
         model.transformer.add_adapter(config, adapter_name=name)
     _restore(model, previous, flags)
     for p in adapter_parameters(model, name).values():

@@ -128,7 +128,7 @@ class RLTrainer:
             replace_adapter(model, init, self.name, field="init")
         else:
             drop_adapter(model, self.name)
-            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha)
+            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha, seed=epoch_seed(cfg.seed, 0, 0, "lora-init"))
         self.params = trainable_parameters(model, self.name)
         prepare_model(model, self.acc, cfg.mixed_precision)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,

@@ -126,6 +126,26 @@ def test_a_rollout_of_diverged_weights_names_the_step_and_the_checkpoint(tiny, g
         train_grpo(tiny(), grpo_config(epochs=2), tmp_path)
 
 
+def test_the_configs_seed_fixes_the_new_loras_initialisation(tiny, grpo_config, tmp_path):
+    """torch seeds its global generator differently in every process; a run must not depend on it."""
+    runs = {}
+    for key, (global_seed, seed) in {"a": (1, 0), "b": (2, 0), "c": (1, 5)}.items():
+        model = tiny()
+        torch.manual_seed(global_seed)
+        train_grpo(model, grpo_config(seed=seed, epochs=1), tmp_path / key, callback=lambda m: None)
+        runs[key] = {n: p.detach().clone() for n, p in adapter_parameters(model, "teacher").items()}
+    for name, value in runs["a"].items():
+        assert torch.equal(runs["b"][name], value), name  # same config seed, other global state: same run
+    assert not all(torch.equal(runs["c"][n], v) for n, v in runs["a"].items())  # another seed: another init
+    from flowopd.adapters import add_lora
+
+    model = tiny()
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    add_lora(model, "probe", 2, 4.0, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left as it was
+
+
 def test_groups_without_reward_spread_do_not_move_the_student(tiny, grpo_config, tmp_path):
     model = tiny()  # random images: the compose detector finds nothing, every reward is 0
     seen = []
