@@ -103,7 +103,8 @@ class _Curve:
 
 
 def stage_seed(seed: int, name: str) -> int:
-    """The torch seed set before a stage (a new LoRA's init), independent of what ran before in the process."""
+    """The torch seed set before a stage, so whatever it draws from torch's global generator does not depend on
+    what ran before in the process (a new LoRA's init comes from the stage config's seed, ``add_lora(seed=)``)."""
     return zlib.crc32(f"{seed}:{name}".encode()) & 0x7FFFFFFF
 
 
