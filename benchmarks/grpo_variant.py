@@ -66,9 +66,10 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = ReproduceConfig.preset(args.budget, model=args.model)
     seed_dir = (args.out / f"seed{args.seed}").resolve()
-    plan = variant_plan(cfg, args.seed, seed_dir, args.stages.split(","), json.loads(args.set), args.batch_size)
+    overrides = json.loads(args.set)
+    plan = variant_plan(cfg, args.seed, seed_dir, args.stages.split(","), overrides, args.batch_size)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "variant.json").write_text(json.dumps({"set": json.loads(args.set), "batch_size": args.batch_size,
+    (args.out / "variant.json").write_text(json.dumps({"set": overrides, "batch_size": args.batch_size,
                                                        "budget": args.budget, "model": args.model}, indent=1))
     accelerator = make_accelerator()
     for spec in plan:

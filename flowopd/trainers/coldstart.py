@@ -31,7 +31,7 @@ from ..opd import subset
 from ..rewards import get_reward
 from ..sampling import sample
 from .checkpoint import ADAPTER_DIR
-from .rollout import epoch_seed, sample_groups
+from .rollout import epoch_seed, lora_init_seed, sample_groups
 
 log = logging.getLogger(__name__)
 STUDENT = "student"
@@ -72,7 +72,7 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
     data = [_teacher_samples(model, cfg, task, name) for task, name in teachers.items()]
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
-    add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=epoch_seed(cfg.seed, 0, 0, "lora-init"))
+    add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
     params = trainable_parameters(model, STUDENT)
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr)
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, 0, "sft-train"))
@@ -131,7 +131,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
         elif cfg.mode == "sft":
             _sft(model, cfg, teachers, callback)
         else:
-            add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=epoch_seed(cfg.seed, 0, 0, "lora-init"))
+            add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         save_adapter(model, STUDENT, out)
         (Path(out_dir) / "coldstart.json").write_text(cfg.to_json())
     finally:

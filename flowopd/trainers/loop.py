@@ -53,7 +53,7 @@ from .checkpoint import (
 )
 from .dist import MetricSums, allreduce_mean, any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
-from .rollout import Rollout, epoch_seed, rollout, sample_groups
+from .rollout import Rollout, epoch_seed, lora_init_seed, rollout, sample_groups
 
 log = logging.getLogger(__name__)
 Callback = Callable[[dict[str, Any]], None]
@@ -128,7 +128,7 @@ class RLTrainer:
             replace_adapter(model, init, self.name, field="init")
         else:
             drop_adapter(model, self.name)
-            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha, seed=epoch_seed(cfg.seed, 0, 0, "lora-init"))
+            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         self.params = trainable_parameters(model, self.name)
         prepare_model(model, self.acc, cfg.mixed_precision)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
@@ -163,7 +163,6 @@ class RLTrainer:
         for group in self.opt.param_groups:
             group.update(initial_lr=cfg.lr, lr=lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas),
                          eps=cfg.adam_eps)
-        self.sched._last_lr = [g["lr"] for g in self.opt.param_groups]
         self.last_lr = self.opt.param_groups[0]["lr"]
 
     # --- the pieces an epoch uses ------------------------------------------------------------------------

@@ -58,6 +58,12 @@ def epoch_seed(seed: int, epoch: int, process: int, salt: str = "") -> int:
     return zlib.crc32(f"{seed}:{epoch}:{process}:{salt}".encode()) & 0x7FFFFFFF
 
 
+def lora_init_seed(seed: int) -> int:
+    """The seed a run's new LoRA draws its random A from (``add_lora(seed=)``), so a run is reproducible in any
+    process."""
+    return epoch_seed(seed, 0, 0, "lora-init")
+
+
 @cache
 def train_prompts(task: str) -> tuple[dict, ...]:
     """The train split of ``task``, read once."""
