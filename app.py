@@ -16,8 +16,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     from flowopd.models import load_model
-    from ui import build_app
-    from ui.state import AppState
+    from flowopd_studio.ui import build_app
+    from flowopd_studio.ui.state import AppState
 
     state = AppState(load_model(args.model), args.model or "built-in tiny-base")
     build_app(state).launch(server_name=args.host, server_port=args.port, share=args.share)

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce.cli import register as register_reproduce  # cheap: the benchmark loads in its handler
 
     register_reproduce(sub)
-    from storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
+    from flowopd_studio.storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
 
     register_runs(sub)
     return parser

@@ -1,4 +1,4 @@
-"""The worker: executes one run in its own process. ``python -m storage.worker --home H --run-id ID``.
+"""The worker: executes one run in its own process. ``python -m flowopd_studio.storage.worker --home H --run-id ID``.
 
 :func:`storage.queue.tick` starts it detached (own session, stdout and stderr into the run's
 ``worker.log``) after marking the run running. It reads the run's frozen config from the store, runs
@@ -26,7 +26,7 @@ from .reporter import Heartbeat, Reporter
 from .stages import StopStage, get_stage
 from .store import Store
 
-log = logging.getLogger("storage.worker")
+log = logging.getLogger("flowopd_studio.storage.worker")
 
 
 def _run_stage(store: Store, reporter: Reporter) -> tuple[str, str | None]:
@@ -100,8 +100,9 @@ def execute(home: str | Path, run_id: str, *, handle_signals: bool = False) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m storage.worker", description="Execute one queued run "
-                                     "(started by the queue; you rarely call this yourself).")
+    parser = argparse.ArgumentParser(prog="python -m flowopd_studio.storage.worker",
+                                     description="Execute one queued run (started by the queue; you rarely call "
+                                                 "this yourself).")
     parser.add_argument("--home", required=True, help="the data folder holding flowopd.db")
     parser.add_argument("--run-id", required=True, help="the run to execute")
     args = parser.parse_args(argv)

@@ -39,7 +39,7 @@ class Tick:
 
 
 def spawn_worker(home: Path, run_id: str) -> int:
-    """Start ``python -m storage.worker`` for the run, detached (own session), logging to its worker.log.
+    """Start ``python -m flowopd_studio.storage.worker`` for the run, detached (own session), logging to its worker.log.
 
     Returns the worker's pid. A thread waits for it (so it never lingers as a zombie while this process
     lives; once this process is gone the worker is adopted by init) and records a non-zero exit.
@@ -48,7 +48,8 @@ def spawn_worker(home: Path, run_id: str) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "storage.worker", "--home", str(home), "--run-id", run_id],
+        proc = subprocess.Popen([sys.executable, "-m", "flowopd_studio.storage.worker", "--home", str(home),
+                                 "--run-id", run_id],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(home), env=env)
     threading.Thread(target=_watch, args=(home, run_id, proc), name=f"watch-{run_id}", daemon=True).start()

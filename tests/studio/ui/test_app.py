@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def app_url(small_model):
-    from ui import build_app
-    from ui.state import AppState
+    from flowopd_studio.ui import build_app
+    from flowopd_studio.ui.state import AppState
 
     demo = build_app(AppState(small_model, "small random"))
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
@@ -30,8 +30,8 @@ def test_generate_endpoint_returns_images_and_scores(app_url):
 
 
 def test_generate_same_seed_same_image(small_model):
-    from ui.generate_tab import run_generate
-    from ui.state import AppState
+    from flowopd_studio.ui.generate_tab import run_generate
+    from flowopd_studio.ui.state import AppState
 
     state = AppState(small_model, "small random")
     first, _ = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
@@ -44,8 +44,8 @@ def test_generate_same_seed_same_image(small_model):
 def test_empty_prompt_is_a_clear_error(small_model):
     import gradio as gr
 
-    from ui.generate_tab import run_generate
-    from ui.state import AppState
+    from flowopd_studio.ui.generate_tab import run_generate
+    from flowopd_studio.ui.state import AppState
 
     with pytest.raises(gr.Error, match="Prompt is empty"):
         run_generate(AppState(small_model, "small random"), "   ", 0, 2, 3.0, 1)

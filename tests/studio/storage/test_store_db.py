@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import MIGRATIONS, connect, schema_version
-from storage.errors import InvalidRunState, RunNotFound, StoreError, StoreWriteError
-from storage.queue import tick
-from storage.store import Store
+from flowopd_studio.storage.db import MIGRATIONS, connect, schema_version
+from flowopd_studio.storage.errors import InvalidRunState, RunNotFound, StoreError, StoreWriteError
+from flowopd_studio.storage.queue import tick
+from flowopd_studio.storage.store import Store
 
 
 def _run(store: Store, name: str = "x") -> str:

@@ -26,8 +26,8 @@ LOG_FILE = "worker.log"
 HOME_ENV = "FLOWOPD_HOME"
 DEFAULT_HOME = "~/.flowopd"
 RUN_ID_RE = re.compile(r"r[0-9a-f]{10}")  # use fullmatch: "$" would let a trailing newline through
-# The source checkout (the folder holding storage/ and flowopd/): data must never be written inside it.
-CODE_ROOT = Path(__file__).resolve().parent.parent
+# The source checkout (the folder holding flowopd_studio/ and flowopd/): data must never be written inside it.
+CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_home() -> Path:
@@ -63,7 +63,7 @@ def check_run_id(run_id: str) -> str:
     >>> check_run_id("../etc")
     Traceback (most recent call last):
     ...
-    storage.errors.InvalidRunId: '../etc' is not a run id (r + 10 hex digits): copy one from `flowopd runs list`
+    flowopd_studio.storage.errors.InvalidRunId: '../etc' is not a run id (r + 10 hex digits): copy one from ...
     """
     if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise InvalidRunId(f"{run_id!r} is not a run id (r + 10 hex digits): copy one from `flowopd runs list`")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidRunId, UnsafePath
-from storage.paths import CODE_ROOT, check_run_id, inside, new_run_id, resolve_home
+from flowopd_studio.storage.errors import InvalidRunId, UnsafePath
+from flowopd_studio.storage.paths import CODE_ROOT, check_run_id, inside, new_run_id, resolve_home
 
 BAD_IDS = ["../x", "/etc/passwd", "r0123456789/../../x", "..", "", "r01234", "R0123456789", "r0123456789\n",
            "r012345678g", "runs/r0123456789"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import CheckpointError
-from storage.queue import pid_alive, resume, stop, submit
-from storage.worker import execute
+from flowopd_studio.storage.errors import CheckpointError
+from flowopd_studio.storage.queue import pid_alive, resume, stop, submit
+from flowopd_studio.storage.worker import execute
 
 FAST = dict(batch_size=8, group_size=4, train_batch_size=4, num_steps=3, optimizer_steps_per_epoch=2, eval_steps=3,
             ema=False, sample_every=0, checkpoint_every=1, lora_rank=4, lora_alpha=8.0)
@@ -142,7 +142,7 @@ def test_reproduce_stage_runs_the_smoke_benchmark(store, fake_spawn, small_model
 
 
 def test_corrupt_checkpoint_is_a_store_checkpoint_error(store, fake_spawn, small_model_dir) -> None:
-    from storage.stages import get_stage
+    from flowopd_studio.storage.stages import get_stage
 
     run_id = _start(store, fake_spawn, "grpo", _grpo(small_model_dir, epochs=1))
     assert execute(store.home, run_id) == 0

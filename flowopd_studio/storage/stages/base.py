@@ -29,7 +29,7 @@ class Stage:
         run: ``(config, run_dir, reporter) -> "finished" | "stopped"``: executes the run in the worker process,
             reporting through ``reporter``; exceptions fail the run.
         checkpoint_step: ``(run_dir, config) -> step`` of the checkpoint a resume continues from; raises
-            :class:`~storage.errors.CheckpointError` when it is missing or corrupt. ``None``: the stage has no
+            :class:`~..errors.CheckpointError` when it is missing or corrupt. ``None``: the stage has no
             checkpoints and a resume starts over from step 0.
     """
 

@@ -1,10 +1,10 @@
 """Runs that last: the SQLite run store, the queue and the background worker processes.
 
-* :mod:`storage.store` — :class:`Store`, the only module that writes SQL (schema in :mod:`storage.db`);
-* :mod:`storage.queue` — ``submit``, ``tick``, ``stop``, ``resume``: the run lifecycle;
-* :mod:`storage.worker` — ``python -m storage.worker``: one run in its own process;
-* :mod:`storage.stages` — the registry of what a run can be (``pretrain``, ``eval``);
-* :mod:`storage.cli` — ``flowopd runs ...``.
+* :mod:`.store` — :class:`Store`, the only module that writes SQL (schema in :mod:`.db`);
+* :mod:`.queue` — ``submit``, ``tick``, ``stop``, ``resume``: the run lifecycle;
+* :mod:`.worker` — ``python -m flowopd_studio.storage.worker``: one run in its own process;
+* :mod:`.stages` — the registry of what a run can be (``pretrain``, ``eval``);
+* :mod:`.cli` — ``flowopd runs ...``.
 
 See docs/storage.md. Importing this package is cheap: the names below load their modules on first use.
 """

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import CheckpointError, InvalidRunState
-from storage.queue import resume, stop, submit
-from storage.worker import execute
+from flowopd_studio.storage.errors import CheckpointError, InvalidRunState
+from flowopd_studio.storage.queue import resume, stop, submit
+from flowopd_studio.storage.worker import execute
 
 
 def _start(store, fake_spawn, stage: str, config: dict) -> str:

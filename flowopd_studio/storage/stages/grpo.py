@@ -4,7 +4,7 @@ Config: the ``GRPOConfig`` fields; ``model`` may be a pretrain run id. The run f
 ``out_dir``: ``checkpoint/`` (resumable: adapter, optimizer, EMA, step, RNG) and, at the end, ``adapter/``
 (artifact ``adapter``: a teacher for ``opd`` and ``coldstart`` runs, which may name this run's id).
 Metrics: one row per epoch at its optimizer step (loss, reward/<task>, kl_base, ...; see
-:mod:`flowopd.trainers.loop`). Commands and resume: :mod:`storage.stages.training`.
+:mod:`flowopd.trainers.loop`). Commands and resume: :mod:`flowopd_studio.storage.stages.training`.
 """
 
 from __future__ import annotations

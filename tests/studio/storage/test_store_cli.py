@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.cli import EXAMPLES
-from storage.store import Store
+from flowopd_studio.storage.cli import EXAMPLES
+from flowopd_studio.storage.store import Store
 
 
 @pytest.fixture

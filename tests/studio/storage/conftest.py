@@ -67,7 +67,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(home: Path):
-    from storage.store import Store
+    from flowopd_studio.storage.store import Store
 
     with Store(home) as s:
         yield s
@@ -85,6 +85,6 @@ def fake_spawn(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         started.append(run_id)
         return os.getpid()
 
-    monkeypatch.setattr("storage.queue.spawn_worker", spawn)
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
     return started
 

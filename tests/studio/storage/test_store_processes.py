@@ -17,9 +17,9 @@ import time
 import pytest
 import torch
 
-from storage.paths import CODE_ROOT
-from storage.queue import pid_alive, resume, submit, tick
-from storage.worker import execute
+from flowopd_studio.storage.paths import CODE_ROOT
+from flowopd_studio.storage.queue import pid_alive, resume, submit, tick
+from flowopd_studio.storage.worker import execute
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_lifecycle_with_real_workers(store, tiny_pretrain, wait_for, loss_steps,
         torn = True
 
     # Resume: same id, from the checkpoint; metric rows past it are dropped, then redone exactly once.
-    monkeypatch.setattr("storage.queue.spawn_worker", lambda home, run_id: os.getpid())
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", lambda home, run_id: os.getpid())
     resumed = resume(store, b.id)
     assert resumed.id == b.id and resumed.resume_step % 25 == 0 and resumed.resume_step <= last_step
     rows_after_resume = _rows(store, b.id)
@@ -89,8 +89,8 @@ def test_lifecycle_with_real_workers(store, tiny_pretrain, wait_for, loss_steps,
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from storage.reporter import Heartbeat, Reporter
-from storage.store import Store
+from flowopd_studio.storage.reporter import Heartbeat, Reporter
+from flowopd_studio.storage.store import Store
 home, run_id, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = Store(home)
 assert store.set_pid(run_id, os.getpid())
@@ -147,9 +147,9 @@ def test_two_writers_and_a_reader(store) -> None:
 
 def test_worker_exiting_before_its_pid_is_recorded_still_reads_as_failure(store, tiny_pretrain) -> None:
     """The race behind a load-dependent timeout: the watcher reaps the exit before tick() stores the pid."""
-    from storage.paths import run_dir
-    from storage.queue import _watch
-    from storage.stages import get_stage
+    from flowopd_studio.storage.paths import run_dir
+    from flowopd_studio.storage.queue import _watch
+    from flowopd_studio.storage.stages import get_stage
 
     run = store.create_run("pretrain", get_stage("pretrain").freeze(tiny_pretrain(), store))
     assert store.claim_next(1).id == run.id and store.get_run(run.id).pid is None  # claimed, no pid yet

@@ -3,7 +3,7 @@
 Config: the ``OPDConfig`` fields. ``teachers`` (task -> adapter), ``init`` and a folder ``mar_anchor`` may
 name ``grpo``, ``coldstart`` or ``opd`` run ids (their ``adapter/`` folder), e.g.
 ``{"teachers": {"text": "r0123456789", ...}, "init": "r9876543210"}``; ``model`` may be a pretrain run id.
-Files, metrics, commands and resume as the ``grpo`` stage (:mod:`storage.stages.training`).
+Files, metrics, commands and resume as the ``grpo`` stage (:mod:`flowopd_studio.storage.stages.training`).
 """
 
 from __future__ import annotations
