@@ -10,14 +10,11 @@ For each task, ``--batches`` independent on-policy rollouts of ``--prompts`` pro
 (the teachers' GRPO config otherwise: 10 SDE steps, noise level 0.7, the first 8 steps trained) give the
 policy gradients g_1 .. g_K of the student LoRA, at the fresh LoRA (the start of every teacher) or at
 ``--init``. ``beta`` is 0 and the weights do not move, so every ratio is 1 and g is the plain policy
-gradient ``-mean(A grad log p)``. Independent batches of n prompts satisfy ``E|g|^2 = |G|^2 + tr(S) / n``
-and ``E<g_i, g_j> = |G|^2`` (i != j), where G is the true gradient and S the per-prompt covariance, so
-
-    |G|^2 ~ mean pairwise dot product,  tr(S) ~ n (mean |g|^2 - |G|^2),  B_noise = tr(S) / |G|^2
-
-B_noise (McCandlish et al. 2018, "An empirical model of large-batch training") is the number of prompts at
-which a step's noise has the size of its signal; far fewer prompts per step and the step is mostly noise.
-A prompt (one group) is the unit because a group's advantages are not independent (they sum to zero).
+gradient ``-mean(A grad log p)``. :func:`flowopd.gradient_noise.noise_scale` turns them into the signal
+|G|^2, the per-prompt noise tr(S) and the gradient noise scale B_noise = tr(S) / |G|^2 (McCandlish et al.
+2018): the number of prompts at which a step's noise has the size of its signal; far fewer prompts per step
+and the step is mostly noise. A prompt (one group) is the unit because a group's advantages are not
+independent (they sum to zero).
 
 ``--opd TRAIN_JSON`` measures the distillation gradient instead: the config of a finished ``opd`` stage of
 ``flowopd reproduce`` (its ``train.json``: teachers, init, MAR), with the batch set by ``--prompts`` and
@@ -37,33 +34,12 @@ import torch
 
 from flowopd.adapters import replace_adapter, trainable_parameters
 from flowopd.configs import GRPOConfig, OPDConfig
+from flowopd.gradient_noise import noise_scale
 from flowopd.models import load_model
 from flowopd.opd import route_teachers
 from flowopd.trainers.grpo import GRPOTrainer, gather_advantages
 from flowopd.trainers.opd import OPDTrainer
 from flowopd.world.prompts import TASKS
-
-
-def noise_scale(grads: torch.Tensor, prompts: int) -> dict[str, float]:
-    """Signal, noise and B_noise (in prompts) from K >= 2 independent batch gradients ``grads`` [K, D].
-
-    Example:
-        >>> g = torch.tensor([[1.0, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]])  # signal (1, 0, 0, 0) + orthogonal noise
-        >>> {k: round(v, 2) for k, v in noise_scale(g, prompts=4).items()}
-        {'signal_sq': 1.0, 'noise_trace': 4.0, 'b_noise': 4.0, 'cosine': 0.5}
-    """
-    k = grads.shape[0]
-    if k < 2:
-        raise ValueError(f"noise_scale needs at least 2 batch gradients, got {k}: raise --batches")
-    g = grads.double()
-    gram = g @ g.T
-    off_diagonal = ~torch.eye(k, dtype=torch.bool)
-    signal_sq = float(gram[off_diagonal].mean())
-    noise_trace = prompts * (float(gram.diagonal().mean()) - signal_sq)
-    norms = gram.diagonal().sqrt().clamp_min(1e-30)  # a batch whose groups all tie has no gradient
-    cosine = float((gram / (norms[:, None] * norms[None, :]))[off_diagonal].mean())
-    b_noise = noise_trace / signal_sq if signal_sq > 0 else float("inf")  # no signal detected
-    return {"signal_sq": signal_sq, "noise_trace": noise_trace, "b_noise": b_noise, "cosine": cosine}
 
 
 def batch_gradient(trainer: GRPOTrainer | OPDTrainer, batch: int) -> tuple[torch.Tensor, float]:
@@ -122,7 +98,7 @@ def measure(task: str, prompts: int, group: int, batches: int, init: str | None,
             "set": overrides or {},
             ("kl_teacher" if opd else "reward"): [round(r, 6) for _, r in pairs],
             "seconds": time.perf_counter() - start,
-            **noise_scale(grads, prompts)}
+            **noise_scale(grads, prompts).as_dict()}
 
 
 def main() -> None:
@@ -138,6 +114,8 @@ def main() -> None:
                    help='JSON object of config fields to override, e.g. \'{"noise_level": 0.3}\'')
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args()
+    if args.batches < 2:
+        p.error(f"--batches {args.batches}: the estimate needs at least 2 independent batches")
     torch.set_num_threads(args.threads)
     rows = []
     for task in ["opd"] if args.opd else args.tasks.split(","):

@@ -184,11 +184,11 @@ def test_eval_merged_must_be_a_boolean() -> None:
 
 def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_run, tmp_path, monkeypatch,
                                                                           capsys) -> None:
-    """``benchmarks/swap_teachers.py``: seed 0's merge and opd again, with seed 1's prefer teacher."""
+    """``benchmarks/experiments/swap_teachers.py``: seed 0's merge and opd again, with seed 1's prefer teacher."""
     import importlib.util
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "swap_teachers.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "experiments" / "swap_teachers.py"
     spec = importlib.util.spec_from_file_location("swap_teachers", script)
     swap = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(swap)
@@ -215,11 +215,12 @@ def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_
 
 
 def test_grpo_variant_changes_every_grpo_stage_it_runs(smoke_run, tmp_path, monkeypatch) -> None:
-    """``benchmarks/grpo_variant.py``: the plan's GRPO stages with other fields and batch size, evaluated."""
+    """``benchmarks/experiments/grpo_variant.py``: the plan's GRPO stages with other fields and batch size,
+    evaluated."""
     import importlib.util
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_variant.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "experiments" / "grpo_variant.py"
     spec = importlib.util.spec_from_file_location("grpo_variant", script)
     variant = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(variant)

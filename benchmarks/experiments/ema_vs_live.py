@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ema_vs_live.py OUT [--stages teacher-text,teacher-prefer] [--all-tasks]
+    python benchmarks/experiments/ema_vs_live.py OUT [--stages teacher-text,teacher-prefer] [--all-tasks]
 
 A trainer with ``ema`` on exports the EMA of its LoRA as the stage's adapter (what ``result.json`` scores
 and what later stages load), and keeps the live weights of its last step in ``checkpoint/adapter``. For each

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/swap_teachers.py RUN SEED --teacher prefer=runs/tune/P4-prefer-0/checkpoint/adapter \
+    python benchmarks/experiments/swap_teachers.py RUN SEED --teacher prefer=runs/tune/P4-prefer-0/checkpoint/adapter \
         --out runs/swap/seed0 [--teacher quality=...] [--opd-epochs 32]
 
 Takes seed SEED of a ``flowopd reproduce --out RUN`` folder, replaces the named teachers' adapter folders,

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/function_distance.py SEED_DIR [--prompts 8]
+    python benchmarks/experiments/function_distance.py SEED_DIR [--prompts 8]
 
 For each task, on the base model's 10-step ODE trajectories of the first test prompts, prints the mean over
 the first 8 steps of ``(v_a - v_b)^2`` for: the task's teacher vs the base, the merge cold start vs the base

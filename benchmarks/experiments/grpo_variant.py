@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/grpo_variant.py --out runs/variant --seed 0 \
+    python benchmarks/experiments/grpo_variant.py --out runs/variant --seed 0 \
         --set '{"sde_window": 2, "shared_group_noise": true}' --batch-size 160 [--stages teacher-prefer,grpo-mix]
 
 Builds seed SEED's plan of the benchmark (``--budget``, default ``default``;
