@@ -122,17 +122,39 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     from .rewards import get_reward
     from .rewards.text import target_of
+    from .world.grammar import EXAMPLES, NotACompositionPrompt, check_compose_metadata, parse_compose_prompt
 
     fn = get_reward(args.reward)
+    if args.metadata:
+        try:
+            meta = json.loads(args.metadata)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--metadata is not valid JSON ({err.msg} at character {err.pos}): pass one object, "
+                             'e.g. \'{"include": [{"class": "circle", "count": 2}]}\'') from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"--metadata must be a JSON object, got {type(meta).__name__}: "
+                             'e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
+        if args.reward == "compose":
+            try:
+                check_compose_metadata(meta)
+            except ValueError as err:
+                raise ValueError(f"--metadata: {err}") from None
+    elif args.reward == "compose":
+        try:
+            meta = parse_compose_prompt(args.prompt)
+        except NotACompositionPrompt as err:
+            raise ValueError(f"--reward compose needs a composition prompt in --prompt, e.g. --prompt "
+                             f"'{EXAMPLES[0]}' or '{EXAMPLES[1]}' (or the clauses in --metadata): {err}") from None
+    else:
+        meta = {}
+    if args.reward == "text" and not target_of(args.prompt, meta):
+        raise ValueError('the text reward needs a quoted target in --prompt, e.g. \'a sign that says "TEA"\'')
     images = []
     for name in args.images:
         try:
             images.append(Image.open(name).convert("RGB"))
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read image {name} ({err}): pass PNG or JPEG files") from None
-    meta = json.loads(args.metadata) if args.metadata else {}
-    if args.reward == "text" and not target_of(args.prompt, meta):
-        raise ValueError('the text reward needs a quoted target in --prompt, e.g. \'a sign that says "TEA"\'')
     scores = fn(images, [args.prompt] * len(images), [meta] * len(images))
     for name, score in zip(args.images, scores):
         print(f"{score:.4f}\t{name}")

@@ -249,11 +249,36 @@ def test_score_bad_inputs(cli, images: dict[str, Path], tmp_path: Path) -> None:
     _fails_with(cli("score", "--reward", "pickscore", "--prompt", "x", circle), "unknown reward 'pickscore'",
                 "compose, text, prefer, quality")
     _fails_with(cli("score", "--reward", "text", "--prompt", "no quotes here", circle), "quoted target")
-    _fails_with(cli("score", "--reward", "compose", "--prompt", "x", "--metadata", "{oops", circle))
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     _fails_with(cli("score", "--reward", "prefer", "--prompt", "x", not_image), "cannot read image", str(not_image))
     _fails_with(cli("score", "--reward", "prefer", "--prompt", "x", tmp_path / "missing.png"), "missing.png")
+
+
+def test_score_compose_reads_the_clauses_from_the_prompt(cli, images: dict[str, Path]) -> None:
+    """Without --metadata, the compose reward parses the prompt (flowopd.world.grammar) instead of scoring 0."""
+    code, out, err = cli("score", "--reward", "compose", "--prompt", "a photo of a red circle", images["circle"],
+                         images["blank"])
+    assert code == 0, err
+    assert _scores(out) == [1.0, 0.0]
+    code, out, err = cli("score", "--reward", "compose", "--prompt", "a photo of two circles", images["circle"])
+    assert code == 0, err
+    assert _scores(out) == [0.5]  # one circle of two: half the count credit
+
+
+def test_score_compose_refuses_other_prompts_and_bad_metadata(cli, images: dict[str, Path]) -> None:
+    circle = images["circle"]
+    _fails_with(cli("score", "--reward", "compose", "--prompt", 'a sign that says "TEA"', circle),
+                "--reward compose needs a composition prompt in --prompt", "--prompt 'a photo of two circles'",
+                "--metadata")
+    _fails_with(cli("score", "--reward", "compose", "--prompt", "x", "--metadata", "{oops", circle),
+                "--metadata is not valid JSON")
+    _fails_with(cli("score", "--reward", "compose", "--prompt", "x", "--metadata", "[1, 2]", circle),
+                "--metadata must be a JSON object, got list")
+    _fails_with(cli("score", "--reward", "compose", "--prompt", "x", "--metadata", "{}", circle),
+                '--metadata: the compose reward needs a non-empty "include" list')
+    _fails_with(cli("score", "--reward", "compose", "--prompt", "x", "--metadata",
+                    '{"include": [{"class": "circle"}]}', circle), "--metadata: include[0]: count None is invalid")
 
 
 # --- pretrain (argument checks only: training is tested in test_pretrain.py) -----------------------------

@@ -10,12 +10,15 @@ from PIL import Image
 from flowopd.models.base import to_pil
 from flowopd.rewards import REWARDS
 from flowopd.sampling import generate
+from flowopd.world.grammar import NotACompositionPrompt, parse_compose_prompt
 from flowopd.world.splits import record_for_prompt
 
 from .state import AppState
 
 DISPLAY_SIDE = 256
 MAX_IMAGES = 16
+# The compose cell of a prompt the grammar cannot parse: it names no objects for the detector to judge.
+NOT_COMPOSITION = "n/a: not a composition prompt"
 
 
 @dataclass
@@ -34,7 +37,8 @@ def render() -> GenerateWidgets:
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", value='a sign that says "HAT"',
-                                info='Try "a photo of three circles" or "a photo of a red square left of a triangle".')
+                                info='Try "a photo of three circles" or "a photo of a red square left of a triangle" '
+                                     "(the compose column judges such composition prompts).")
             with gr.Row():
                 seed = gr.Number(label="Seed", value=0, precision=0)
                 count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images (seeds seed, seed+1, ...)")
@@ -60,14 +64,29 @@ def run_generate(state: AppState, prompt: str, seed: float, steps: float, guidan
         images = generate(state.model, [prompt] * len(seeds), seeds=seeds, num_steps=int(steps),
                           guidance=float(guidance))
     pil = to_pil(images)
-    record = record_for_prompt(prompt)
-    # compose needs GenEval-style clauses: known for the prompts of the prompt sets only.
-    names = [n for n in REWARDS if n != "compose" or record.get("include")]
-    columns = {n: REWARDS[n](pil, [prompt] * len(pil), [record] * len(pil)) for n in names}
-    rows = [[s, *(round(columns[n][i], 3) if n in columns else None for n in REWARDS)] for i, s in enumerate(seeds)]
+    columns = reward_cells(pil, prompt)
+    rows = [[s, *(columns[n][i] for n in REWARDS)] for i, s in enumerate(seeds)]
     side = (DISPLAY_SIDE, DISPLAY_SIDE)
     big = [(im.resize(side, Image.Resampling.NEAREST), f"seed {s}") for im, s in zip(pil, seeds)]
     return big, rows
+
+
+def reward_cells(images: list[Image.Image], prompt: str) -> dict[str, list[float | str]]:
+    """Every reward's score per image, rounded for the table. ``compose`` judges the clauses parsed from the
+    prompt (``flowopd.world.grammar``); a prompt outside that grammar gets ``NOT_COMPOSITION`` instead."""
+    prompts, record = [prompt] * len(images), record_for_prompt(prompt)
+    try:
+        clauses = parse_compose_prompt(prompt)
+    except NotACompositionPrompt:
+        clauses = None
+    cells: dict[str, list[float | str]] = {}
+    for name, fn in REWARDS.items():
+        if name == "compose" and clauses is None:
+            cells[name] = [NOT_COMPOSITION] * len(images)
+        else:
+            scores = fn(images, prompts, [clauses if name == "compose" else record] * len(images))
+            cells[name] = [round(s, 3) for s in scores]
+    return cells
 
 
 def listen(w: GenerateWidgets, state: AppState) -> None:

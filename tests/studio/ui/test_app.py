@@ -26,7 +26,7 @@ def test_generate_endpoint_returns_images_and_scores(app_url):
     assert scores["headers"] == ["seed", "compose", "text", "prefer", "quality"]
     text_scores = [row[2] for row in scores["data"]]
     assert all(0.0 <= s <= 1.0 for s in text_scores)
-    assert all(row[1] is None for row in scores["data"])  # not a compose prompt: no clauses to judge
+    assert all(row[1] == "n/a: not a composition prompt" for row in scores["data"])  # no clauses to judge
 
 
 def test_generate_same_seed_same_image(small_model):
@@ -38,7 +38,26 @@ def test_generate_same_seed_same_image(small_model):
     second, _ = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
     assert first[0][0].tobytes() == second[0][0].tobytes()
     _, rows = run_generate(state, "a photo of three circles", 3, 2, 3.0, 1)
-    assert rows[0][1] is not None  # a known compose prompt is judged by the detector
+    assert isinstance(rows[0][1], float)  # a compose prompt is judged by the detector
+
+
+def test_compose_cell_judges_any_composition_prompt_and_notes_the_others():
+    """The page's own example prompt, outside the prompt sets, gets a compose score; a text prompt a note."""
+    import random
+
+    from flowopd.world.grammar import parse_compose_prompt
+    from flowopd.world.prompts import scene_for
+    from flowopd.world.scene import Scene, render
+    from flowopd_studio.ui.generate_tab import NOT_COMPOSITION, reward_cells
+
+    prompt = "a photo of a red square left of a triangle"
+    images = [render(scene_for(parse_compose_prompt(prompt), random.Random(0))), render(Scene())]
+    cells = reward_cells(images, prompt)
+    assert cells["compose"] == [1.0, 0.0]
+    assert all(0.0 <= s <= 1.0 for s in cells["quality"])
+    cells = reward_cells(images, 'a sign that says "HAT"')
+    assert cells["compose"] == [NOT_COMPOSITION] * 2
+    assert all(isinstance(s, float) for s in cells["text"])
 
 
 def test_empty_prompt_is_a_clear_error(small_model):
