@@ -141,7 +141,7 @@ def migrate(db: Database) -> int:
             raise StoreError(f"the run store has schema version {version} but this flowopd knows only "
                              f"{len(MIGRATIONS)}: upgrade flowopd, or pass another --home")
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("applying store migration %d (%s)", number, migration.__name__)
+            log.debug("applying store migration %d (%s)", number, migration.__name__)  # routine: not for the user
             migration(db)
         db.execute("DELETE FROM schema_version")
         db.execute("INSERT INTO schema_version (version) VALUES (?)", [len(MIGRATIONS)])

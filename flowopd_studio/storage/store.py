@@ -108,8 +108,10 @@ class Store:
             if running >= max_running or row is None:
                 return None
             now = time.time()
-            self.db.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat = ?, pid = NULL, "
-                            "ended_at = NULL, error = NULL, attempts = attempts + 1 WHERE id = ?", [now, now, row[0]])
+            # A resumed run keeps its first start: `started` is when the run began, the heartbeat is this attempt's.
+            self.db.execute("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), heartbeat = ?, "
+                            "pid = NULL, ended_at = NULL, error = NULL, attempts = attempts + 1 WHERE id = ?",
+                            [now, now, row[0]])
         return self.get_run(row[0])
 
     def set_pid(self, run_id: str, pid: int) -> bool:

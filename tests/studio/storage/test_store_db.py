@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -29,8 +30,11 @@ def test_wal_busy_timeout_foreign_keys_and_version(store: Store) -> None:
     assert store.integrity_check() == "ok"
 
 
-def test_migrations_apply_once(home: Path) -> None:
-    Store(home).close()
+def test_migrations_apply_once(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="flowopd_studio"):
+        Store(home).close()
+    # routine, so the first `flowopd runs ...` command prints nothing about it (the CLI logs INFO and above)
+    assert [r.levelno for r in caplog.records if "migration" in r.getMessage()] == [logging.DEBUG] * len(MIGRATIONS)
     db = connect(home / "flowopd.db")  # a second open must not re-run the first migration
     assert schema_version(db) == len(MIGRATIONS)
     db.execute("UPDATE schema_version SET version = 99")
@@ -63,6 +67,17 @@ def test_claim_respects_the_limit_and_ownership(store: Store) -> None:
     assert not store.finish(a, 222, "finished")  # not this worker's run
     assert store.finish(a, 111, "finished") and store.get_run(a).status == "finished"
     assert store.claim_next(1).id == b
+
+
+def test_a_resumed_run_keeps_its_first_start(store: Store) -> None:
+    a = _run(store)
+    store.claim_next(1)
+    store.db.execute("UPDATE runs SET started_at = 1000.0 WHERE id = ?", [a])  # started long ago
+    assert store.set_pid(a, 111) and store.finish(a, 111, "stopped")
+    store.requeue(a, 0)
+    run = store.claim_next(1)
+    assert (run.id, run.status, run.attempts, run.started_at) == (a, "running", 2, 1000.0)
+    assert run.heartbeat > 1000.0  # this attempt's liveness is the heartbeat's
 
 
 def test_commands_reach_a_running_run_once(store: Store) -> None:
