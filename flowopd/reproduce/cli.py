@@ -14,7 +14,8 @@ from ..dataclass_util import read_config_file
 
 log = logging.getLogger(__name__)
 EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
-           "  quick check on a small model: flowopd reproduce --out /tmp/r --budget smoke --model runs/small\n"
+           "  quick check of the pipeline (under a minute on the built-in model): flowopd reproduce --out /tmp/r "
+           "--budget smoke\n"
            "  overrides: flowopd reproduce --out runs/r --config over.json   with over.json = "
            '{"teacher": {"epochs": 12}, "rl": {"lr": 5e-4}}\n'
            "  an interrupted run continues where it stopped: run the same command again")
