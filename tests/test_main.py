@@ -17,10 +17,10 @@ def _run_without(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_missing_dependency_says_which_python_to_use() -> None:
-    result = _run_without("sqlite_utils", "--help")
+    result = _run_without("PIL", "score", "--reward", "compose", "--prompt", "a photo of a circle", "a.png")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "lacks the dependency 'sqlite_utils'" in result.stderr and ".venv/bin/python -m flowopd" in result.stderr
+    assert "lacks the dependency 'PIL'" in result.stderr and ".venv/bin/python -m flowopd" in result.stderr
 
 
 def test_a_missing_module_of_our_own_is_not_hidden() -> None:
