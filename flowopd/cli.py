@@ -11,7 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .dataclass_util import read_config_file
+from .config_base import FieldInfo, config_class, config_kinds, read_config
+from .eval_config import EvalConfig
+from .pretrain_config import PretrainConfig
 
 log = logging.getLogger("flowopd")
 EXAMPLES = {
@@ -22,6 +24,7 @@ EXAMPLES = {
     "world check": "flowopd world check --json world.json",
     "world splits": "flowopd world splits",
     "score": 'flowopd score --reward text --prompt \'a sign that says "TEA"\' out/000_seed7.png',
+    "config": "flowopd config grpo   # every field of a GRPO config: type, default, allowed values, help",
     "runs": "flowopd runs submit pretrain --config pretrain.json --name base-8k",  # more in storage/cli.py
 }
 
@@ -35,17 +38,27 @@ def _write_json(data: dict, path: str | None) -> None:
     print(text)
 
 
+def _field_help(cls: type, name: str) -> str:
+    """A flag's help from the config field it sets (one text for the CLI, the UI and ``flowopd config``)."""
+    info = cls.field_info(name)
+    return f"{info.help} (default {info.default})".replace("%", "%%")
+
+
+def _check_seed(seed: int, flag: str = "--seed") -> None:
+    if seed < 0:
+        raise ValueError(f"{flag} {seed} is invalid: use a whole number >= 0")
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
+    flags = {name: getattr(args, name) for name in ("steps", "batch_size", "lr", "seed")
+             if getattr(args, name) is not None}
+    if args.keep_checkpoints:
+        flags["keep_checkpoints"] = True
+    cfg = read_config(args.config, PretrainConfig, flags)  # checked before torch loads
     from tqdm import tqdm
 
-    from .pretrain import PretrainConfig, pretrain
+    from .pretrain import pretrain
 
-    cfg = PretrainConfig.from_dict(read_config_file(args.config, "pretrain")) if args.config else PretrainConfig()
-    for name in ("steps", "batch_size", "lr", "seed"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, getattr(args, name))
-    cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
-    cfg.__post_init__()
     bar = tqdm(total=cfg.steps, desc="pretrain", unit="step")
 
     def report(m: dict) -> None:
@@ -59,6 +72,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    _check_seed(args.seed)
     from .models import load_model
     from .models.base import to_pil
     from .sampling import generate
@@ -85,13 +99,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .evaluate import EvalConfig, evaluate
-    from .models import load_model
-
-    fields = read_config_file(args.config, "eval") if args.config else {}
     flags = {"num_steps": args.steps, "guidance": args.guidance, "images_per_prompt": args.images_per_prompt,
              "tasks": args.tasks}
-    cfg = EvalConfig.from_dict({**fields, **{k: v for k, v in flags.items() if v is not None}})
+    cfg = read_config(args.config, EvalConfig, {k: v for k, v in flags.items() if v is not None})
+    from .evaluate import evaluate
+    from .models import load_model
+
     model = load_model(args.model)
     name = args.model or "built-in tiny-base"
     if not args.adapter:
@@ -105,6 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_world_check(args: argparse.Namespace) -> None:
+    _check_seed(args.seed)
     from .worldcheck import world_check
 
     _write_json(world_check(seed=args.seed), args.json)
@@ -160,6 +174,27 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"{score:.4f}\t{name}")
 
 
+def _short(text: str, width: int = 32) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _allowed(info: FieldInfo) -> str:
+    return " | ".join(map(str, info.choices)) if info.choices else info.bounds()
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    infos = config_class(args.kind).describe()
+    if args.json:
+        print(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    rows = [(i.name, i.type, _short(json.dumps(i.default)), _allowed(i), i.help) for i in infos]
+    widths = [max(len(r[c]) for r in [("FIELD", "TYPE", "DEFAULT", "ALLOWED", "")] + rows) for c in range(4)]
+    for row in [("FIELD", "TYPE", "DEFAULT", "ALLOWED", "HELP"), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowopd", description="Flow-OPD Studio: multi-reward post-training "
                                      "of flow-matching text-to-image models (built-in tiny model by default).")
@@ -175,10 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pretrain", cmd_pretrain, "Train the built-in tiny base model from a seed on rendered scenes.")
     p.add_argument("--out", default="runs/tiny-base", help="output folder (default: %(default)s)")
     p.add_argument("--config", help="JSON file with PretrainConfig fields")
-    p.add_argument("--steps", type=int, help="optimizer steps (default 5000)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 64)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 7e-4)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    for flag, name, kind in (("--steps", "steps", int), ("--batch-size", "batch_size", int), ("--lr", "lr", float),
+                             ("--seed", "seed", int)):
+        p.add_argument(flag, dest=name, type=kind, help=_field_help(PretrainConfig, name))
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a train_state.pt")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="also keep the EMA model of every checkpoint in OUT/ema_stepNNNNNN/")
@@ -200,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the report to this path")
     p.add_argument("--config", help="JSON file of EvalConfig fields (num_steps, guidance, images_per_prompt, seed, "
                                     "batch_size, tasks); the flags below override it")
-    p.add_argument("--steps", type=int, help="ODE steps (default 20)")
-    p.add_argument("--guidance", type=float, help="CFG scale (default 3.0)")
-    p.add_argument("--images-per-prompt", type=int, help="images per test prompt (default 1)")
-    p.add_argument("--tasks", nargs="+", help="subset of tasks: compose text prefer quality")
+    p.add_argument("--steps", type=int, help=_field_help(EvalConfig, "num_steps"))
+    p.add_argument("--guidance", type=float, help=_field_help(EvalConfig, "guidance"))
+    p.add_argument("--images-per-prompt", type=int, help=_field_help(EvalConfig, "images_per_prompt"))
+    p.add_argument("--tasks", nargs="+", help=_field_help(EvalConfig, "tasks"))
 
     world = sub.add_parser("world", help="The tiny world: checks and prompt splits.",
                            description="The tiny world: checks and prompt splits.")
@@ -219,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", required=True, help="compose, text, prefer or quality")
     p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
     p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
+
+    p = add("config", cmd_config, "Print the fields of a config kind: type, default, allowed values and help.")
+    p.add_argument("kind", choices=config_kinds(), metavar="KIND", help=f"one of {', '.join(config_kinds())}")
+    p.add_argument("--json", action="store_true", help="print the descriptions as JSON (for scripts and forms)")
 
     from .trainers.cli import register as register_trainers  # cheap: torch and the trainers load in the handlers
 

@@ -1,16 +1,21 @@
 """Configs of the three stages (GRPO teachers, cold start, distillation): tiny-world defaults, ``sd35_medium()``
-for SD3.5 Medium (algorithm.md B 2), ``metadata["help"]`` on every field (UI forms), validation naming the field
-and the fix, and a ``to_json``/``from_json`` round-trip (a run's snapshot)."""
+for SD3.5 Medium (algorithm.md B 2), help, bounds and choices on every field (:mod:`flowopd.config_base`),
+validation naming the field and the fix, and a ``to_json``/``from_json`` round-trip (a run's snapshot).
+
+The pretraining, model and evaluation configs live in :mod:`flowopd.pretrain_config` and
+:mod:`flowopd.eval_config` and are re-exported here, so importing this module registers every library
+config kind without importing torch.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
-from .dataclass_util import build_strict
+from .config_base import ConfigBase, fail, option
+from .eval_config import EvalConfig
+from .pretrain_config import PretrainConfig, TinyConfig
 from .world.prompts import TASKS
 
 SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
@@ -20,158 +25,108 @@ COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")
 PRECISIONS = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+# The names in flowopd.rewards.REWARDS (a test checks it), so a GRPO config is checked without importing torch;
+# flowopd.rewards.register_reward adds a new name here too.
+REWARD_NAMES: list[str] = ["compose", "text", "prefer", "quality"]
+_fail = fail  # the short name the checks below use
+__all__ = ["ColdStartConfig", "EvalConfig", "GRPOConfig", "OPDConfig", "PretrainConfig", "TinyConfig"]
 
 
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field with a help text; mutable defaults are copied per instance."""
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-def _fail(name: str, value: Any, fix: str) -> None:
-    raise ValueError(f"{name}={value!r} is invalid: {fix}")
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(name, value, f"use one of {', '.join(choices)}")
-
-
-def _positive(obj: Any, *names: str, integer: bool = True) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float))
-        if not ok or not value > 0 or (not integer and not math.isfinite(value)):
-            _fail(name, value, f"use a positive {'integer' if integer else 'number'}")
-
-
-def _weights(name: str, value: Any, allowed: tuple[str, ...] | None = TASKS) -> None:
+def _weights(name: str, value: Any, allowed: tuple[str, ...] | list[str] = TASKS, what: str = "task") -> None:
     if not isinstance(value, dict) or not value:
         _fail(name, value, 'use a non-empty mapping such as {"compose": 1.0}')
     for key, w in value.items():
-        if allowed is not None and key not in allowed:
-            _fail(name, value, f"{key!r} is not a task; use names from {', '.join(allowed)}")
+        if key not in allowed:
+            _fail(name, value, f"{key!r} is not a {what}; use names from {', '.join(allowed)}")
         if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0 or not math.isfinite(w):
             _fail(name, value, f"the weight of {key!r} must be a finite number >= 0")
     if sum(value.values()) <= 0:
         _fail(name, value, "give at least one entry a positive weight")
 
 
-class _JsonConfig:
-    """JSON round-trip shared by the configs: ``{"kind": ..., field: value, ...}``."""
-
-    kind: ClassVar[str]
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Any:
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ValueError(f"this is a {kind!r} config, not a {cls.kind!r} one: pass it to the {kind} command")
-        return build_strict(cls, data, cls.kind)
-
-    @classmethod
-    def from_json(cls, source: str | Path) -> Any:
-        """From a JSON string or the path of a JSON file."""
-        text = str(source) if str(source).lstrip().startswith("{") else Path(source).read_text()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config is not valid JSON ({err}): fix the file or write it with to_json") from None
-        if not isinstance(data, dict):
-            raise ValueError("config JSON must be an object of field: value")
-        return cls.from_dict(data)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:  # field name -> help text, for forms and --help
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
-
-
 @dataclass
-class _RLConfig(_JsonConfig):
+class _RLConfig(ConfigBase):
     """Fields shared by the two on-policy stages (GRPO and OPD): rollouts, batches, optimiser, LoRA, EMA."""
 
     # model and rollouts
-    model: str | None = _f(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = built-in")
-    seed: int = _f(0, "random seed of prompts, noise and initialisation")
-    num_steps: int = _f(10, "SDE steps per training rollout (the paper's T = 10)")
-    eval_steps: int = _f(20, "ODE steps when evaluating (40 for SD3.5)")
-    guidance: float = _f(3.0, "classifier-free guidance scale, used in rollouts, training and evaluation")
-    noise_level: float = _f(0.7, "SDE noise level a: std_dev_t = a sqrt(t / (1 - t)) (0.7 in the paper)")
-    timestep_fraction: float = _f(0.8, "fraction of rollout steps trained (tiny world: the first 8 of 10; Flow-GRPO's "
-                                       "0.99 trains 9, which the SD3.5 presets keep)")
-    steps_per_microbatch: int = _f(0, "train each micro-batch on this many of the trained steps, drawn at random "
-                                      "per micro-batch and epoch (an unbiased estimate of the mean over all of "
-                                      "them); 0 = every trained step (Flow-GRPO). Fewer backward passes per image "
-                                      "let more prompts fit the same compute")
-    sde_window: int = _f(0, "draw SDE noise on a window of this many consecutive trained steps only, run every "
-                            "other step as an ODE step, and train the window alone (Flow-GRPO-Fast, MixGRPO): a "
-                            "group's rewards then differ only by noise its trained log-probs are credited with, and "
-                            "an image costs a backward pass per window step, not per trained step. The window's "
-                            "start is drawn per epoch from the run's seed among the trained steps; 0 = every "
-                            "trained step draws noise and trains (Flow-GRPO)")
-    clean_untrained_steps: bool = _f(True, "run the untrained last rollout steps as ODE steps so rewards see clean "
-                                           "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
-                                           "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
-                                           "Flow-GRPO's all-SDE rollouts")
-    shared_group_noise: bool = _f(False, "give every image of a prompt group the same initial noise, so the "
-                                         "group's rewards differ only by the SDE noise the log-probs are "
-                                         "credited with (DanceGRPO); False = Flow-GRPO's independent noise")
-    antithetic_noise: bool = _f(False, "give images 2k and 2k + 1 of a group opposite SDE noise (z and -z) at every "
-                                       "step, so their reward difference keeps the part of the reward that is odd "
-                                       "in the noise, which the policy gradient estimates; needs an even "
-                                       "group_size and train_batch_size; False = independent noise")
+    model: str | None = option(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = built-in",
+                               group="rollouts")
+    seed: int = option(0, "random seed of prompts, noise and initialisation", min=0, group="rollouts")
+    num_steps: int = option(10, "SDE steps per training rollout (the paper's T = 10)",
+                            min=1, max=1000, group="rollouts")
+    eval_steps: int = option(20, "ODE steps when evaluating (40 for SD3.5)", min=1, max=1000, group="rollouts")
+    guidance: float = option(3.0, "classifier-free guidance scale, used in rollouts, training and evaluation",
+                             min=0, group="rollouts")
+    noise_level: float = option(0.7, "SDE noise level a: std_dev_t = a sqrt(t / (1 - t)) (0.7 in the paper)",
+                                min=0, max=2, min_open=True, group="rollouts")
+    timestep_fraction: float = option(0.8, "fraction of rollout steps trained (tiny world: the first 8 of "
+                                      "10; Flow-GRPO's 0.99 trains 9, which the SD3.5 presets keep)",
+                                      min=0, max=1, min_open=True, group="rollouts")
+    steps_per_microbatch: int = option(0, "train each micro-batch on this many of the trained steps, drawn at random "
+                                       "per micro-batch and epoch (an unbiased estimate of the mean over all of "
+                                       "them); 0 = every trained step (Flow-GRPO). Fewer backward passes per image "
+                                       "let more prompts fit the same compute", min=0, group="rollouts")
+    sde_window: int = option(0, "draw SDE noise on a window of this many consecutive trained steps only, run every "
+                             "other step as an ODE step, and train the window alone (Flow-GRPO-Fast, MixGRPO): a "
+                             "group's rewards then differ only by noise its trained log-probs are credited with, and "
+                             "an image costs a backward pass per window step, not per trained step. The window's "
+                             "start is drawn per epoch from the run's seed among the trained steps; 0 = every "
+                             "trained step draws noise and trains (Flow-GRPO)", min=0, group="rollouts")
+    clean_untrained_steps: bool = option(True, "run the untrained last rollout steps as ODE steps so rewards see clean "
+                                         "images (tiny world: SDE noise left by step 9 of 10 in pixel space drops "
+                                         "the quality reward of rollouts to 0.005, docs/grpo-tuning.md); False = "
+                                         "Flow-GRPO's all-SDE rollouts", group="rollouts")
+    shared_group_noise: bool = option(False, "give every image of a prompt group the same initial noise, so the "
+                                      "group's rewards differ only by the SDE noise the log-probs are "
+                                      "credited with (DanceGRPO); False = Flow-GRPO's independent noise",
+                                      group="rollouts")
+    antithetic_noise: bool = option(False, "give images 2k and 2k + 1 of a group opposite SDE noise (z and -z) at "
+                                    "every step, so their reward difference keeps the part of the reward that is odd "
+                                    "in the noise, which the policy gradient estimates; needs an even "
+                                    "group_size and train_batch_size; False = independent noise", group="rollouts")
     # batches
-    epochs: int = _f(40, "sample-then-train rounds")
-    batch_size: int = _f(64, "images sampled per epoch and process")
-    group_size: int = _f(4, "images per prompt (one GRPO group); must divide batch_size (tiny world: 16 prompts "
-                            "x 4 beat 4 x 8, docs/grpo-tuning.md)")
-    train_batch_size: int = _f(8, "images per forward/backward micro-batch; must divide batch_size")
-    optimizer_steps_per_epoch: int = _f(2, "optimizer steps per epoch, accumulating over the rest (2 in the code)")
+    epochs: int = option(40, "sample-then-train rounds", min=1, group="batches")
+    batch_size: int = option(64, "images sampled per epoch and process", min=1, group="batches")
+    group_size: int = option(4, "images per prompt (one GRPO group); must divide batch_size (tiny world: 16 prompts "
+                             "x 4 beat 4 x 8, docs/grpo-tuning.md)", min=1, group="batches")
+    train_batch_size: int = option(8, "images per forward/backward micro-batch; must divide batch_size",
+                                   min=1, group="batches")
+    optimizer_steps_per_epoch: int = option(2, "optimizer steps per epoch, accumulating over the rest (2 in the code)",
+                                            min=1, group="batches")
     # optimiser
-    lr: float = _f(1e-3, "AdamW learning rate of the LoRA (tiny world, measured; SD3.5 presets set their own)")
-    weight_decay: float = _f(1e-4, "AdamW weight decay")
-    adam_betas: list = _f([0.9, 0.999], "AdamW betas")
-    adam_eps: float = _f(1e-8, "AdamW epsilon")
-    max_grad_norm: float = _f(1.0, "gradient-norm clip")
-    clip_range: float = _f(1e-4, "PPO ratio clip epsilon (log-probs are per-dimension means, hence tiny)")
-    adv_clip: float = _f(5.0, "advantages are clipped to +-adv_clip")
+    lr: float = option(1e-3, "AdamW learning rate of the LoRA (tiny world, measured; SD3.5 presets set their own)",
+                       min=0, min_open=True, group="optimizer")
+    weight_decay: float = option(1e-4, "AdamW weight decay", min=0, group="optimizer")
+    adam_betas: list = option([0.9, 0.999], "AdamW betas", group="optimizer")
+    adam_eps: float = option(1e-8, "AdamW epsilon", min=0, min_open=True, group="optimizer")
+    max_grad_norm: float = option(1.0, "gradient-norm clip", min=0, min_open=True, group="optimizer")
+    clip_range: float = option(1e-4, "PPO ratio clip epsilon (log-probs are per-dimension means, hence tiny)",
+                               min=0, min_open=True, group="optimizer")
+    adv_clip: float = option(5.0, "advantages are clipped to +-adv_clip", min=0, min_open=True, group="optimizer")
     # LoRA, EMA, precision, bookkeeping
-    lora_rank: int = _f(8, "LoRA rank r of a new adapter (32 for SD3.5)")
-    lora_alpha: float = _f(16.0, "LoRA alpha of a new adapter; the update is (alpha / r) B A (64 for SD3.5)")
-    ema: bool = _f(True, "keep an EMA of the LoRA weights and evaluate it")
-    ema_decay: float = _f(0.9, "EMA decay (warmed up as min((1 + k) / (10 + k), decay))")
-    ema_every: int = _f(8, "update the EMA every this many optimizer steps")
-    mixed_precision: str = _f("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)")
-    checkpoint_every: int = _f(10, "save a resumable checkpoint every this many epochs")
-    eval_every: int = _f(10, "evaluate every this many epochs")
-    warmup_steps: int = _f(0, "linear learning-rate warm-up over this many optimizer steps (code: 0)")
-    lr_schedule: str = _f("constant", "learning rate after the warm-up: constant (Flow-GRPO's code) | cosine | "
-                                      "linear; cosine and linear decay from lr towards 0, reached one step after the "
-                                      "last optimizer step (epochs x optimizer_steps_per_epoch)")
-    sample_every: int = _f(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never")
+    lora_rank: int = option(8, "LoRA rank r of a new adapter (32 for SD3.5)", min=1, group="LoRA and EMA")
+    lora_alpha: float = option(16.0, "LoRA alpha of a new adapter; the update is (alpha / r) B A (64 for SD3.5)",
+                               min=0, min_open=True, group="LoRA and EMA")
+    ema: bool = option(True, "keep an EMA of the LoRA weights and evaluate it", group="LoRA and EMA")
+    ema_decay: float = option(0.9, "EMA decay (warmed up as min((1 + k) / (10 + k), decay))",
+                              min=0, max=1, min_open=True, max_open=True, group="LoRA and EMA")
+    ema_every: int = option(8, "update the EMA every this many optimizer steps", min=1, group="LoRA and EMA")
+    mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)",
+                                  choices=PRECISIONS, group="LoRA and EMA")
+    checkpoint_every: int = option(10, "save a resumable checkpoint every this many epochs", min=1, group="bookkeeping")
+    eval_every: int = option(10, "evaluate every this many epochs", min=1, group="bookkeeping")
+    warmup_steps: int = option(0, "linear learning-rate warm-up over this many optimizer steps (code: 0)",
+                               min=0, group="optimizer")
+    lr_schedule: str = option("constant", "learning rate after the warm-up: constant (Flow-GRPO's code) | cosine | "
+                              "linear; cosine and linear decay from lr towards 0, reached one step after the "
+                              "last optimizer step (epochs x optimizer_steps_per_epoch)",
+                              choices=LR_SCHEDULES, group="optimizer")
+    sample_every: int = option(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never",
+                               min=0, group="bookkeeping")
 
     def _check_common(self) -> None:
-        _positive(self, "num_steps", "eval_steps", "epochs", "batch_size", "group_size", "train_batch_size",
-                  "optimizer_steps_per_epoch", "lora_rank", "ema_every", "checkpoint_every", "eval_every")
-        _positive(self, "lr", "lora_alpha", "clip_range", "adv_clip", "max_grad_norm", "adam_eps", integer=False)
-        if self.num_steps > 1000 or self.eval_steps > 1000:
-            _fail("num_steps", self.num_steps, "use at most 1000 steps (and eval_steps too)")
-        if not isinstance(self.guidance, (int, float)) or self.guidance < 0:
-            _fail("guidance", self.guidance, "use a scale >= 0 (1.0 disables guidance)")
-        if not 0 < self.noise_level <= 2:
-            _fail("noise_level", self.noise_level, "use a value in (0, 2]; on-policy training needs an SDE (0.7)")
-        if not 0 < self.timestep_fraction <= 1 or int(self.num_steps * self.timestep_fraction) < 1:
+        """The cross-field invariants of both stages (types, bounds and choices are checked already)."""
+        if int(self.num_steps * self.timestep_fraction) < 1:
             _fail("timestep_fraction", self.timestep_fraction, "use a fraction in (0, 1] that trains >= 1 step")
         if self.batch_size % self.group_size:
             _fail("group_size", self.group_size, f"it must divide batch_size={self.batch_size} (whole groups)")
@@ -181,39 +136,23 @@ class _RLConfig(_JsonConfig):
         if micro % self.optimizer_steps_per_epoch:
             _fail("optimizer_steps_per_epoch", self.optimizer_steps_per_epoch,
                   f"it must divide the {micro} micro-batches per epoch (batch_size / train_batch_size)")
-        if (not isinstance(self.steps_per_microbatch, int) or isinstance(self.steps_per_microbatch, bool)
-                or not 0 <= self.steps_per_microbatch <= self.trained_steps):
+        if self.steps_per_microbatch > self.trained_steps:
             _fail("steps_per_microbatch", self.steps_per_microbatch,
                   f"use 0 (all) or a whole number up to the {self.trained_steps} trained steps "
                   "(num_steps x timestep_fraction)")
-        if (not isinstance(self.sde_window, int) or isinstance(self.sde_window, bool)
-                or not 0 <= self.sde_window <= self.trained_steps):
+        if self.sde_window > self.trained_steps:
             _fail("sde_window", self.sde_window,
                   f"use 0 (off) or a whole number of steps up to the {self.trained_steps} trained steps "
                   "(num_steps x timestep_fraction)")
         if self.sde_window and self.steps_per_microbatch > self.sde_window:
             _fail("steps_per_microbatch", self.steps_per_microbatch,
                   f"use at most sde_window={self.sde_window}: only the window's steps train")
-        if not isinstance(self.shared_group_noise, bool):
-            _fail("shared_group_noise", self.shared_group_noise, "use true or false")
-        if not isinstance(self.antithetic_noise, bool):
-            _fail("antithetic_noise", self.antithetic_noise, "use true or false")
         if self.antithetic_noise and (self.group_size % 2 or self.train_batch_size % 2):
             _fail("antithetic_noise", self.antithetic_noise,
                   f"it pairs images: use an even group_size and train_batch_size (got {self.group_size} and "
                   f"{self.train_batch_size}), or false")
-        for name in ("warmup_steps", "sample_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                _fail(name, value, "use a whole number >= 0")
-        if not self.weight_decay >= 0:
-            _fail("weight_decay", self.weight_decay, "use a value >= 0")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+        if len(self.adam_betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.adam_betas):
             _fail("adam_betas", self.adam_betas, "use two numbers in [0, 1), e.g. [0.9, 0.999]")
-        if not 0 < self.ema_decay < 1:
-            _fail("ema_decay", self.ema_decay, "use a decay in (0, 1), e.g. 0.9")
-        _choice("mixed_precision", self.mixed_precision, PRECISIONS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
     @property
     def trained_steps(self) -> int:  # the first int(num_steps * timestep_fraction) rollout steps train
@@ -228,23 +167,22 @@ class _RLConfig(_JsonConfig):
 
 
 @dataclass
-class GRPOConfig(_RLConfig):
+class GRPOConfig(_RLConfig, kind="grpo"):
     """Stage 1: a Flow-GRPO teacher on one reward, or on several with weights (the GRPO-Mix baseline)."""
 
-    kind: ClassVar[str] = "grpo"
-    rewards: dict = _f({"compose": 1.0}, "reward name -> weight; several rewards at once is GRPO-Mix")
-    prompt_tasks: dict = _f({"compose": 1.0}, "task -> sampling weight of its train prompts")
-    beta: float = _f(0.04, "weight of the KL to the base model (adapters disabled); 0 turns it off")
-    global_std: bool = _f(True, "normalise advantages by the std of all rewards (Flow-GRPO), else per group")
-    mask_zero_std: bool = _f(True, "skip groups whose rewards are all equal (no learning signal)")
-    adapter_name: str = _f("teacher", "name of the trained LoRA adapter")
+    rewards: dict = option({"compose": 1.0}, "reward name -> weight; several rewards at once is GRPO-Mix", group="GRPO")
+    prompt_tasks: dict = option({"compose": 1.0}, "task -> sampling weight of its train prompts", group="GRPO")
+    beta: float = option(0.04, "weight of the KL to the base model (adapters disabled); 0 turns it off",
+                         min=0, group="GRPO")
+    global_std: bool = option(True, "normalise advantages by the std of all rewards (Flow-GRPO), else per group",
+                              group="GRPO")
+    mask_zero_std: bool = option(True, "skip groups whose rewards are all equal (no learning signal)", group="GRPO")
+    adapter_name: str = option("teacher", "name of the trained LoRA adapter", group="GRPO")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         self._check_common()
-        _weights("rewards", self.rewards, allowed=None)
+        _weights("rewards", self.rewards, REWARD_NAMES, what="registered reward")
         _weights("prompt_tasks", self.prompt_tasks)
-        if not self.beta >= 0:
-            _fail("beta", self.beta, "use a KL weight >= 0 (0.04 in Flow-GRPO)")
         if self.group_size < 2:
             _fail("group_size", self.group_size, "GRPO needs >= 2 images per prompt for a group baseline")
 
@@ -255,31 +193,32 @@ class GRPOConfig(_RLConfig):
 
 
 @dataclass
-class ColdStartConfig(_JsonConfig):
+class ColdStartConfig(ConfigBase, kind="coldstart"):
     """The student's initial LoRA: merged teachers, their element-wise average, SFT on teacher samples, or none."""
 
-    kind: ClassVar[str] = "coldstart"
-    mode: str = _f("merge", "merge (exact delta merge) | merge-avg (code's A/B average) | sft | none (fresh LoRA)")
-    teachers: dict = _f({}, "task -> teacher adapter folder")
-    weights: dict = _f({}, "task -> merge weight; empty = equal weights summing to 1")
-    combination: str = _f("cat", "merge mode: cat (exact, rank = sum of ranks) | svd (truncated to svd_rank)")
-    svd_rank: int | None = _f(None, "rank of an svd merge; None = the largest teacher rank")
-    model: str | None = _f(None, "base model (as in the GRPO config); None = the built-in tiny model")
-    seed: int = _f(0, "random seed")
-    lora_rank: int = _f(8, "rank of the SFT / none student LoRA")
-    lora_alpha: float = _f(16.0, "alpha of the SFT / none student LoRA")
-    sft_steps: int = _f(200, "SFT optimizer steps")
-    sft_batch_size: int = _f(32, "SFT images per step")
-    sft_lr: float = _f(1e-4, "SFT learning rate")
-    sft_samples_per_task: int = _f(256, "teacher samples drawn per task for SFT (ODE, eval_steps, guidance)")
-    sft_best_of: int = _f(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)")
-    sft_beta_base: float = _f(0.0, "weight of an MSE to the base model's velocity during SFT")
-    eval_steps: int = _f(20, "ODE steps of the teacher samples (40 for SD3.5)")
-    guidance: float = _f(3.0, "CFG scale of the teacher samples")
+    mode: str = option("merge", "merge (exact delta merge) | merge-avg (code's A/B average) | sft | none (fresh LoRA)",
+                       choices=COLDSTART_MODES, group="merge")
+    teachers: dict = option({}, "task -> teacher adapter folder", group="merge")
+    weights: dict = option({}, "task -> merge weight; empty = equal weights summing to 1", group="merge")
+    combination: str = option("cat", "merge mode: cat (exact, rank = sum of ranks) | svd (truncated to svd_rank)",
+                              choices=MERGE_COMBINATIONS, group="merge")
+    svd_rank: int | None = option(None, "rank of an svd merge; None = the largest teacher rank", min=1, group="merge")
+    model: str | None = option(None, "base model (as in the GRPO config); None = the built-in tiny model", group="SFT")
+    seed: int = option(0, "random seed", min=0, group="SFT")
+    lora_rank: int = option(8, "rank of the SFT / none student LoRA", min=1, group="SFT")
+    lora_alpha: float = option(16.0, "alpha of the SFT / none student LoRA", min=0, min_open=True, group="SFT")
+    sft_steps: int = option(200, "SFT optimizer steps", min=1, group="SFT")
+    sft_batch_size: int = option(32, "SFT images per step", min=1, group="SFT")
+    sft_lr: float = option(1e-4, "SFT learning rate", min=0, min_open=True, group="SFT")
+    sft_samples_per_task: int = option(256, "teacher samples drawn per task for SFT (ODE, eval_steps, guidance)",
+                                       min=1, group="SFT")
+    sft_best_of: int = option(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)",
+                              min=1, group="SFT")
+    sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
+    eval_steps: int = option(20, "ODE steps of the teacher samples (40 for SD3.5)", min=1, max=1000, group="SFT")
+    guidance: float = option(3.0, "CFG scale of the teacher samples", min=0, group="SFT")
 
-    def __post_init__(self) -> None:
-        _choice("mode", self.mode, COLDSTART_MODES)
-        _choice("combination", self.combination, MERGE_COMBINATIONS)
+    def check(self) -> None:
         if self.mode != "none" and not self.teachers:
             _fail("teachers", self.teachers, f"mode {self.mode!r} needs teachers (task -> folder), or use mode 'none'")
         bad = sorted(set(self.teachers) - set(TASKS))
@@ -289,11 +228,6 @@ class ColdStartConfig(_JsonConfig):
             _weights("weights", self.weights)
             if set(self.weights) != set(self.teachers):
                 _fail("weights", self.weights, f"give one weight per teacher task {sorted(self.teachers)}, or none")
-        _positive(self, "lora_rank", "sft_steps", "sft_batch_size", "sft_samples_per_task", "sft_best_of",
-                  "eval_steps", *(["svd_rank"] if self.svd_rank is not None else []))
-        _positive(self, "lora_alpha", "sft_lr", integer=False)
-        if not self.sft_beta_base >= 0:
-            _fail("sft_beta_base", self.sft_beta_base, "use a weight >= 0")
 
     def merge_weights(self) -> dict[str, float]:
         """Task -> weight, equal weights summing to 1 when none are given."""
@@ -307,29 +241,36 @@ class ColdStartConfig(_JsonConfig):
 
 
 @dataclass
-class OPDConfig(_RLConfig):
+class OPDConfig(_RLConfig, kind="opd"):
     """Stage 2: on-policy distillation of the routed teachers into the student, with MAR."""
 
-    kind: ClassVar[str] = "opd"
-    teachers: dict = _f({}, "task -> teacher adapter folder; every prompt task needs one")
-    init: str | None = _f(None, "student's initial adapter folder (a cold start); None = a fresh LoRA")
-    prompt_tasks: dict = _f({"compose": 1.0, "text": 1.0, "prefer": 1.0},
-                            "task -> sampling weight of its train prompts (per-sample routing)")
-    routing: str = _f("per-sample", "per-sample (each prompt to its task's teacher) | alternate (a task per epoch)")
-    epochs_per_task: dict = _f({}, "alternate routing: task -> epochs per cycle, e.g. {\"text\": 1, \"compose\": 3}")
-    loss_mode: str = _f("kl", "kl (analytic KL) | pg (sampled log-ratio advantage) | paper (zero expected grad)")
-    weighting: str = _f("code", "per-step KL weight: code (released scale) | paper (w(t)) | uniform (velocity MSE)")
-    beta_mar: float = _f(0.02, "weight of Manifold Anchor Regularization (0.02 in the paper); 0 turns it off")
-    mar_anchor: str = _f("base", "MAR anchor: 'base' (adapters disabled), a teacher's task, or an adapter folder")
-    mask_zero_std: bool = _f(False, "skip prompt groups whose task rewards are all equal (off for OPD, B 6 A7)")
-    log_rewards: bool = _f(True, "score every sample with its task's reward, logged as reward/<task> (costs time)")
-    adapter_name: str = _f("student", "name of the trained LoRA adapter")
+    teachers: dict = option({}, "task -> teacher adapter folder; every prompt task needs one", group="distillation")
+    init: str | None = option(None, "student's initial adapter folder (a cold start); None = a fresh LoRA",
+                              group="distillation")
+    prompt_tasks: dict = option({"compose": 1.0, "text": 1.0, "prefer": 1.0},
+                                "task -> sampling weight of its train prompts (per-sample routing)",
+                                group="distillation")
+    routing: str = option("per-sample", "per-sample (each prompt to its task's teacher) | alternate (a task per epoch)",
+                          choices=ROUTINGS, group="distillation")
+    epochs_per_task: dict = option({}, "alternate routing: task -> epochs per cycle, e.g. "
+                                   "{\"text\": 1, \"compose\": 3}",
+                                   group="distillation")
+    loss_mode: str = option("kl", "kl (analytic KL) | pg (sampled log-ratio advantage) | paper (zero expected grad)",
+                            choices=LOSS_MODES, group="distillation")
+    weighting: str = option("code", "per-step KL weight: code (released scale) | paper (w(t)) | uniform (velocity MSE)",
+                            choices=WEIGHTINGS, group="distillation")
+    beta_mar: float = option(0.02, "weight of Manifold Anchor Regularization (0.02 in the paper); 0 turns it off",
+                             min=0, group="distillation")
+    mar_anchor: str = option("base", "MAR anchor: 'base' (adapters disabled), a teacher's task, or an adapter folder",
+                             group="distillation")
+    mask_zero_std: bool = option(False, "skip prompt groups whose task rewards are all equal (off for OPD, B 6 A7)",
+                                 group="distillation")
+    log_rewards: bool = option(True, "score every sample with its task's reward, logged as reward/<task> (costs time)",
+                               group="distillation")
+    adapter_name: str = option("student", "name of the trained LoRA adapter", group="distillation")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         self._check_common()
-        _choice("loss_mode", self.loss_mode, LOSS_MODES)
-        _choice("weighting", self.weighting, WEIGHTINGS)
-        _choice("routing", self.routing, ROUTINGS)
         if not self.teachers or set(self.teachers) - set(TASKS):
             _fail("teachers", self.teachers, f"map tasks ({', '.join(TASKS)}) to teacher adapter folders")
         _weights("prompt_tasks", self.prompt_tasks)
@@ -342,8 +283,6 @@ class OPDConfig(_RLConfig):
         if missing:
             _fail("teachers", self.teachers, f"tasks {missing} have no teacher (tasks: {tasks}, teachers: "
                                              f"{sorted(self.teachers)}): add a teacher or drop the task")
-        if not self.beta_mar >= 0:
-            _fail("beta_mar", self.beta_mar, "use a weight >= 0 (0.02 in the paper)")
         if not self.mar_anchor:
             _fail("mar_anchor", self.mar_anchor, "use 'base', a teacher's task or an adapter folder")
         if self.mask_zero_std and not self.log_rewards:

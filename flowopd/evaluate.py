@@ -10,56 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
-from .dataclass_util import build_strict
+from .eval_config import EvalConfig  # re-exported; the config lives in a torch-free module
 from .models.base import FlowModel
 from .rewards import compose_correct, get_reward
 from .sampling import generate
-from .world.prompts import TASKS
 from .world.splits import load_prompts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    """The protocol's settings: tiny-world defaults; :meth:`sd35_medium` for SD3.5 Medium (40 steps, CFG 4.5)."""
-
-    num_steps: int = 20  # ODE (Euler) steps
-    guidance: float = 3.0  # classifier-free guidance scale
-    images_per_prompt: int = 1
-    seed: int = 1000  # image i of the split uses seed + i
-    batch_size: int = 64
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.num_steps <= 1000:
-            raise ValueError(f"num_steps {self.num_steps} is impossible: use 1 to 1000")
-        if self.images_per_prompt < 1:
-            raise ValueError(f"images_per_prompt must be >= 1, got {self.images_per_prompt}")
-        if not self.guidance >= 0:
-            raise ValueError(f"guidance {self.guidance} is invalid: use a scale >= 0 (1.0 disables guidance)")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        bad = [t for t in self.tasks if t not in TASKS]
-        if bad:
-            raise ValueError(f"unknown tasks {bad} in tasks: use some of {list(TASKS)}")
-
-    @classmethod
-    def sd35_medium(cls, **overrides) -> EvalConfig:
-        """SD3.5 Medium's evaluation setting in the paper: 40 ODE steps at CFG 4.5."""
-        return cls(**{"num_steps": 40, "guidance": 4.5, "batch_size": 16, **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EvalConfig:
-        """From a dict of fields; unknown keys are refused by name."""
-        return build_strict(cls, data, "eval")
 
 
 def task_metric(task: str, images, records: list[dict]) -> float:

@@ -16,13 +16,13 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .dataclass_util import build_strict
-from .models.tiny import TinyConfig, TinyFlowModel
+from .models.tiny import TinyFlowModel
+from .pretrain_config import PretrainConfig, TinyConfig  # noqa: F401 (re-exported; torch-free module)
 from .tokenizer import PromptTokenizer
 from .world.prompts import TASKS, sample_record, scene_for
 from .world.scene import render_array
@@ -30,45 +30,6 @@ from .world.splits import is_held_out, load_prompts
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
-
-
-@dataclass
-class PretrainConfig:
-    seed: int = 0
-    steps: int = 5000
-    batch_size: int = 64
-    lr: float = 7e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 500
-    ema_decay: float = 0.999
-    caption_dropout: float = 0.1
-    # Training timesteps t = sigmoid(N(logit_mean, logit_std)), SD3's logit-normal; a negative mean puts more
-    # steps at low noise, where corners and edges are decided.
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    task_weights: dict = field(default_factory=lambda: {"compose": 0.6, "text": 0.15, "prefer": 0.25})
-    checkpoint_every: int = 500
-    keep_checkpoints: bool = False  # also keep the EMA model of every checkpoint in ema_stepNNNNNN/
-    init_from: str = ""  # a saved tiny model whose weights start training (continued pretraining)
-    model: TinyConfig = field(default_factory=TinyConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = TinyConfig.from_dict(self.model)
-        for name in ("steps", "batch_size", "checkpoint_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not self.logit_std > 0:
-            raise ValueError(f"logit_std must be positive, got {self.logit_std}: 1.0 is SD3's logit-normal")
-        bad = set(self.task_weights) - set(TASKS)
-        if bad:
-            raise ValueError(f"task_weights names unknown tasks {sorted(bad)}: use {TASKS}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PretrainConfig:
-        return build_strict(cls, data, "pretrain")
 
 
 def build_tokenizer(max_length: int) -> PromptTokenizer:

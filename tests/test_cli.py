@@ -182,7 +182,7 @@ def test_eval_config_file_and_flags(cli, small_model_dir: Path, tmp_path: Path) 
 
 def test_eval_bad_inputs(cli, small_model_dir: Path, tmp_path: Path) -> None:
     _fails_with(cli("eval", "--model", small_model_dir, "--tasks", "prefer", "painting"), "painting")
-    _fails_with(cli("eval", "--model", small_model_dir, "--steps", 0), "num_steps 0")
+    _fails_with(cli("eval", "--model", small_model_dir, "--steps", 0), "num_steps=0 is invalid")
     _fails_with(cli("eval", "--model", tmp_path / "nope", "--steps", 1), "does not exist")
 
 

@@ -33,7 +33,7 @@ def test_evaluate_is_deterministic(small_model) -> None:
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"tasks": ["compose", "painting"]}, "painting"),
-    ({"num_steps": 0}, "num_steps 0"),
+    ({"num_steps": 0}, "num_steps=0 is invalid: use a whole number from 1 to 1000"),
     ({"num_steps": 1001}, "num_steps"),
     ({"images_per_prompt": 0}, "images_per_prompt"),
 ])
@@ -84,5 +84,5 @@ def test_eval_config_json_round_trip_and_presets() -> None:
     assert (sd35.num_steps, sd35.guidance, sd35.tasks) == (40, 4.5, ["compose"])
     with pytest.raises(ValueError, match=r"unknown eval config keys \['steps'\]: known keys are"):
         EvalConfig.from_dict({"steps": 3})
-    with pytest.raises(ValueError, match="guidance -1 is invalid: use a scale >= 0"):
+    with pytest.raises(ValueError, match="guidance=-1 is invalid: use a number >= 0"):
         EvalConfig(guidance=-1)

@@ -9,7 +9,7 @@ image can find the letter each slot should show.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,37 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..dataclass_util import build_strict
+from ..pretrain_config import TinyConfig  # re-exported; the config lives in a torch-free module
 from ..tokenizer import MAX_SLOT, PromptTokenizer
 from .base import FlowModel, PromptEmbeds
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
-
-
-@dataclass
-class TinyConfig:
-    image_size: int = 32
-    patch_size: int = 4
-    num_layers: int = 6
-    num_heads: int = 4
-    head_dim: int = 32
-    text_width: int = 64
-    text_layers: int = 2
-    pooled_dim: int = 64
-    max_length: int = 24
-    shift: float = 1.0  # sigma shift of the schedule; 3.0 suits SD3.5's 512 px latents, 1.0 a 32 px image
-
-    def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
-        if self.image_size < 16 or self.image_size > 256:
-            raise ValueError(f"image_size {self.image_size} is out of range: use 16 to 256 pixels")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TinyConfig:
-        return build_strict(cls, data, "tiny-model")
 
 
 class TinyTextEncoder(nn.Module):
@@ -137,9 +113,10 @@ class TinyFlowModel(FlowModel):
             raw.pop("backend", None)
             model = cls(TinyConfig.from_dict(raw), PromptTokenizer.load(d / VOCAB_FILE))
             state = load_file(str(d / WEIGHTS_FILE))
-        # SafetensorError: truncated or garbage weights; TypeError/AttributeError: JSON of the wrong shape.
+        # SafetensorError: truncated or garbage weights; TypeError/AttributeError/ValueError: JSON of the
+        # wrong shape (ValueError: a config field the config refuses).
         except (json.JSONDecodeError, KeyError, OSError, RuntimeError, SafetensorError, TypeError,
-                AttributeError) as err:
+                AttributeError, ValueError) as err:
             raise ValueError(f"checkpoint {d} is corrupt ({err}): re-run `flowopd pretrain` or restore it "
                              "from git") from None
         for name, module in model.modules().items():

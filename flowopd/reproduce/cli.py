@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..dataclass_util import read_config_file
+from ..config_base import read_config
 
 log = logging.getLogger(__name__)
 EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
@@ -51,16 +51,16 @@ def _progress(total: int):
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .config import ReproduceConfig
-    from .runner import REPORT_FILE, RESULTS_FILE, reproduce, stage_count
 
     overrides = {}
-    if args.config:
-        overrides = read_config_file(args.config, "reproduce")
+    if args.budget:
+        overrides["budget"] = args.budget
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
     if args.model is not None:  # an existing folder is stored absolute: the stage configs hold it
         overrides["model"] = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    cfg = ReproduceConfig.from_dict({**overrides, "budget": args.budget or overrides.get("budget", "default")})
+    cfg = read_config(args.config, ReproduceConfig, overrides)  # checked before the benchmark (torch) loads
+    from .runner import REPORT_FILE, RESULTS_FILE, reproduce, stage_count
     if args.threads:
         import torch
 

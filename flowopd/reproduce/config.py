@@ -19,40 +19,35 @@ OPD stage), ``grpo``, ``opd`` and ``coldstart``, e.g. ``{"rl": {"lr": 5e-4}, "co
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from ..config_base import ConfigBase, option
 
 BUDGETS = ("smoke", "default")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
 # config.json without the field is compared with this value (so an old folder continues as it ran).
-LEGACY_VALUES: dict[str, Any] = {"eval_merged": False}
+LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce"}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
             "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every")
 
 
 @dataclass(frozen=True)
-class StageBudget:
+class StageBudget(ConfigBase):
     """The size of one on-policy training stage (GRPO or OPD).
 
     One epoch samples ``batch_size`` images (``batch_size / group_size`` prompts) and takes
     ``optimizer_steps_per_epoch`` optimizer steps over micro-batches of ``train_batch_size``.
     """
 
-    epochs: int
-    batch_size: int = 32
-    group_size: int = 8
-    train_batch_size: int = 8
-    optimizer_steps_per_epoch: int = 2
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"budget {name}={value!r} is invalid: use a positive integer")
+    kind = "budget"  # not registered: a part of ReproduceConfig
+    epochs: int = option(8, "sample-then-train rounds", min=1)
+    batch_size: int = option(32, "images sampled per epoch", min=1)
+    group_size: int = option(8, "images per prompt (one group)", min=1)
+    train_batch_size: int = option(8, "images per forward/backward micro-batch", min=1)
+    optimizer_steps_per_epoch: int = option(2, "optimizer steps per epoch", min=1)
 
     @property
     def optimizer_steps(self) -> int:
@@ -77,61 +72,41 @@ class StageBudget:
         return asdict(self)
 
 
-def _dict_field(help_text: str) -> Any:
-    return field(default_factory=dict, metadata={"help": help_text})
-
-
 @dataclass
-class ReproduceConfig:
+class ReproduceConfig(ConfigBase, kind="reproduce"):
     """The whole benchmark: model, seeds, stage budgets, evaluation and per-stage overrides."""
 
-    budget: str = field(default="default", metadata={"help": "preset these values came from: smoke | default"})
-    model: str | None = field(default=None, metadata={"help": "base model folder; None = the built-in tiny model"})
-    seeds: int = field(default=1, metadata={"help": "training seeds 0..seeds-1; rows report mean and std"})
-    teacher: StageBudget = field(default_factory=lambda: StageBudget(8, batch_size=64, group_size=4), metadata={
-        "help": "budget of each GRPO teacher (and of each seesaw run)"})
-    distill: StageBudget = field(default_factory=lambda: StageBudget(16, batch_size=64, group_size=4), metadata={
-        "help": "budget of each OPD run; grpo-mix gets the same; grpo-mix-long the same shape with the steps "
-                "of the 4 teachers + cold start + distillation"})
-    num_steps: int = field(default=10, metadata={"help": "SDE steps per training rollout"})
-    eval_steps: int = field(default=20, metadata={"help": "ODE steps of the evaluation protocol"})
-    eval_limit: int | None = field(default=None, metadata={
-        "help": "evaluate on the first N test prompts per task (compose: spread over its categories); "
-                "None = the whole test split (the protocol)"})
-    eval_batch_size: int = field(default=64, metadata={"help": "images per evaluation batch"})
-    eval_merged: bool = field(default=False, metadata={
-        "help": "evaluate each adapter folded into the base weights (same images up to float rounding, ~25 % "
-                "faster on the tiny model); the presets set true, false = through the LoRA layers (runs before "
-                "2026-12-02)"})
-    beta_mar: float = field(default=0.02, metadata={"help": "MAR weight of the opd and opd-sft rows"})
-    checkpoint_every: int = field(default=4, metadata={"help": "epochs between resumable trainer checkpoints"})
-    rl: dict = _dict_field("extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)")
-    grpo: dict = _dict_field("extra GRPOConfig fields (e.g. beta)")
-    opd: dict = _dict_field("extra OPDConfig fields (e.g. loss_mode, weighting)")
-    coldstart: dict = _dict_field("extra ColdStartConfig fields (e.g. sft_steps, sft_samples_per_task)")
+    budget: str = option("default", "preset these values came from: smoke | default", choices=BUDGETS,
+                         group="benchmark")
+    model: str | None = option(None, "base model folder; None = the built-in tiny model", group="benchmark")
+    seeds: int = option(1, "training seeds 0..seeds-1; rows report mean and std", min=1, group="benchmark")
+    teacher: StageBudget = option(StageBudget(8, batch_size=64, group_size=4),
+                                  "budget of each GRPO teacher (and of each seesaw run)", group="budgets")
+    distill: StageBudget = option(StageBudget(16, batch_size=64, group_size=4),
+                                  "budget of each OPD run; grpo-mix gets the same; grpo-mix-long the same shape with "
+                                  "the steps of the 4 teachers + cold start + distillation", group="budgets")
+    num_steps: int = option(10, "SDE steps per training rollout", min=1, group="budgets")
+    eval_steps: int = option(20, "ODE steps of the evaluation protocol", min=1, group="evaluation")
+    eval_limit: int | None = option(None, "evaluate on the first N test prompts per task (compose: spread over its "
+                                          "categories); None = the whole test split (the protocol)", min=1,
+                                    group="evaluation")
+    eval_batch_size: int = option(64, "images per evaluation batch", min=1, group="evaluation")
+    eval_merged: bool = option(False, "evaluate each adapter folded into the base weights (same images up to float "
+                                      "rounding, ~25 % faster on the tiny model); the presets set true, false = "
+                                      "through the LoRA layers (runs before 2026-12-02)", group="evaluation")
+    beta_mar: float = option(0.02, "MAR weight of the opd and opd-sft rows (opd-no-mar is the 0 row)", min=0,
+                             min_open=True, group="budgets")
+    checkpoint_every: int = option(4, "epochs between resumable trainer checkpoints", min=1, group="budgets")
+    rl: dict = option({}, "extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)",
+                      group="overrides")
+    grpo: dict = option({}, "extra GRPOConfig fields (e.g. beta)", group="overrides")
+    opd: dict = option({}, "extra OPDConfig fields (e.g. loss_mode, weighting)", group="overrides")
+    coldstart: dict = option({}, "extra ColdStartConfig fields (e.g. sft_steps, sft_samples_per_task)",
+                             group="overrides")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.teacher, dict):
-            self.teacher = StageBudget(**self.teacher)
-        if isinstance(self.distill, dict):
-            self.distill = StageBudget(**self.distill)
-        if self.budget not in BUDGETS:
-            raise ValueError(f"budget={self.budget!r} is invalid: use one of {', '.join(BUDGETS)}")
-        for name in ("seeds", "num_steps", "eval_steps", "eval_batch_size", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: use a positive integer")
-        if self.eval_limit is not None and (not isinstance(self.eval_limit, int) or self.eval_limit < 1):
-            raise ValueError(f"eval_limit={self.eval_limit!r} is invalid: use a positive integer or null")
-        if not isinstance(self.eval_merged, bool):
-            raise ValueError(f"eval_merged={self.eval_merged!r} is invalid: use true or false")
-        if not isinstance(self.beta_mar, (int, float)) or not self.beta_mar > 0:
-            raise ValueError(f"beta_mar={self.beta_mar!r} is invalid: use a weight > 0 (opd-no-mar is the 0 row)")
+    def check(self) -> None:
         for name in ("rl", "grpo", "opd", "coldstart"):
-            extra = getattr(self, name)
-            if not isinstance(extra, dict):
-                raise ValueError(f"{name}={extra!r} is invalid: use a JSON object of config fields")
-            taken = sorted(set(extra) & set(RESERVED))
+            taken = sorted(set(getattr(self, name)) & set(RESERVED))
             if taken:
                 raise ValueError(f"{name} sets {taken}, which the benchmark sets itself: change the budgets "
                                  f"(teacher, distill) or beta_mar instead")
@@ -157,25 +132,8 @@ class ReproduceConfig:
                 overrides[key] = {**base.get(key, {}), **overrides[key]}
         return cls(**{**base, **overrides})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict) -> ReproduceConfig:
-        """From a dict of fields; a ``budget`` key picks the preset the other keys override."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown reproduce config keys {unknown}: known keys are {sorted(known)}")
+    def _from_fields(cls, data: dict) -> ReproduceConfig:
+        """A ``budget`` key picks the preset the other keys override."""
         data = dict(data)
         return cls.preset(data.pop("budget", "default"), **data)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> ReproduceConfig:
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}): write an object of reproduce config fields") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object of reproduce config fields")
-        return cls.from_dict(data)

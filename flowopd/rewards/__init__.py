@@ -32,9 +32,13 @@ def get_reward(name: str) -> RewardFn:
 
 def register_reward(name: str, fn: RewardFn) -> None:
     """Add a reward (e.g. a real PickScore scorer when its weights are present)."""
+    from ..configs import REWARD_NAMES  # the names GRPO configs accept (kept there so configs need no torch)
+
     if not callable(fn):
         raise TypeError(f"reward {name!r} must be callable as fn(images, prompts, metadata)")
     REWARDS[name] = fn
+    if name not in REWARD_NAMES:
+        REWARD_NAMES.append(name)
 
 
 def weighted_reward(weights: dict[str, float]) -> RewardFn:

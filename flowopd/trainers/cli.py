@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,16 +28,10 @@ EXAMPLES = {
 
 
 def _config(kind: str, path: str, model: str | None) -> Any:
-    from ..configs import ColdStartConfig, GRPOConfig, OPDConfig
+    """The checked config (``--model`` overrides its model); imports no torch, so bad input fails fast."""
+    from ..config_base import config_class, read_config
 
-    cls = {"grpo": GRPOConfig, "opd": OPDConfig, "coldstart": ColdStartConfig}[kind]
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"config file {path} does not exist: write a JSON object of {kind} config fields "
-                                f"(see `flowopd {'train ' if kind != 'coldstart' else ''}{kind} --help`)")
-    cfg = cls.from_json(Path(path))
-    if model is not None:
-        cfg.model = model
-    return cfg
+    return read_config(path, config_class(kind), {"model": model} if model is not None else None)
 
 
 def _progress(total: int, desc: str, unit: str):
@@ -57,10 +50,10 @@ def _progress(total: int, desc: str, unit: str):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    cfg = _config(args.stage, args.config, args.model)
     from ..models import load_model
     from .dist import make_accelerator
 
-    cfg = _config(args.stage, args.config, args.model)
     if args.stage == "grpo":
         from .grpo import train_grpo as train
     else:
@@ -77,10 +70,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_coldstart(args: argparse.Namespace) -> None:
+    cfg = _config("coldstart", args.config, args.model)
     from ..models import load_model
     from .coldstart import run_coldstart
 
-    cfg = _config("coldstart", args.config, args.model)
     model = load_model(cfg.model, device="cuda" if _cuda() else "cpu")
     bar, report = _progress(cfg.sft_steps if cfg.mode == "sft" else 0, f"coldstart {cfg.mode}", "step")
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from .paths import DEFAULT_HOME, HOME_ENV
 from .stages import STAGES
@@ -49,14 +48,12 @@ def _line(run) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
+    from flowopd.config_base import naming_file, read_config_data
+
     from .queue import submit
 
-    try:
-        config = json.loads(Path(args.config).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config {args.config} is not valid JSON ({err}): give a JSON object of "
-                         f"{args.stage} config fields") from None
-    with _store(args) as store:
+    config = read_config_data(args.config, args.stage)
+    with _store(args) as store, naming_file(args.config):  # the stage's freeze validates (and names the file)
         run = submit(store, args.stage, config, name=args.name)
     _print(args, run.to_dict(), run.id)
 

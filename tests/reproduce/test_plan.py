@@ -55,7 +55,7 @@ def test_other_budgets_keep_the_matching(tmp_path) -> None:
     ({"seeds": 0}, "seeds=0 is invalid"),
     ({"rl": {"epochs": 3}}, r"rl sets \['epochs'\]"),
     ({"opd": {"beta_mar": 0.1}}, r"opd sets \['beta_mar'\]"),
-    ({"teacher": {"epochs": 0}}, "budget epochs=0 is invalid"),
+    ({"teacher": {"epochs": 0}}, "teacher: epochs=0 is invalid: use a positive integer"),
     ({"eval_limit": 0}, "eval_limit=0 is invalid"),
     ({"colour": 1}, "unknown reproduce config keys"),
 ])

@@ -9,7 +9,6 @@ Evaluation has no checkpoint: stopping ends it, and a resume starts it over.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,12 +28,8 @@ def freeze(config: dict, store: Store) -> dict:
     from flowopd.evaluate import EvalConfig
 
     data = dict(config)
-    model = data.pop("model", None)
-    known = {f.name for f in fields(EvalConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown eval config keys {sorted(unknown)}: known keys are {sorted(known | {'model'})}")
-    frozen = asdict(EvalConfig(**data))
+    model = data.pop("model", None)  # the one key beyond EvalConfig's fields
+    frozen = EvalConfig.from_dict(data).to_dict()
     resolved = resolve_model(model, store)  # validates; a run id is kept as given and resolved at run time
     keep_id = isinstance(model, str) and RUN_ID_RE.fullmatch(model)
     return {**frozen, "model": model if keep_id else resolved}

@@ -86,9 +86,9 @@ def test_home_from_environment(cli, home: Path, config_file: Path, fake_spawn, m
 
 @pytest.mark.parametrize("argv, message", [
     (["submit", "pretrain", "--config", "CONFIG_BAD_KEY"], "unknown pretrain config keys ['stepz']"),
-    (["submit", "pretrain", "--config", "/no/such.json"], "No such file"),
+    (["submit", "pretrain", "--config", "/no/such.json"], "config file /no/such.json does not exist"),
     (["submit", "pretrain", "--config", "CONFIG_NOT_JSON"], "is not valid JSON"),
-    (["submit", "pretrain", "--config", "CONFIG_LIST"], "must be a JSON object"),
+    (["submit", "pretrain", "--config", "CONFIG_LIST"], "must hold a JSON object of pretrain config fields"),
     (["submit", "nosuch", "--config", "CONFIG_BAD_KEY"], "invalid choice: 'nosuch'"),
     (["show", "r0000000000"], "no run r0000000000"),
     (["stop", "r0000000000"], "no run r0000000000"),
