@@ -22,10 +22,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from flowopd.reproduce.config import ReproduceConfig
-from flowopd.reproduce.plan import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from flowopd.reproduce.runner import plans
-from flowopd.trainers.checkpoint import CHECKPOINT_DIR
 
 
 def loaded_adapters(out: Path) -> set[Path]:

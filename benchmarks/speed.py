@@ -40,7 +40,7 @@ def main() -> None:
 
     from flowopd.evaluate import EvalConfig
     from flowopd.models import load_model
-    from flowopd.pretrain import PretrainConfig, flow_matching_loss, scene_batch
+    from flowopd.pretrain import PretrainConfig, scene_batch, scene_loss
     from flowopd.sampling import sample
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,7 +67,7 @@ def main() -> None:
 
         def train_step() -> None:
             images, caps = scene_batch(rng, cfg)
-            loss = flow_matching_loss(model, images, caps, gen)
+            loss = scene_loss(model, images, caps, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()

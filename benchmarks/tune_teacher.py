@@ -20,20 +20,16 @@ from pathlib import Path
 
 import torch
 
-from flowopd.adapters import load_adapter, use_adapter
 from flowopd.configs import GRPOConfig
-from flowopd.evaluate import EvalConfig, evaluate
+from flowopd.evaluate import EvalConfig, evaluate_adapter
+from flowopd.layout import ADAPTER_DIR
 from flowopd.models import load_model
-from flowopd.trainers.checkpoint import ADAPTER_DIR
 from flowopd.trainers.grpo import train_grpo
 
 
 def own_metric(adapter: Path, task: str) -> float:
     """The adapter's metric on ``task``'s full test split with the protocol's seeds (paired with the base)."""
-    model = load_model()
-    load_adapter(model, adapter, "teacher")
-    with torch.no_grad(), use_adapter(model, "teacher"):
-        return evaluate(model, EvalConfig(tasks=[task]))["metrics"][task]
+    return evaluate_adapter(load_model(), adapter, EvalConfig(tasks=[task]))["metrics"][task]
 
 
 def main() -> None:

@@ -102,19 +102,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     flags = {"num_steps": args.steps, "guidance": args.guidance, "images_per_prompt": args.images_per_prompt,
              "tasks": args.tasks}
     cfg = read_config(args.config, EvalConfig, {k: v for k, v in flags.items() if v is not None})
-    from .evaluate import evaluate
+    from .evaluate import evaluate_adapter
     from .models import load_model
 
     model = load_model(args.model)
     name = args.model or "built-in tiny-base"
-    if not args.adapter:
-        _write_json(evaluate(model, cfg, model_name=name), args.json)
-        return
-    from .adapters import load_adapter, use_adapter
-
-    load_adapter(model, args.adapter, "evaluated")
-    with use_adapter(model, "evaluated"):
-        _write_json(evaluate(model, cfg, model_name=f"{name} + adapter {args.adapter}"), args.json)
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter is not None:
+        name = f"{name} + adapter {args.adapter}"
+    _write_json(evaluate_adapter(model, adapter, cfg, model_name=name), args.json)
 
 
 def cmd_world_check(args: argparse.Namespace) -> None:

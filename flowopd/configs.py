@@ -15,10 +15,10 @@ from typing import Any
 
 from .config_base import ConfigBase, fail, option
 from .eval_config import EvalConfig
+from .models.presets import SD35_MEDIUM
 from .pretrain_config import PretrainConfig, TinyConfig
 from .world.prompts import TASKS
 
-SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
 # These three mirror flowopd.opd (a test checks it); not imported, so configs load without torch.
 LOSS_MODES, WEIGHTINGS, ROUTINGS = ("kl", "pg", "paper"), ("code", "paper", "uniform"), ("per-sample", "alternate")
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")

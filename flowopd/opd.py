@@ -54,13 +54,6 @@ def transition_mean(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_l
     return transition(v, x, sigma, sigma_next, noise_level, sigma_max, prev_sample=x).mean
 
 
-def std_dev_t(step: SDEStep, sigma, sigma_next) -> torch.Tensor:
-    """The SDE's ``std_dev_t`` [B, 1, ...] from a step's transition std ``std_dev_t * sqrt(sigma - sigma_next)``."""
-    gap = torch.as_tensor(sigma, dtype=torch.float32) - torch.as_tensor(sigma_next, dtype=torch.float32)
-    gap = gap.to(step.std.device).reshape(-1, *([1] * (step.std.ndim - 1)))
-    return step.std / gap.sqrt()
-
-
 def _col(value, like: torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
     return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
@@ -144,7 +137,7 @@ def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_pro
         student: the student's transition scored at the stored next state (``prev_sample``), with gradient.
         teacher: the routed teacher's transition scored at the same next state (no gradient).
         old_log_prob: [B] the rollout's log-probs of that step.
-        std_dev: the step's ``std_dev_t`` (:func:`std_dev_t`).
+        std_dev: the step's ``std_dev_t`` (:func:`flowopd.sampling.std_dev_t`).
         anchor_mean: [B, ...] the anchor's transition mean for MAR, or None.
     """
     check_choice("loss mode", mode, LOSS_MODES)
@@ -199,11 +192,6 @@ def alternate_task(epoch: int, epochs_per_task: Mapping[str, int]) -> str:
     raise AssertionError("unreachable")
 
 
-def subset(embeds: PromptEmbeds, index: list[int]) -> PromptEmbeds:
-    """The rows ``index`` of a batch of prompt embeddings."""
-    return PromptEmbeds(embeds.seq[index], embeds.pooled[index])
-
-
 @torch.no_grad()
 def routed_velocity(model: FlowModel, teachers: Sequence[str | None], x: torch.Tensor, sigma, cond: PromptEmbeds,
                     uncond: PromptEmbeds | None = None, guidance: float = 1.0) -> torch.Tensor:
@@ -221,6 +209,6 @@ def routed_velocity(model: FlowModel, teachers: Sequence[str | None], x: torch.T
         idx = [i for i, t in enumerate(teachers) if t == name]
         s = sig[idx] if sig.ndim else sig
         with use_adapter(model, name):
-            out[idx] = model.velocity(x[idx], s, subset(cond, idx), None if uncond is None else subset(uncond, idx),
+            out[idx] = model.velocity(x[idx], s, cond.subset(idx), None if uncond is None else uncond.subset(idx),
                                       guidance)
     return out

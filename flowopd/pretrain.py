@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .flow_matching import clipped_step, flow_matching_loss
 from .models.tiny import TinyFlowModel
 from .pretrain_config import PretrainConfig, TinyConfig  # noqa: F401 (re-exported; torch-free module)
 from .tokenizer import PromptTokenizer
@@ -51,15 +52,12 @@ def scene_batch(rng: random.Random, cfg: PretrainConfig) -> tuple[torch.Tensor, 
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, prompts
 
 
-def flow_matching_loss(model: TinyFlowModel, images: torch.Tensor, prompts: list[str],
-                       generator: torch.Generator, logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
+def scene_loss(model: TinyFlowModel, images: torch.Tensor, prompts: list[str], generator: torch.Generator,
+               logit_mean: float = 0.0, logit_std: float = 1.0) -> torch.Tensor:
+    """The flow-matching loss (:func:`flowopd.flow_matching.flow_matching_loss`) of rendered scenes
+    [B, 3, H, W] in [0, 1] and their captions; a scalar with gradient."""
     x = model.encode_images(images.to(model.device))
-    noise = torch.randn(x.shape, generator=generator).to(x.device)
-    t = torch.sigmoid(logit_mean + logit_std * torch.randn(x.shape[0], generator=generator)).to(x.device)
-    tt = t.view(-1, 1, 1, 1)
-    x_t = (1 - tt) * x + tt * noise
-    v = model.raw_velocity(x_t, t, model.encode_prompts(prompts))
-    return torch.mean((v - (noise - x)) ** 2)
+    return flow_matching_loss(model, x, model.encode_prompts(prompts), generator, logit_mean, logit_std).loss
 
 
 def _load_initial_weights(model: TinyFlowModel, params: list, ema: list, cfg: PretrainConfig) -> None:
@@ -141,14 +139,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg)
         images, prompts = scene_batch(rng, cfg)
-        loss = flow_matching_loss(model, images, prompts, gen, cfg.logit_mean, cfg.logit_std)
+        loss = scene_loss(model, images, prompts, gen, cfg.logit_mean, cfg.logit_std)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}: lower lr "
                                      f"(now {cfg.lr}); the last good checkpoint is in {out}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        clipped_step(opt, params, loss)
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)

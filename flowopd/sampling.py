@@ -104,6 +104,17 @@ def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: f
     return SDEStep(sample=sample, log_prob=log_prob, mean=mean, std=std)
 
 
+def std_dev_t(step: SDEStep, sigma, sigma_next) -> torch.Tensor:
+    """The SDE's ``std_dev_t`` [B, 1, ...] of a step, from its transition std ``std_dev_t * sqrt(sigma - sigma_next)``.
+
+    Args:
+        step: an :func:`sde_step` result. sigma, sigma_next: the step's floats or [B] tensors.
+    """
+    gap = torch.as_tensor(sigma, dtype=torch.float32) - torch.as_tensor(sigma_next, dtype=torch.float32)
+    gap = gap.to(step.std.device).reshape(-1, *([1] * (step.std.ndim - 1)))
+    return step.std / gap.sqrt()
+
+
 def initial_noise(shape: tuple[int, ...], seeds: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
     """Starting noise [len(seeds), *shape], one generator per image so a seed gives the same image in any batch."""
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)

@@ -11,7 +11,7 @@ import torch
 
 from flowopd.models import load_model
 from flowopd.models.tiny import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, TinyFlowModel
-from flowopd.pretrain import STATE_FILE, PretrainConfig, flow_matching_loss, pretrain
+from flowopd.pretrain import STATE_FILE, PretrainConfig, pretrain, scene_loss
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_resume_continues_exactly(tmp_path: Path, make_cfg) -> None:
 
 
 def test_nan_loss_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_cfg) -> None:
-    monkeypatch.setattr("flowopd.pretrain.flow_matching_loss",
+    monkeypatch.setattr("flowopd.pretrain.scene_loss",
                         lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="nan.*step 0.*lower lr"):
         pretrain(make_cfg(steps=3), tmp_path)
@@ -79,7 +79,7 @@ def test_logit_mean_moves_the_training_timesteps(small_model, monkeypatch: pytes
     monkeypatch.setattr(small_model, "raw_velocity", lambda x, t, cond: seen.append(t) or real(x, t, cond))
     images = torch.rand(256, 3, small_model.config.image_size, small_model.config.image_size)
     with torch.no_grad():
-        flow_matching_loss(small_model, images, [""] * 256, torch.Generator().manual_seed(0), logit_mean, 1.0)
+        scene_loss(small_model, images, [""] * 256, torch.Generator().manual_seed(0), logit_mean, 1.0)
     assert low < float(torch.median(seen[0])) < high  # median of sigmoid(N(m, 1)) is sigmoid(m)
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from flowopd.layout import RESULT_FILE, adapter_dir, checkpoint_dir
 from flowopd.models import load_model
 from flowopd.reproduce.config import ReproduceConfig
-from flowopd.reproduce.evaluation import evaluate_adapter
+from flowopd.reproduce.evaluation import row_metrics
 from flowopd.reproduce.stage import eval_config
 from flowopd.world.prompts import TASKS
 
@@ -49,23 +50,23 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = ReproduceConfig.from_json(args.out / "config.json")
-    model = load_model(cfg.model)  # evaluate_adapter loads each adapter and drops it again
+    model = load_model(cfg.model)  # row_metrics loads each adapter and drops it again
     rows = []
     for stage in args.stages.split(","):
         own = stage.removeprefix("teacher-")
         tasks = [own] if own in TASKS and not args.all_tasks else list(TASKS)
         for seed_dir in sorted(args.out.glob("seed*")):
             folder = seed_dir / stage
-            live, result = folder / "checkpoint" / "adapter", folder / "result.json"
+            live, result = adapter_dir(checkpoint_dir(folder)), folder / RESULT_FILE
             if not (live.is_dir() and result.is_file()):
                 continue
             ema = json.loads(result.read_text())["metrics"]
             protocol = eval_config(cfg)
             protocol.tasks = tasks
-            got = evaluate_adapter(model, live, protocol)
+            got = row_metrics(model, live, protocol)
             row = {"stage": stage, "seed": int(seed_dir.name[4:]), "tasks": tasks,
                    "ema": {t: ema[t] for t in tasks}, "live": {t: got[t] for t in tasks},
-                   "dW_ema": delta_norm(folder / "adapter"), "dW_live": delta_norm(live)}
+                   "dW_ema": delta_norm(adapter_dir(folder)), "dW_live": delta_norm(live)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     path = args.out / "ema_vs_live.json"  # earlier rows of other stages are kept

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from flowopd.adapters import load_adapter, use_adapter
+from flowopd.layout import adapter_dir
 from flowopd.models import load_model
 from flowopd.sampling import sample
 from flowopd.world.prompts import TASKS
@@ -32,9 +33,9 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model()
     stages = {"merge": "coldstart-merge", "opd": "opd", **{f"T_{t}": f"teacher-{t}" for t in TASKS}}
-    names = [n for n, stage in stages.items() if (args.seed_dir / stage / "adapter").is_dir()]
+    names = [n for n, stage in stages.items() if adapter_dir(args.seed_dir / stage).is_dir()]
     for name in names:
-        load_adapter(model, args.seed_dir / stages[name] / "adapter", name)
+        load_adapter(model, adapter_dir(args.seed_dir / stages[name]), name)
     with torch.no_grad():
         for task in TASKS:
             records = load_prompts(task, "test")[:args.prompts]

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from flowopd.configs import ColdStartConfig, OPDConfig
+from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import StageSpec
 from flowopd.reproduce.stage import run_stage
-from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR
 from flowopd.trainers.dist import make_accelerator
 from flowopd.world.prompts import TASKS
 

@@ -1,27 +1,38 @@
 """Model backends: the built-in tiny model and Stable Diffusion 3.5, behind one :class:`FlowModel` API.
 
-``load_model`` picks the backend from what ``path`` is; the SD3 backend (and transformers with it)
-is imported only when needed, because importing transformers is slow.
+``load_model`` picks the backend from what ``path`` is. Importing this package costs nothing: the backends
+(torch, diffusers; transformers for SD3) are imported when first used, because those imports are slow and
+:mod:`flowopd.configs` reads :mod:`.presets` without torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .presets import DEFAULT_MODEL_DIR, LORA_TARGET_MODULES, PRESETS, SD35_MEDIUM
 
-from .base import LORA_TARGET_MODULES, FlowModel, PromptEmbeds
-from .tiny import TinyFlowModel
+if TYPE_CHECKING:
+    import torch
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-base"
+    from .base import FlowModel, PromptEmbeds
+    from .tiny import TinyFlowModel
 
 # "owner/name" as the Hub spells repository ids; anything else is a local path.
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+_LAZY = {"FlowModel": ".base", "PromptEmbeds": ".base", "TinyFlowModel": ".tiny"}
 
-__all__ = ["DEFAULT_MODEL_DIR", "LORA_TARGET_MODULES", "FlowModel", "PromptEmbeds", "TinyFlowModel",
-           "load_model", "looks_like_hub_id"]
+__all__ = ["DEFAULT_MODEL_DIR", "LORA_TARGET_MODULES", "PRESETS", "SD35_MEDIUM", "FlowModel", "PromptEmbeds",
+           "TinyFlowModel", "load_model", "looks_like_hub_id"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -40,6 +51,8 @@ def load_model(path: str | Path | None = None, *, device: torch.device | str = "
         FileNotFoundError: ``path`` does not exist and is not a Hub id (or the Hub id is not available).
         ValueError: the folder is neither kind of checkpoint, or is corrupt.
     """
+    from .tiny import TinyFlowModel
+
     if path is None:
         return TinyFlowModel.load(DEFAULT_MODEL_DIR).to(device)
     folder = Path(path).expanduser()

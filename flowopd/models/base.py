@@ -8,6 +8,8 @@ so the tiny model and SD3.5 share every line of them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -15,12 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-# The attention projections the paper's LoRA adapts (same module names in the tiny model and SD3.5).
-LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+from .presets import LORA_TARGET_MODULES
 
 
 @dataclass
 class PromptEmbeds:
+    """A batch of B prompt embeddings in SD3's form: a token sequence for joint attention and a pooled vector."""
+
     seq: torch.Tensor  # [B, L, joint_attention_dim]
     pooled: torch.Tensor  # [B, pooled_projection_dim]
 
@@ -30,22 +33,48 @@ class PromptEmbeds:
     def cat(self, other: PromptEmbeds) -> PromptEmbeds:
         return PromptEmbeds(torch.cat([self.seq, other.seq]), torch.cat([self.pooled, other.pooled]))
 
+    def subset(self, index: list[int]) -> PromptEmbeds:
+        """The rows ``index`` of the batch (in that order, repeats allowed)."""
+        return PromptEmbeds(self.seq[index], self.pooled[index])
+
     def repeat(self, n: int) -> PromptEmbeds:
         """Expand a batch of one to ``n`` rows (e.g. the empty prompt for CFG)."""
         return PromptEmbeds(self.seq.expand(n, -1, -1), self.pooled.expand(n, -1))
 
 
 class FlowModel(ABC):
-    """A text-to-image flow-matching model: sigma = t in [0, 1], t = 1 is noise, v = eps - x_data."""
+    """A text-to-image flow-matching model: sigma = t in [0, 1], t = 1 is noise, v = eps - x_data.
+
+    Everything the samplers, trainers, adapters and evaluation use of a model is declared here. A backend
+    sets the attributes in its ``__init__`` and implements the abstract methods; the rest is shared.
+
+    Attributes:
+        transformer: the SD3-style ``SD3Transformer2DModel`` that predicts velocities; LoRA adapters live on it.
+        latent_shape: (C, H, W) of one latent.
+        image_size: side of the generated images in pixels.
+        shift: the ``FlowMatchEulerDiscreteScheduler`` shift of this model's sigma schedule.
+        lora_target_modules: the transformer modules a new LoRA adapts (the paper's attention projections).
+    """
 
     transformer: torch.nn.Module
-    latent_shape: tuple[int, int, int]  # (C, H, W) of one latent
+    latent_shape: tuple[int, int, int]
     image_size: int
-    shift: float  # the FlowMatchEulerDiscreteScheduler shift of this model
+    shift: float
     lora_target_modules: tuple[str, ...] = LORA_TARGET_MODULES
+    _pinned_model_id: str | None = None
 
     @abstractmethod
-    def encode_prompts(self, prompts: list[str]) -> PromptEmbeds: ...
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Every ``nn.Module`` of the model by name (``transformer``, text encoders, VAE), for placement,
+        freezing and dtype casts."""
+
+    @abstractmethod
+    def to(self, device: torch.device | str) -> FlowModel:
+        """Move every module to ``device``; returns the model itself."""
+
+    @abstractmethod
+    def encode_prompts(self, prompts: list[str]) -> PromptEmbeds:
+        """Prompts -> embeddings: seq [B, L, joint_attention_dim], pooled [B, pooled_projection_dim]."""
 
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -53,18 +82,52 @@ class FlowModel(ABC):
 
     @abstractmethod
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] in [0, 1] -> latents (for flow-matching fine-tunes)."""
+        """Images [B, 3, H, W] in [0, 1] -> latents [B, C, h, w] (for flow-matching fine-tunes)."""
 
     @property
     def device(self) -> torch.device:
+        """The transformer's device (where latents and embeddings go)."""
         return next(self.transformer.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The transformer's dtype (inputs are cast to it, outputs come back as float32)."""
         return next(self.transformer.parameters()).dtype
 
+    @property
+    def model_id(self) -> str:
+        """The id of the base weights that adapters record (``adapter.json``) and are checked against.
+
+        The pinned id (:meth:`pin_model_id`) if any, else :meth:`fingerprint`.
+        """
+        return self._pinned_model_id or self.fingerprint()
+
+    def pin_model_id(self) -> str:
+        """Fix :attr:`model_id` to the current weights' fingerprint and return it, e.g. before a cast to
+        half precision (a bf16 copy fingerprints differently, but its adapters must load onto the fp32 base)."""
+        self._pinned_model_id = self.model_id
+        return self._pinned_model_id
+
+    def fingerprint(self) -> str:
+        """``<backend class>:<hash>`` of the transformer's config and the first values of every base weight.
+
+        Weights are cast to fp16 (so an fp16 copy of the same weights matches) and LoRA weights are skipped,
+        so the fingerprint does not change when adapters are added or trained.
+        """
+        h = hashlib.sha256()
+        config = getattr(self.transformer, "config", {})
+        h.update(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}, sort_keys=True,
+                            default=str).encode())
+        for n, p in sorted(self.transformer.named_parameters()):
+            if any(part.startswith("lora_") for part in n.split(".")[:-1]):  # a LoRA parameter of some adapter
+                continue
+            h.update(n.replace(".base_layer", "").encode())
+            h.update(p.detach().reshape(-1)[:64].to("cpu", torch.float16).numpy().tobytes())
+        return f"{type(self).__name__}:{h.hexdigest()[:16]}"
+
     def raw_velocity(self, x: torch.Tensor, sigma: torch.Tensor, embeds: PromptEmbeds) -> torch.Tensor:
-        """The transformer's velocity for latents ``x`` [B, C, h, w] at noise level ``sigma`` [B]."""
+        """The transformer's velocity [B, C, h, w] (float32) for latents ``x`` [B, C, h, w] at noise level
+        ``sigma`` [B], without guidance."""
         out = self.transformer(hidden_states=x.to(self.dtype), timestep=sigma.to(self.dtype) * 1000,
                                encoder_hidden_states=embeds.seq.to(self.dtype),
                                pooled_projections=embeds.pooled.to(self.dtype), return_dict=False)[0]
@@ -72,7 +135,12 @@ class FlowModel(ABC):
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: PromptEmbeds,
                  uncond: PromptEmbeds | None = None, guidance: float = 1.0) -> torch.Tensor:
-        """Guided velocity ``v_u + w (v_c - v_u)``; one batched forward of 2B rows when guided."""
+        """Guided velocity [B, C, h, w] ``v_u + w (v_c - v_u)``; one batched forward of 2B rows when guided.
+
+        Args:
+            x: latents [B, C, h, w]. sigma: float or [B]. cond, uncond: B prompt embeddings (uncond None or
+                ``guidance == 1``: no guidance).
+        """
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(x.shape[0])
         if uncond is None or guidance == 1.0:
             return self.raw_velocity(x, sigma, cond)

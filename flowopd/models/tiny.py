@@ -71,22 +71,27 @@ class TinyFlowModel(FlowModel):
         self.shift = cfg.shift
 
     def modules(self) -> dict[str, nn.Module]:
+        """The transformer and the text encoder (there is no VAE: pixels are the latents)."""
         return {"transformer": self.transformer, "text_encoder": self.text_encoder}
 
-    def to(self, device) -> TinyFlowModel:
+    def to(self, device: torch.device | str) -> TinyFlowModel:
+        """Move both modules to ``device``."""
         for m in self.modules().values():
             m.to(device)
         return self
 
     def encode_prompts(self, prompts: list[str]) -> PromptEmbeds:
+        """Prompts -> seq [B, max_length, text_width], pooled [B, pooled_dim]."""
         batch = self.tokenizer.encode(prompts)
         dev = self.device
         return self.text_encoder(batch.ids.to(dev), batch.slots.to(dev), batch.lengths.to(dev), batch.mask.to(dev))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B, 3, H, W] in [-1, 1] -> images [B, 3, H, W] in [0, 1]."""
         return ((latents.float() + 1) / 2).clamp(0, 1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [0, 1] -> latents [B, 3, H, W] in [-1, 1]."""
         return images.float() * 2 - 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..layout import ADAPTER_DIR
 from ..world.prompts import TASKS
 from .config import ReproduceConfig, StageBudget
 
 ROWS = ("base", "teacher-compose", "teacher-text", "teacher-prefer", "teacher-quality", "grpo-mix",
         "coldstart-merge", "opd", "opd-no-mar", "opd-sft", "grpo-mix-long")
 SEESAW = tuple(f"seesaw-{task}" for task in TASKS)  # rows of the seesaw table after "base"
-RESULT_FILE, TRAIN_FILE, CURVE_FILE, ADAPTER_DIR = "result.json", "train.json", "curve.jsonl", "adapter"
 
 
 @dataclass

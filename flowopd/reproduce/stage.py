@@ -27,10 +27,11 @@ from typing import Any
 import torch
 
 from ..evaluate import EvalConfig
+from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from ..models import load_model
 from .config import ReproduceConfig
-from .evaluation import evaluate_adapter
-from .plan import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE, StageSpec
+from .evaluation import row_metrics
+from .plan import StageSpec
 from .results import machine
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator
         torch.manual_seed(stage_seed(seed, spec.name))
         model = load_model(cfg.model, device=accelerator.device)
         adapter = None if spec.kind == "eval" else folder / ADAPTER_DIR
-        metrics = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, cfg.eval_merged)
+        metrics = row_metrics(model, adapter, eval_config(cfg), cfg.eval_limit, cfg.eval_merged)
     eval_time = time.perf_counter() - start if spec.evaluate else 0.0
     result = {**record, "eval_time_s": eval_time, "wall_time_s": record["train_time_s"] + eval_time,
               "metrics": metrics}

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-log = logging.getLogger(__name__)
+from ..layout import CHECKPOINT_DIR, CONFIG_FILE, NEW_CHECKPOINT_DIR, PREVIOUS_CHECKPOINT_DIR, STATE_FILE
 
-CHECKPOINT_DIR, NEW_DIR, PREVIOUS_DIR = "checkpoint", "checkpoint.new", "checkpoint.prev"
-ADAPTER_DIR, EMA_DIR, STATE_FILE, CONFIG_FILE = "adapter", "ema", "state.pt", "config.json"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -55,7 +54,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def find_checkpoint(out_dir: str | Path) -> Path | None:
     """The complete checkpoint folder of ``out_dir`` (the previous one if a save was cut short), else None."""
-    for name in (CHECKPOINT_DIR, PREVIOUS_DIR):
+    for name in (CHECKPOINT_DIR, PREVIOUS_CHECKPOINT_DIR):
         folder = Path(out_dir) / name
         if (folder / STATE_FILE).is_file():
             return folder
@@ -97,7 +96,7 @@ def save_checkpoint(out_dir: str | Path, accelerator: Accelerator, *, save_adapt
         config: the stage's config as a dict.
     """
     out = Path(out_dir)
-    new, current, previous = out / NEW_DIR, out / CHECKPOINT_DIR, out / PREVIOUS_DIR
+    new, current, previous = out / NEW_CHECKPOINT_DIR, out / CHECKPOINT_DIR, out / PREVIOUS_CHECKPOINT_DIR
     if accelerator.is_main_process:
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)

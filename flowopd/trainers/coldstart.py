@@ -26,11 +26,11 @@ import torch
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
 from ..coldstart import merge_adapters
 from ..configs import ColdStartConfig
+from ..flow_matching import clipped_step, flow_matching_loss
+from ..layout import COLDSTART_FILE, adapter_dir
 from ..models.base import FlowModel, PromptEmbeds
-from ..opd import subset
 from ..rewards import get_reward
 from ..sampling import sample
-from .checkpoint import ADAPTER_DIR
 from .rollout import epoch_seed, lora_init_seed, sample_groups
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher:
     if k > 1:
         scores = torch.tensor(get_reward(task)(model.decode(x).cpu(), [r["prompt"] for r in records], records))
         best = (scores.view(n, k).argmax(1) + torch.arange(n) * k).tolist()
-        x, cond = x[best], subset(cond, best)
+        x, cond = x[best], cond.subset(best)
     return x, cond
 
 
@@ -79,25 +79,18 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
     for step in range(1, cfg.sft_steps + 1):
         start = time.perf_counter()
         idx = torch.randint(len(x_all), (min(cfg.sft_batch_size, len(x_all)),), generator=gen).tolist()
-        x = x_all[idx]
-        noise = torch.randn(x.shape, generator=gen).to(x.device)
-        t = torch.sigmoid(torch.randn(len(idx), generator=gen)).to(x.device)  # logit-normal(0, 1), as SD3
-        x_t = (1 - t.view(-1, 1, 1, 1)) * x + t.view(-1, 1, 1, 1) * noise
-        cond = subset(cond_all, idx)
-        with use_adapter(model, STUDENT):
-            v = model.raw_velocity(x_t, t, cond)
-        loss = torch.mean((v - (noise - x)) ** 2)
+        cond = cond_all.subset(idx)
+        with use_adapter(model, STUDENT):  # t logit-normal(0, 1), as SD3
+            fm = flow_matching_loss(model, x_all[idx], cond, gen)
+        loss = fm.loss
         if cfg.sft_beta_base > 0:
             with torch.no_grad(), use_adapter(model, None):
-                v_base = model.raw_velocity(x_t, t, cond)
-            loss = loss + cfg.sft_beta_base * torch.mean((v - v_base) ** 2)
+                v_base = model.raw_velocity(fm.x_t, fm.t, cond)
+            loss = loss + cfg.sft_beta_base * torch.mean((fm.velocity - v_base) ** 2)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"cold-start SFT loss became {loss.item()} at step {step}: lower sft_lr "
                                      f"(now {cfg.sft_lr}); nothing was written")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        clipped_step(opt, params, loss)
         if callback is not None:
             callback({"step": step, "loss": loss.item(), "images_per_s": len(idx) / (time.perf_counter() - start)})
 
@@ -114,7 +107,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
     """
     if not isinstance(cfg, ColdStartConfig):
         raise TypeError(f"run_coldstart needs a ColdStartConfig, got {type(cfg).__name__}")
-    out = Path(out_dir) / ADAPTER_DIR
+    out = adapter_dir(out_dir)
     added: list[str] = []
     try:
         teachers = {}
@@ -133,7 +126,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
         else:
             add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         save_adapter(model, STUDENT, out)
-        (Path(out_dir) / "coldstart.json").write_text(cfg.to_json())
+        (Path(out_dir) / COLDSTART_FILE).write_text(cfg.to_json())
     finally:
         for name in added:
             drop_adapter(model, name)

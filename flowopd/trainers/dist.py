@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from ..adapters import adapter_of_parameter, base_model_id
+from ..adapters import adapter_of_parameter
 from ..models.base import FlowModel
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,14 @@ def prepare_model(model: FlowModel, accelerator: Accelerator, mixed_precision: s
     """
     if mixed_precision not in DTYPES:
         raise ValueError(f"unknown mixed_precision {mixed_precision!r}: use one of {', '.join(DTYPES)}")
-    mover = getattr(model, "to", None)
-    if mover is not None and model.device != accelerator.device:
-        mover(accelerator.device)
+    if model.device != accelerator.device:
+        model.to(accelerator.device)
     dtype = DTYPES[mixed_precision]
-    if dtype is not None and not getattr(model, "model_id", None):
-        # Pin the base's fingerprint before the cast: a bf16 copy hashes differently, and the adapters saved
+    if dtype is not None:
+        # Pin the base's id before the cast: a bf16 copy fingerprints differently, and the adapters saved
         # here must load onto the same base in full precision later.
-        model.model_id = base_model_id(model)
-    modules = model.modules() if callable(getattr(model, "modules", None)) else {"transformer": model.transformer}
-    for module in modules.values():
+        model.pin_model_id()
+    for module in model.modules().values():
         for name, p in module.named_parameters():
             if adapter_of_parameter(name) is not None:
                 p.data = p.data.float()

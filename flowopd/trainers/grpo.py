@@ -28,8 +28,8 @@ from accelerate import Accelerator
 from ..configs import GRPOConfig
 from ..grpo import group_advantages, grpo_step_loss, kl_to_reference
 from ..models.base import FlowModel
-from ..opd import std_dev_t
 from ..rewards import get_reward
+from ..sampling import std_dev_t
 from .dist import MetricSums, gather
 from .loop import Callback, RLTrainer, TrainResult
 from .rollout import Rollout, Scores, gather_scores, reward_metrics, score_rollout

@@ -38,19 +38,11 @@ import torch
 from accelerate import Accelerator
 
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
+from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR
 from ..models.base import FlowModel, to_pil
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts
-from .checkpoint import (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    EMA_DIR,
-    CheckpointError,
-    find_checkpoint,
-    load_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
 from .dist import MetricSums, allreduce_mean, any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
 from .rollout import Rollout, epoch_seed, lora_init_seed, rollout, sample_groups

@@ -24,8 +24,8 @@ from accelerate import Accelerator
 from ..adapters import replace_adapter
 from ..configs import OPDConfig
 from ..models.base import FlowModel
-from ..opd import alternate_task, distill_step_loss, route_teachers, routed_velocity, std_dev_t
-from ..sampling import sde_step
+from ..opd import alternate_task, distill_step_loss, route_teachers, routed_velocity
+from ..sampling import sde_step, std_dev_t
 from .dist import MetricSums
 from .grpo import gather_advantages
 from .loop import Callback, RLTrainer, TrainResult

@@ -20,7 +20,6 @@ from accelerate import Accelerator
 
 from ..adapters import use_adapter
 from ..models.base import FlowModel, PromptEmbeds
-from ..opd import subset
 from ..rewards import get_reward
 from ..sampling import sample, sigma_max_of
 from ..world.prompts import TASKS
@@ -50,7 +49,7 @@ class Rollout:
     def embeds(self, index: Sequence[int]) -> tuple[PromptEmbeds, PromptEmbeds | None]:
         """(cond, uncond) of the rows ``index``."""
         idx = list(index)
-        return subset(self.cond, idx), None if self.uncond is None else subset(self.uncond, idx)
+        return self.cond.subset(idx), None if self.uncond is None else self.uncond.subset(idx)
 
 
 def epoch_seed(seed: int, epoch: int, process: int, salt: str = "") -> int:
@@ -114,9 +113,9 @@ def rollout(model: FlowModel, adapter: str | None, records: list[dict], seeds: l
     with use_adapter(model, adapter):
         for start in range(0, len(records), chunk):
             idx = list(range(start, min(start + chunk, len(records))))
-            traj = sample(model, subset(cond, idx), seeds=seeds[idx[0]:idx[-1] + 1], num_steps=num_steps,
+            traj = sample(model, cond.subset(idx), seeds=seeds[idx[0]:idx[-1] + 1], num_steps=num_steps,
                           guidance=guidance, noise_level=noise_level, generator=generator,
-                          uncond=None if uncond is None else subset(uncond, idx), sde_steps=sde_steps,
+                          uncond=None if uncond is None else uncond.subset(idx), sde_steps=sde_steps,
                           antithetic=antithetic)
             latents.append(traj.latents)
             log_probs.append(traj.log_probs)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flowopd.layout import samples_dir
+
 from .errors import RunTakenOver, StoreError
 from .records import Run
 from .store import Store
@@ -106,7 +108,7 @@ class Reporter:
 
     def sample(self, step: int, prompt: str, seed: int, image: Any, scores: dict | None = None) -> Path:
         """Save a PIL ``image`` under ``samples/`` and record it; returns the file."""
-        folder = self.run_dir / "samples"
+        folder = samples_dir(self.run_dir)
         folder.mkdir(exist_ok=True)
         path = folder / f"step{step:07d}_{sum(1 for _ in folder.iterdir()):05d}_seed{seed}.png"
         image.save(path)

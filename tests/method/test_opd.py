@@ -15,11 +15,10 @@ from flowopd.opd import (
     pg_loss,
     route_teachers,
     routed_velocity,
-    std_dev_t,
     transition,
     transition_mean,
 )
-from flowopd.sampling import sample, sigma_schedule
+from flowopd.sampling import sample, sigma_schedule, std_dev_t
 
 NOISE = 0.7
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from flowopd.models import LORA_TARGET_MODULES, TinyFlowModel, load_model
-from flowopd.models.sd3 import SD3FlowModel, tiny_random_pipeline
+from flowopd.models.sd3 import SD3FlowModel
 from flowopd.models.tiny import TinyConfig
 from flowopd.sampling import generate
+from flowopd.testing import tiny_random_pipeline
 from flowopd.tokenizer import PromptTokenizer
 
 PROMPTS = ["a red circle", 'a sign that says "CAT"']

@@ -149,7 +149,7 @@ def test_merged_evaluation_gives_the_metrics_of_the_lora_layers(smoke_run) -> No
     import torch
 
     from flowopd.models import load_model
-    from flowopd.reproduce.evaluation import evaluate_adapter
+    from flowopd.reproduce.evaluation import row_metrics
     from flowopd.reproduce.stage import eval_config
 
     out, model_dir = smoke_run
@@ -158,8 +158,8 @@ def test_merged_evaluation_gives_the_metrics_of_the_lora_layers(smoke_run) -> No
     model = load_model(str(model_dir))
     base = {n: p.detach().clone() for n, p in model.transformer.named_parameters()}
     adapter = out / "seed0" / "teacher-text" / "adapter"
-    through_lora = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, merged=False)
-    merged = evaluate_adapter(model, adapter, eval_config(cfg), cfg.eval_limit, merged=True)
+    through_lora = row_metrics(model, adapter, eval_config(cfg), cfg.eval_limit, merged=False)
+    merged = row_metrics(model, adapter, eval_config(cfg), cfg.eval_limit, merged=True)
     assert merged == pytest.approx(through_lora, abs=1e-4)
     after = {n.replace(".base_layer", ""): p for n, p in model.transformer.named_parameters()}
     assert after.keys() == base.keys()  # the adapter was dropped

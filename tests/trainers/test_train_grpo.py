@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from flowopd.adapters import adapter_parameters, add_lora, load_adapter, use_adapter
-from flowopd.trainers.checkpoint import ADAPTER_DIR, CHECKPOINT_DIR, checkpoint_step
+from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
+from flowopd.trainers.checkpoint import checkpoint_step
 from flowopd.trainers.grpo import gather_advantages, train_grpo
 from flowopd.trainers.rollout import reward_applies
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from flowopd.adapters import AdapterError, load_adapter, use_adapter
-from flowopd.opd import kl_loss, std_dev_t, transition
-from flowopd.sampling import sample
+from flowopd.opd import kl_loss, transition
+from flowopd.sampling import sample, std_dev_t
 from flowopd.trainers.opd import train_opd
 
 

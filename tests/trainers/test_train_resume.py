@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from flowopd.adapters import adapter_parameters
-from flowopd.trainers.checkpoint import CHECKPOINT_DIR, PREVIOUS_DIR, CheckpointError, checkpoint_step
+from flowopd.layout import CHECKPOINT_DIR, PREVIOUS_CHECKPOINT_DIR
+from flowopd.trainers.checkpoint import CheckpointError, checkpoint_step
 from flowopd.trainers.grpo import train_grpo
 from flowopd.trainers.opd import train_opd
 
@@ -73,7 +74,7 @@ def test_no_resume_starts_over_and_a_torn_save_falls_back(tiny, grpo_config, tmp
     train_grpo(tiny(), cfg, tmp_path, resume=False, callback=lambda m: steps.append(m["step"]))
     assert steps == [2]
     # A save killed between its two renames leaves only checkpoint.prev/: the resume uses it.
-    (tmp_path / CHECKPOINT_DIR).rename(tmp_path / PREVIOUS_DIR)
+    (tmp_path / CHECKPOINT_DIR).rename(tmp_path / PREVIOUS_CHECKPOINT_DIR)
     assert checkpoint_step(tmp_path) == 2
     assert train_grpo(tiny(), cfg, tmp_path).step == 2  # nothing left to train
 

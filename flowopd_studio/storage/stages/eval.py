@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowopd.layout import CHECKPOINT_DIR
+
 from ..paths import RUN_ID_RE
 from .base import Stage, StopStage
 from .training import resolve_model
@@ -37,8 +39,6 @@ def freeze(config: dict, store: Store) -> dict:
 
 def _model_path(model: str | None, reporter: Reporter) -> str | None:
     if model and RUN_ID_RE.fullmatch(model):
-        from .pretrain import CHECKPOINT_DIR
-
         return str(reporter.store.run_dir(model) / CHECKPOINT_DIR)
     return model
 

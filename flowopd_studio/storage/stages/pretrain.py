@@ -16,6 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowopd.layout import CHECKPOINT_DIR
+
 from ..errors import CheckpointError
 from .base import Stage, take_commands
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
-CHECKPOINT_DIR = "checkpoint"
 BACKUP_FILE = "train_state.last-good.pt"
 SAMPLE_STEPS, SAMPLE_GUIDANCE = 20, 3.0
 

@@ -18,6 +18,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
+
 from ..errors import CheckpointError
 from ..paths import RUN_ID_RE
 from .base import take_commands
@@ -28,14 +30,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ADAPTER_STAGES = ("grpo", "coldstart", "opd")
-ADAPTER_DIR = "adapter"
 
 
 def resolve_model(model: Any, store: Store) -> str | None:
     """None, an absolute model folder, a Hub id, or a pretrain run's checkpoint folder."""
     from flowopd.models import looks_like_hub_id
-
-    from .pretrain import CHECKPOINT_DIR
 
     if model is None:
         return None

@@ -1,0 +1,65 @@
+"""The names inside a run folder, defined once for the trainers, the reproduce benchmark and the studio.
+
+A trainer's ``out_dir`` (a studio run folder, or ``OUT/seed<k>/<stage>/`` of ``flowopd reproduce``)::
+
+    checkpoint/       resumable state (flowopd.trainers.checkpoint); pretrain: the EMA model + train_state.pt
+      adapter/        the student's live LoRA
+      ema/            the EMA of the student's LoRA, when EMA is on
+      state.pt        optimizer, scheduler, EMA tensors, step, epoch, RNG states
+      config.json     the stage's config
+    checkpoint.new/   a checkpoint being written; checkpoint.prev/ the one it replaces
+    adapter/          the LoRA a trainer exports (the EMA when EMA is on)
+    coldstart.json    the cold start's config
+    samples/          images sampled during training (the studio's reporter)
+    exports/          files exported from the run
+    train.json, curve.jsonl, result.json   a reproduce stage's compute, training curve and evaluation
+
+Importing this module costs nothing (no torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHECKPOINT_DIR = "checkpoint"
+NEW_CHECKPOINT_DIR = "checkpoint.new"
+PREVIOUS_CHECKPOINT_DIR = "checkpoint.prev"
+ADAPTER_DIR = "adapter"
+EMA_DIR = "ema"
+SAMPLES_DIR = "samples"
+EXPORTS_DIR = "exports"
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+COLDSTART_FILE = "coldstart.json"
+TRAIN_FILE = "train.json"
+CURVE_FILE = "curve.jsonl"
+RESULT_FILE = "result.json"
+
+__all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "CONFIG_FILE", "CURVE_FILE", "EMA_DIR",
+           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "PREVIOUS_CHECKPOINT_DIR", "RESULT_FILE", "SAMPLES_DIR",
+           "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
+
+
+def checkpoint_dir(run_folder: str | Path) -> Path:
+    """``run_folder/checkpoint``: the resumable checkpoint (a pretrain run's model)."""
+    return Path(run_folder) / CHECKPOINT_DIR
+
+
+def adapter_dir(run_folder: str | Path) -> Path:
+    """``run_folder/adapter``: the LoRA a trainer exports.
+
+    Example:
+        >>> adapter_dir("runs/opd").as_posix()
+        'runs/opd/adapter'
+    """
+    return Path(run_folder) / ADAPTER_DIR
+
+
+def samples_dir(run_folder: str | Path) -> Path:
+    """``run_folder/samples``: images sampled during training."""
+    return Path(run_folder) / SAMPLES_DIR
+
+
+def exports_dir(run_folder: str | Path) -> Path:
+    """``run_folder/exports``: files exported from the run."""
+    return Path(run_folder) / EXPORTS_DIR
