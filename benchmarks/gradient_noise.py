@@ -53,7 +53,7 @@ def batch_gradient(trainer: GRPOTrainer | OPDTrainer, batch: int) -> tuple[torch
 
         def micro_loss(chunk: list[int], j: int) -> torch.Tensor:
             loss, values = trainer.step_loss(roll, routes, chunk, j)
-            summary.append(float(values["kl_teacher"].mean()))
+            summary.append(float(values["kl/teacher"].mean()))
             return loss
     else:
         roll = trainer.make_rollout(batch, cfg.prompt_tasks)

@@ -5,7 +5,7 @@ Each figure has up to three panels:
 * the reward per task (``reward/<task>``) against the optimizer step. Training rewards are dominated by which
   prompts an epoch happened to draw, so with enough epochs a solid line shows the trailing mean over
   :data:`SMOOTH_EPOCHS` epochs over the faint raw line;
-* the KL terms (``kl_base``, ``kl_teacher``, ``kl_anchor``, mean over trained steps) against the optimizer step;
+* the KL terms (``kl/base``, ``kl/teacher``, ``kl/anchor``, mean over trained steps) against the optimizer step;
 * the same KL terms per denoising step ``j`` (``<kl>/step_<j>``) in the first and the last epoch: where along
   the trajectory the dense supervision acts, and how much of it distillation removed.
 
@@ -20,12 +20,13 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .. import metric_names as names
 from ..world.prompts import TASKS
 
 log = logging.getLogger(__name__)
-KL_KEYS = ("kl_base", "kl_teacher", "kl_anchor")
+KL_KEYS = names.KL_NAMES
 SMOOTH_EPOCHS = 4
-_STEP_KEY = re.compile(r"^(kl_base|kl_teacher|kl_anchor)/step_(\d+)$")
+_STEP_KEY = re.compile(r"^(kl/base|kl/teacher|kl/anchor)/step_(\d+)$")
 
 
 def trailing_mean(values: Sequence[float], window: int) -> list[float]:
@@ -44,9 +45,9 @@ def step_profile(curves: list[list[dict]], kl: str, which: str) -> tuple[list[in
     """(denoising steps j, mean over seeds of ``<kl>/step_<j>``) in each seed's ``first`` or ``last`` logged epoch.
 
     Example:
-        >>> rows = [{"step": 2, "kl_teacher/step_0": 4.0, "kl_teacher/step_1": 2.0},
-        ...         {"step": 4, "kl_teacher/step_0": 1.0, "kl_teacher/step_1": 0.5}]
-        >>> step_profile([rows], "kl_teacher", "last")
+        >>> rows = [{"step": 2, "kl/teacher/step_0": 4.0, "kl/teacher/step_1": 2.0},
+        ...         {"step": 4, "kl/teacher/step_0": 1.0, "kl/teacher/step_1": 0.5}]
+        >>> step_profile([rows], "kl/teacher", "last")
         ([0, 1], [1.0, 0.5])
     """
     if which not in ("first", "last"):
@@ -154,6 +155,7 @@ def plot_all(curves: Mapping[str, list[list[dict]]], folder: Path) -> dict[str, 
     """One PNG per stage with a curve (``folder/<stage>.png``); returns stage -> file."""
     out = {}
     for name, per_seed in curves.items():
+        per_seed = [[{names.canonical(k): v for k, v in row.items()} for row in curve] for curve in per_seed]
         path = plot_stage(name, per_seed, folder / f"{name}.png")
         if path is not None:
             out[name] = path

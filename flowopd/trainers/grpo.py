@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from .. import metric_names as names
 from ..configs import GRPOConfig
 from ..grpo import group_advantages, grpo_step_loss, kl_to_reference
 from ..models.base import FlowModel
@@ -98,7 +99,7 @@ class GRPOTrainer(RLTrainer):
                 ref = self.transition(None, roll, rows, j)
             kl = kl_to_reference(student.mean, ref.mean, std_dev_t(student, roll.sigmas[j], roll.sigmas[j + 1]))
             loss = loss + cfg.beta * kl.mean()
-            values.update({"kl_base": kl.detach(), f"kl_base/step_{j}": kl.detach()})
+            values.update({names.KL_BASE: kl.detach(), names.per_step(names.KL_BASE, j): kl.detach()})
         return loss, values
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -5,8 +5,8 @@ of one task (``alternate``: the released code's epoch schedule). Every sample is
 teacher adapter of its prompt's task, and at each trained step the loss is ``flowopd.opd.distill_step_loss``
 (``kl`` | ``pg`` | ``paper``, with ``weighting``) plus ``beta_mar`` times the same KL towards the anchor
 (the base model with adapters disabled, or any adapter). The per-step KL to the teacher and to the anchor
-is logged as ``kl_teacher/step_<j>`` and ``kl_anchor/step_<j>``, the teacher KL per task as
-``kl_teacher/<task>``, and each sample's own task reward as ``reward/<task>`` (``log_rewards``).
+is logged as ``kl/teacher/step_<j>`` and ``kl/anchor/step_<j>``, the teacher KL per task as
+``kl/teacher/<task>``, and each sample's own task reward as ``reward/<task>`` (``log_rewards``).
 
 Teachers, anchor and student are named adapters on one frozen base: ``teacher_<task>`` (one per distinct
 folder), ``anchor`` (when ``mar_anchor`` is a folder) and ``cfg.adapter_name``; only the student trains.
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from .. import metric_names as names
 from ..adapters import replace_adapter
 from ..configs import OPDConfig
 from ..models.base import FlowModel
@@ -103,12 +104,12 @@ class OPDTrainer(RLTrainer):
         out = distill_step_loss(cfg.loss_mode, student, teacher, roll.log_probs[rows, j], std_dev_t(student, s, s_next),
                                 weighting=cfg.weighting, sigma=s, sigma_next=s_next, anchor_mean=anchor_mean,
                                 beta_mar=cfg.beta_mar, clip_range=cfg.clip_range, adv_clip=cfg.adv_clip)
-        values: dict = {"kl_teacher": out.kl_teacher, f"kl_teacher/step_{j}": out.kl_teacher}
+        values: dict = {names.KL_TEACHER: out.kl_teacher, names.per_step(names.KL_TEACHER, j): out.kl_teacher}
         tasks = [roll.records[i]["task"] for i in rows]
         for task in set(tasks):
-            values[f"kl_teacher/{task}"] = out.kl_teacher[[t == task for t in tasks]]
+            values[names.per_task(names.KL_TEACHER, task)] = out.kl_teacher[[t == task for t in tasks]]
         if out.kl_anchor is not None:
-            values.update({"kl_anchor": out.kl_anchor, f"kl_anchor/step_{j}": out.kl_anchor})
+            values.update({names.KL_ANCHOR: out.kl_anchor, names.per_step(names.KL_ANCHOR, j): out.kl_anchor})
         return out.loss, values
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -47,9 +47,9 @@ def test_callback_gets_rewards_per_task_kl_per_step_and_samples(tiny, grpo_confi
     (m,) = seen
     assert m["step"] == 2 and m["epoch"] == 1
     for key in ("reward/compose", "reward/prefer", "reward/quality", "reward/total", "loss", "lr", "images_per_s",
-                "step_time_s", "kl_base/step_0", "kl_base/step_1", "reward_std", "advantage_abs"):
+                "step_time_s", "kl/base/step_0", "kl/base/step_1", "reward_std", "advantage_abs"):
         assert isinstance(m[key], float), key
-    assert "kl_base/step_2" not in m  # the default timestep_fraction 0.8 of 3 steps trains 2
+    assert "kl/base/step_2" not in m  # the default timestep_fraction 0.8 of 3 steps trains 2
     # quality scores every sample, so it is also reported per task; compose only scores compose prompts.
     assert {"reward/quality/compose", "reward/quality/prefer"} <= set(m) and "reward/compose/prefer" not in m
     assert len(m["samples"]) == 4  # 2 fixed test prompts per task

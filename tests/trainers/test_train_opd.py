@@ -44,8 +44,8 @@ def test_a_few_steps_lower_the_kl_to_the_teacher(tiny, make_teachers, opd_config
 
     assert _kl_on_fixed_states(model, "student", "teacher_compose") < 0.5 * start
     assert [m["step"] for m in seen] == [2, 4, 6, 8, 10]
-    assert seen[-1]["kl_teacher"] < seen[0]["kl_teacher"]
-    assert {"kl_teacher/step_0", "kl_teacher/step_1", "kl_teacher/compose"} <= set(seen[0])
+    assert seen[-1]["kl/teacher"] < seen[0]["kl/teacher"]
+    assert {"kl/teacher/step_0", "kl/teacher/step_1", "kl/teacher/compose"} <= set(seen[0])
 
 
 def test_every_sample_goes_to_its_tasks_teacher(tiny, make_teachers, opd_config, tmp_path, monkeypatch):
@@ -91,23 +91,23 @@ def test_mar_towards_the_base_and_towards_a_teacher(tiny, make_teachers, opd_con
     train_opd(model, opd_config(teachers, beta_mar=0.5, **one_step), tmp_path / "base", callback=seen.append)
     m = seen[-1]
     # Before its first update the fresh student *is* the base: the anchor term is exactly zero.
-    assert m["kl_anchor"] == 0.0 and m["kl_anchor/step_0"] == 0.0 and m["kl_anchor/step_1"] == 0.0
-    assert m["loss"] == pytest.approx(m["kl_teacher"], rel=1e-5)
+    assert m["kl/anchor"] == 0.0 and m["kl/anchor/step_0"] == 0.0 and m["kl/anchor/step_1"] == 0.0
+    assert m["loss"] == pytest.approx(m["kl/teacher"], rel=1e-5)
 
     train_opd(model, opd_config(teachers, beta_mar=0.5, mar_anchor="prefer", **one_step), tmp_path / "teacher",
               callback=seen.append, resume=False)
     m = seen[-1]
-    assert m["kl_anchor"] > 0
-    assert m["loss"] == pytest.approx(m["kl_teacher"] + 0.5 * m["kl_anchor"], rel=1e-4)
+    assert m["kl/anchor"] > 0
+    assert m["loss"] == pytest.approx(m["kl/teacher"] + 0.5 * m["kl/anchor"], rel=1e-4)
 
     # An adapter folder as the anchor: loaded as its own adapter, the same anchor as the prefer teacher's.
     train_opd(model, opd_config(teachers, beta_mar=0.5, mar_anchor=teachers["prefer"], **one_step),
               tmp_path / "folder", callback=seen.append, resume=False)
-    assert seen[-1]["kl_anchor"] == pytest.approx(m["kl_anchor"], rel=1e-6)
+    assert seen[-1]["kl/anchor"] == pytest.approx(m["kl/anchor"], rel=1e-6)
     assert "anchor" in model.transformer.peft_config
 
     train_opd(model, opd_config(teachers, beta_mar=0.0, **one_step), tmp_path / "off", callback=seen.append)
-    assert not any(k.startswith("kl_anchor") for k in seen[-1])
+    assert not any(k.startswith("kl/anchor") for k in seen[-1])
 
 
 @pytest.mark.parametrize("mode", ["pg", "paper"])

@@ -47,7 +47,7 @@ def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, 
     resumed = tiny()
     assert train_opd(resumed, cfg, tmp_path / "run", callback=seen.append).step == 4
     assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4]
-    assert seen[1]["kl_teacher"] == pytest.approx(seen_straight[1]["kl_teacher"], rel=1e-5)
+    assert seen[1]["kl/teacher"] == pytest.approx(seen_straight[1]["kl/teacher"], rel=1e-5)
     for name, value in adapter_parameters(straight, "student").items():
         torch.testing.assert_close(adapter_parameters(resumed, "student")[name], value)
 
