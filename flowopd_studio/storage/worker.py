@@ -1,9 +1,9 @@
 """The worker: executes one run in its own process. ``python -m flowopd_studio.storage.worker --home H --run-id ID``.
 
-:func:`storage.queue.tick` starts it detached (own session, stdout and stderr into the run's
+:func:`.queue.tick` starts it detached (own session, stdout and stderr into the run's
 ``worker.log``) after marking the run running. It reads the run's frozen config from the store, runs
 the stage, and records how the run ended: ``finished``, ``stopped`` (a stop command or SIGTERM/SIGINT,
-after a checkpoint) or ``failed`` (any exception: its message plus the log's last lines). Then it ticks
+after a checkpoint) or ``failed`` (any exception: its type and first line; the traceback is in the log). Then it ticks
 the queue so the next queued run starts even when no app is open.
 
 Exit status: 0 finished or stopped, 1 failed, 3 the run was not claimed for this worker, 4 the run was
@@ -20,13 +20,24 @@ import sys
 from pathlib import Path
 
 from .errors import RunTakenOver, StoreError
-from .logs import with_log_tail
 from .queue import tick
 from .reporter import Heartbeat, Reporter
 from .stages import StopStage, get_stage
 from .store import Store
 
 log = logging.getLogger("flowopd_studio.storage.worker")
+
+
+def one_line_error(err: BaseException, run_id: str, limit: int = 500) -> str:
+    """The run's ``error``: the exception's type and the first line of its message; the traceback is in the
+    run's log.
+
+    >>> print(one_line_error(ValueError("lr=-1 is invalid: use a positive number\\nmore"), "r0123456789"))
+    ValueError: lr=-1 is invalid: use a positive number (traceback: flowopd runs logs r0123456789)
+    """
+    first = (str(err).strip().splitlines() or [""])[0]
+    first = first if len(first) <= limit else first[:limit - 3] + "..."
+    return f"{type(err).__name__}: {first} (traceback: flowopd runs logs {run_id})"
 
 
 def _run_stage(store: Store, reporter: Reporter) -> tuple[str, str | None]:
@@ -46,7 +57,7 @@ def _run_stage(store: Store, reporter: Reporter) -> tuple[str, str | None]:
             reporter.flush()  # keep what was measured (a resume drops what lies past the checkpoint)
         except StoreError as flush_err:
             log.warning("could not write the last metrics: %s", flush_err)
-        return "failed", with_log_tail(f"{type(err).__name__}: {err}", store.path(run.log_path))
+        return "failed", one_line_error(err, run.id)
     if status not in ("finished", "stopped"):
         return "failed", f"stage {run.stage} returned {status!r} instead of 'finished' or 'stopped' (a bug)"
     reporter.flush()

@@ -63,7 +63,8 @@ def test_checkpoint_and_sample_now(store, fake_spawn, tiny_pretrain, loss_steps)
     assert loss_steps(store, run_id) == list(range(1, 7))  # the in-process pause lost and repeated nothing
 
 
-def test_exception_fails_the_run(store, fake_spawn, tiny_pretrain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exception_fails_the_run_with_one_line(store, fake_spawn, tiny_pretrain, monkeypatch: pytest.MonkeyPatch,
+                                               caplog) -> None:
     def explode(*args, **kwargs):
         raise FloatingPointError("pretraining loss became nan at step 3: lower lr")
 
@@ -72,6 +73,8 @@ def test_exception_fails_the_run(store, fake_spawn, tiny_pretrain, monkeypatch: 
     assert execute(store.home, run_id) == 1
     run = store.get_run(run_id)
     assert run.status == "failed" and run.error.startswith("FloatingPointError: pretraining loss became nan")
+    assert "\n" not in run.error and "Traceback" not in run.error  # one line; the traceback is in the log
+    assert any(r.exc_info and r.exc_info[0] is FloatingPointError for r in caplog.records)  # -> worker.log
 
 
 def test_write_failure_fails_the_run_clearly(store, fake_spawn, tiny_pretrain, monkeypatch) -> None:
