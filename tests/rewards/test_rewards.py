@@ -48,9 +48,13 @@ def test_unknown_reward_lists_names() -> None:
 
 
 def test_register_reward(monkeypatch: pytest.MonkeyPatch, blank_image) -> None:
+    from flowopd.configs import REWARD_NAMES, GRPOConfig
+
     monkeypatch.setattr("flowopd.rewards.REWARDS", dict(REWARDS))
+    monkeypatch.setattr("flowopd.configs.REWARD_NAMES", list(REWARD_NAMES))  # the names GRPO configs accept
     register_reward("ones", lambda images, prompts, metadata: [1.0] * len(prompts))
     assert get_reward("ones")([blank_image], [""], [{}]) == [1.0]
+    assert GRPOConfig(rewards={"ones": 1.0}).rewards == {"ones": 1.0}  # a registered reward is a config's too
     with pytest.raises(TypeError, match="callable"):
         register_reward("bad", 3)
 
