@@ -11,7 +11,7 @@ OURS = ("flowopd", "flowopd_studio")
 
 def run() -> int:
     try:
-        from .cli import main
+        from flowopd_studio.cli import main  # the command root: library commands, runs and --record
 
         return main()
     except ModuleNotFoundError as err:

@@ -1,6 +1,10 @@
-"""The ``flowopd`` command line: thin wrappers over the library (heavy imports happen inside commands).
+"""The library's commands: thin wrappers over the library (heavy imports happen inside commands, after the
+arguments and config files are checked).
 
-Library errors (bad input) become one ``flowopd: error: ...`` line on stderr and exit status 2.
+:func:`build_parser` builds them; the command root :mod:`flowopd_studio.cli` (``flowopd``, ``python -m
+flowopd``) adds the run store's ``runs`` and ``--record`` and runs them, turning library errors (bad input)
+into one ``flowopd: error: ...`` line on stderr and exit status 2. This module imports neither the store nor
+gradio.
 """
 
 from __future__ import annotations
@@ -8,11 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from .config_base import FieldInfo, config_class, config_kinds, read_config
 from .eval_config import EvalConfig
+from .events import Progress
 from .pretrain_config import PretrainConfig
 
 log = logging.getLogger("flowopd")
@@ -55,19 +59,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if args.keep_checkpoints:
         flags["keep_checkpoints"] = True
     cfg = read_config(args.config, PretrainConfig, flags)  # checked before torch loads
-    from tqdm import tqdm
-
     from .pretrain import pretrain
+    from .terminal import command_callback
 
-    bar = tqdm(total=cfg.steps, desc="pretrain", unit="step")
-
-    def report(m: dict) -> None:
-        bar.n = m["step"]
-        bar.set_postfix(loss=f"{m['loss']:.4f}", img_s=f"{m['images_per_s']:.0f}")
-        bar.update(0)
-
-    pretrain(cfg, args.out, callback=report, resume=not args.no_resume)
-    bar.close()
+    with command_callback(args, "pretrain", cfg.to_dict(), args.out) as callback:
+        pretrain(cfg, args.out, callback=callback, resume=not args.no_resume)
     print(f"model written to {args.out}")
 
 
@@ -104,13 +100,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
     cfg = read_config(args.config, EvalConfig, {k: v for k, v in flags.items() if v is not None})
     from .evaluate import evaluate_adapter
     from .models import load_model
+    from .terminal import command_callback
 
-    model = load_model(args.model)
     name = args.model or "built-in tiny-base"
     adapter = Path(args.adapter) if args.adapter else None
     if adapter is not None:
         name = f"{name} + adapter {args.adapter}"
-    _write_json(evaluate_adapter(model, adapter, cfg, model_name=name), args.json)
+    with command_callback(args, "eval", {**cfg.to_dict(), "model": args.model}, unit="task",
+                          extra={"adapter": args.adapter}) as callback:
+        callback.on_progress(Progress("eval", 0, len(cfg.tasks), 0.0, message="loading the model"))
+        model = load_model(args.model)
+        report = evaluate_adapter(model, adapter, cfg, model_name=name, callback=callback)
+    _write_json(report, args.json)
 
 
 def cmd_world_check(args: argparse.Namespace) -> None:
@@ -248,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--reward", required=True, help="compose, text, prefer or quality")
     p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
-    p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'')
+    p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'; '
+                   "without it, compose reads the clauses from a composition --prompt")
 
     p = add("config", cmd_config, "Print the fields of a config kind: type, default, allowed values and help.")
     p.add_argument("kind", choices=config_kinds(), metavar="KIND", help=f"one of {', '.join(config_kinds())}")
@@ -260,22 +262,4 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce.cli import register as register_reproduce  # cheap: the benchmark loads in its handler
 
     register_reproduce(sub)
-    from flowopd_studio.storage.cli import register as register_runs  # cheap: sqlite and torch load inside the handlers
-
-    register_runs(sub)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, json.JSONDecodeError) as err:
-        print(f"flowopd: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

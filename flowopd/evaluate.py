@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from . import metric_names as names
 from .eval_config import EvalConfig  # re-exported; the config lives in a torch-free module
-from .models.base import FlowModel
+from .events import Sample, StopRequested, TrainingCallback, begin
+from .models.base import FlowModel, to_pil
 from .rewards import compose_correct, get_reward
 from .sampling import generate
 from .world.splits import load_prompts
@@ -65,29 +67,50 @@ def round_robin(records: list[dict], limit: int) -> list[dict]:
 
 
 def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str = "",
-             on_images: Callable[[str, list[dict], object], None] | None = None, limit: int | None = None) -> dict:
+             on_images: Callable[[str, list[dict], object], None] | None = None,
+             callback: TrainingCallback | None = None, samples_per_task: int = 0, limit: int | None = None) -> dict:
     """Run the protocol; returns ``{"model", "protocol", "metrics", "average"}``.
 
     ``limit``: evaluate the first ``limit`` prompts of each test split only (:func:`eval_records`), e.g. for a
     smoke run; None: all of them.
 
-    ``on_images(task, records, images)`` sees every task's images (e.g. to save a grid).
+    ``on_images(task, records, images)`` sees every task's images (e.g. to save a grid). ``callback``
+    (:mod:`flowopd.events`) sees the evaluation as a stage of one step per task: progress before each
+    task's sampling, its first ``samples_per_task`` images, ``eval/<task>`` and ``tasks_done`` after it,
+    ``eval/average`` at the end; its ``should_stop`` is polled between tasks.
+
+    Raises:
+        StopRequested: the callback asked to stop (the finished tasks were reported).
     """
     cfg = cfg or EvalConfig()
     start = time.perf_counter()
+    clock = begin(callback, "eval", len(cfg.tasks))
     metrics = {}
-    for task in cfg.tasks:
+    for k, task in enumerate(cfg.tasks):
         records = [r for r in eval_records(task, limit) for _ in range(cfg.images_per_prompt)]
         seeds = [cfg.seed + i for i in range(len(records))]
+        if callback is not None:
+            callback.on_progress(clock.progress(k, f"sampling {task} ({len(records)} images)"))
         images = generate(model, [r["prompt"] for r in records], seeds=seeds, num_steps=cfg.num_steps,
                           guidance=cfg.guidance, batch_size=cfg.batch_size)
         if on_images:
             on_images(task, records, images)
         metrics[task] = task_metric(task, images, records)
         log.info("eval %s: %.4f", task, metrics[task])
+        if callback is not None:
+            for record, seed, image in zip(records, seeds, to_pil(images[:samples_per_task])):
+                callback.on_sample(k + 1, Sample(image, record["prompt"], seed, {"task": task}))
+            callback.on_metrics(k + 1, {names.eval_metric(task): metrics[task], names.TASKS_DONE: k + 1})
+            callback.on_progress(clock.progress(k + 1, f"{task}: {metrics[task]:.4f}"))
+            if k + 1 < len(cfg.tasks) and callback.should_stop():
+                callback.on_end("eval", "stopped")
+                raise StopRequested(f"evaluation stopped after {k + 1} of {len(cfg.tasks)} tasks")
+    average = float(np.mean(list(metrics.values())))
     log.info("evaluation took %.1f s", time.perf_counter() - start)
-    return {"model": model_name, "protocol": asdict(cfg), "metrics": metrics,
-            "average": float(np.mean(list(metrics.values())))}
+    if callback is not None:
+        callback.on_metrics(len(cfg.tasks), {names.EVAL_AVERAGE: average})
+        callback.on_end("eval", "finished")
+    return {"model": model_name, "protocol": asdict(cfg), "metrics": metrics, "average": average}
 
 
 EVAL_ADAPTER = "evaluated"  # the name an adapter folder is loaded under for its evaluation

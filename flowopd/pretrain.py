@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from . import metric_names as names
+from .events import TrainingCallback, as_callback, begin
 from .flow_matching import clipped_step, flow_matching_loss
 from .models.tiny import TinyFlowModel
 from .pretrain_config import PretrainConfig, TinyConfig  # noqa: F401 (re-exported; torch-free module)
@@ -84,12 +86,15 @@ def _lr_factor(step: int, cfg: PretrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[dict], None] | None = None,
-             resume: bool = True, should_stop: Callable[[], bool] | None = None,
-             device: str | None = None) -> TinyFlowModel:
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *,
+             callback: TrainingCallback | Callable[[dict], None] | None = None, resume: bool = True,
+             should_stop: Callable[[], bool] | None = None, device: str | None = None) -> TinyFlowModel:
     """Train from ``cfg.seed``; write the EMA model to ``out_dir`` every ``checkpoint_every`` steps.
 
-    ``callback`` gets ``{"step", "loss", "lr", "images_per_s"}`` after every step. With ``resume`` a
+    ``callback`` (:mod:`flowopd.events`, or a function of one dict per step) gets the metrics ``loss``,
+    ``lr`` and ``images_per_s`` after every step, its progress, and a ``checkpoint`` artifact (``out_dir``)
+    after every save; ``should_stop`` (the callback's, or the function given) is polled after every step
+    and saves before it stops. With ``resume`` a
     ``train_state.pt`` in ``out_dir`` continues the step count, optimizer and RNG states exactly.
     ``device`` defaults to CUDA when available; scenes are always rendered on the CPU.
     """
@@ -134,6 +139,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
         os.replace(partial, state_path)
         (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
+    cb = as_callback(callback, should_stop)
+    clock = begin(cb, "pretrain", cfg.steps, step)
     t_last = time.perf_counter()
     while step < cfg.steps:
         for group in opt.param_groups:
@@ -149,14 +156,21 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, callback: Callable[[di
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
         step += 1
         now = time.perf_counter()
-        if callback:
-            callback({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
-                      "images_per_s": cfg.batch_size / max(now - t_last, 1e-9)})
+        stop = False
+        if cb is not None:
+            cb.on_metrics(step, {names.LOSS: loss.item(), names.LR: opt.param_groups[0]["lr"],
+                                 names.IMAGES_PER_S: cfg.batch_size / max(now - t_last, 1e-9)})
+            cb.on_progress(clock.progress(step))
+            stop = cb.should_stop()
         t_last = now
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or (should_stop and should_stop()):
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             save()
-            if should_stop and should_stop():
+            if cb is not None:
+                cb.on_artifact(step, "checkpoint", out)
+            if stop:
                 break
     for p, e in zip(params, ema):
         p.data.copy_(e)
+    if cb is not None:
+        cb.on_end("pretrain", "stopped" if step < cfg.steps else "finished")
     return model

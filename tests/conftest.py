@@ -89,11 +89,11 @@ def noise_images():
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture):
-    """Run ``flowopd.cli.main(argv)`` in-process: returns (exit code, stdout, stderr).
+    """Run ``flowopd_studio.cli.main(argv)`` in-process: returns (exit code, stdout, stderr).
 
     ``--help`` (argparse's SystemExit) is turned into its exit code as well.
     """
-    from flowopd.cli import main
+    from flowopd_studio.cli import main
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()

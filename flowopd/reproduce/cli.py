@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from ..config_base import read_config
+from ..terminal import command_callback
 
 log = logging.getLogger(__name__)
 EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
@@ -24,31 +25,6 @@ DESCRIPTION = ("Run the tiny reproduction benchmark: base evaluation, a GRPO tea
                "compute, and the seesaw runs; writes OUT/results.json, OUT/report.md and OUT/plots/*.png.")
 
 
-def _progress(total: int):
-    """A tqdm bar over the stages and the ``progress`` callback that drives it."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc="reproduce", unit="stage")
-
-    def report(event: dict) -> None:
-        where = f"seed {event['seed']} {event['stage']}"
-        if event["event"] == "stage":
-            bar.n = event["index"]
-            bar.set_description(where if event["status"] == "start" else "reproduce")
-            result = event.get("result") or {}
-            if result.get("metrics"):
-                bar.set_postfix({"average": f"{result['metrics']['average']:.3f}"}, refresh=False)
-        else:
-            shown = {"epoch": f"{event['epoch']}/{event['epochs']}"}
-            reward = event["metrics"].get("reward/total")
-            if isinstance(reward, float):
-                shown["reward"] = f"{reward:.3f}"
-            bar.set_postfix(shown, refresh=False)
-        bar.update(0)
-
-    return bar, report
-
-
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .config import ReproduceConfig
 
@@ -60,16 +36,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.model is not None:  # an existing folder is stored absolute: the stage configs hold it
         overrides["model"] = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     cfg = read_config(args.config, ReproduceConfig, overrides)  # checked before the benchmark (torch) loads
-    from .runner import REPORT_FILE, RESULTS_FILE, reproduce, stage_count
+    from .runner import REPORT_FILE, RESULTS_FILE, reproduce
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    bar, report = _progress(stage_count(cfg) if args.only_seed is None else stage_count(cfg) // cfg.seeds)
-    try:
-        summary = reproduce(cfg, args.out, progress=report, only_seed=args.only_seed)
-    finally:
-        bar.close()
+    with command_callback(args, "reproduce", cfg.to_dict(), args.out, unit="stage") as callback:
+        summary = reproduce(cfg, args.out, callback=callback, only_seed=args.only_seed)
     if args.only_seed is not None:
         print(f"seed {args.only_seed} done in {args.out}; when every seed is done, run the same command without "
               "--only-seed to write the report")

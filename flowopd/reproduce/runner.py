@@ -23,12 +23,13 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
+from .. import metric_names as names
+from ..events import Scoped, TrainingCallback, begin
 from .config import LEGACY_VALUES, ReproduceConfig
 from .plan import StageSpec, build_plan
-from .stage import Progress, read_json, run_stage, write_json
+from .stage import read_json, run_stage, write_json
 
 log = logging.getLogger(__name__)
 RESULTS_FILE, DETAILS_FILE, REPORT_FILE, PLOTS_DIR, CONFIG_FILE = (
@@ -68,8 +69,8 @@ def stage_count(cfg: ReproduceConfig) -> int:
     return sum(1 for seed in range(cfg.seeds) for spec in plan if runs(spec, seed))
 
 
-def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None, accelerator=None, only_seed: int | None = None) -> dict:
+def reproduce(cfg: ReproduceConfig, out: str | Path, *, callback: TrainingCallback | None = None,
+              accelerator=None, only_seed: int | None = None) -> dict:
     """Run (or continue) the benchmark into ``out``; returns the ``results.json`` dict.
 
     With ``only_seed`` it runs that seed's stages only (plus seed 0's base evaluation, which every seed's
@@ -77,10 +78,11 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
     seeds can run in parallel processes on one folder, and a final call without it gathers them.
 
     Args:
-        progress: gets ``{"event": "stage", "seed", "stage", "index", "total", "status": "start" | "done" |
-            "skipped", "result" (done / skipped)}`` around every stage and ``{"event": "epoch", "seed",
-            "stage", "epoch", "epochs", "metrics"}`` after every training epoch.
-        should_stop: polled after every epoch and between stages; True stops the benchmark (checkpoint saved).
+        callback: :mod:`flowopd.events`: the benchmark is a stage ``reproduce`` of one step per stage it
+            runs; after each, ``stages_done`` and its evaluation as ``eval/<stage>/<metric>``. Every stage's
+            own events (curves, samples, checkpoints) come through :class:`~flowopd.events.Scoped` as
+            ``seed<k>/<stage>/<metric>``, a finished stage's curve replayed. ``should_stop`` is polled after
+            every epoch and between stages; True stops the benchmark (the trainer's checkpoint is saved).
         accelerator: default: a new one-process ``accelerate.Accelerator``.
         only_seed: run one seed (0 <= only_seed < cfg.seeds) and skip the report (see above).
 
@@ -100,39 +102,59 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, progress: Progress | Non
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, cfg.to_dict())
     acc = make_accelerator(accelerator)
-    total = stage_count(cfg)
+    total = stage_count(cfg) if only_seed is None else sum(1 for spec in by_seed[only_seed]
+                                                           if runs(spec, only_seed))
+    clock = begin(callback, "reproduce", total)
     results: dict[int, dict[str, dict]] = {}
     index = 0
-    for seed, plan in by_seed.items():
-        if only_seed is not None and seed != only_seed:
-            continue
-        seed_dir = out / f"seed{seed}"
-        done = results.setdefault(seed, {})
-        for spec in plan:
-            if spec.same_as:
-                done[spec.name] = done[spec.same_as]
+
+    def scoped(seed: int, name: str) -> TrainingCallback | None:
+        return None if callback is None else Scoped(callback, f"seed{seed}/{name}")
+
+    try:
+        for seed, plan in by_seed.items():
+            if only_seed is not None and seed != only_seed:
                 continue
-            if not runs(spec, seed) and 0 not in results:  # one seed alone: seed 0's base evaluation first
-                zero = next(s for s in by_seed[0] if s.name == spec.name)
-                results[0] = {spec.name: run_stage(zero, out / "seed0", cfg, acc, 0, progress, should_stop)}
-            if not runs(spec, seed):  # the base: seed 0's evaluation, its time counted once
-                done[spec.name] = {**results[0][spec.name], "seed": seed, "train_time_s": 0.0, "eval_time_s": 0.0,
-                                   "wall_time_s": 0.0}
-                continue
-            if should_stop is not None and should_stop():
-                raise ReproduceStopped(f"stopped before {spec.name} (seed {seed}); run again to continue")
-            event = {"event": "stage", "seed": seed, "stage": spec.name, "index": index, "total": total}
-            if progress is not None:
-                progress({**event, "status": "start"})
-            log.info("reproduce: seed %d, stage %s (%d/%d)", seed, spec.name, index + 1, total)
-            done[spec.name] = run_stage(spec, seed_dir, cfg, acc, seed, progress, should_stop)
-            index += 1
-            if progress is not None:
-                status = "skipped" if done[spec.name]["skipped"] else "done"
-                progress({**event, "index": index, "status": status, "result": done[spec.name]})
+            seed_dir = out / f"seed{seed}"
+            done = results.setdefault(seed, {})
+            for spec in plan:
+                if spec.same_as:
+                    done[spec.name] = done[spec.same_as]
+                    continue
+                if not runs(spec, seed) and 0 not in results:  # one seed alone: seed 0's base evaluation first
+                    zero = next(s for s in by_seed[0] if s.name == spec.name)
+                    results[0] = {spec.name: run_stage(zero, out / "seed0", cfg, acc, 0, scoped(0, spec.name))}
+                if not runs(spec, seed):  # the base: seed 0's evaluation, its time counted once
+                    done[spec.name] = {**results[0][spec.name], "seed": seed, "train_time_s": 0.0,
+                                       "eval_time_s": 0.0, "wall_time_s": 0.0}
+                    continue
+                if callback is not None and callback.should_stop():
+                    raise ReproduceStopped(f"stopped before {spec.name} (seed {seed}); run again to continue")
+                if callback is not None:
+                    callback.on_progress(clock.progress(index, f"seed {seed} {spec.name}"))
+                log.info("reproduce: seed %d, stage %s (%d/%d)", seed, spec.name, index + 1, total)
+                done[spec.name] = run_stage(spec, seed_dir, cfg, acc, seed, scoped(seed, spec.name))
+                index += 1
+                if callback is not None:
+                    metrics = done[spec.name].get("metrics") or {}
+                    callback.on_metrics(index, {names.STAGES_DONE: float(index),
+                                                **{f"eval/{spec.name}/{k}": v for k, v in metrics.items()}})
+                    status = "skipped" if done[spec.name]["skipped"] else "done"
+                    callback.on_progress(clock.progress(index, f"seed {seed} {spec.name} {status}"))
+    except ReproduceStopped:
+        if callback is not None:
+            callback.on_end("reproduce", "stopped")
+        raise
     if only_seed is not None:
-        return {"seed": only_seed, "stages": results[only_seed]}
-    return write_outputs(cfg, by_seed[0], results, out)
+        summary = {"seed": only_seed, "stages": results[only_seed]}
+    else:
+        summary = write_outputs(cfg, by_seed[0], results, out)
+        if callback is not None:
+            for name in (REPORT_FILE, RESULTS_FILE):
+                callback.on_artifact(index, "report", out / name)
+    if callback is not None:
+        callback.on_end("reproduce", "finished")
+    return summary
 
 
 def write_outputs(cfg: ReproduceConfig, plan: list[StageSpec], results: dict[int, dict[str, dict]],

@@ -20,13 +20,13 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..evaluate import EvalConfig
+from ..events import CallbackList, FunctionCallback, Progress, TrainingCallback
 from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from ..models import load_model
 from .config import ReproduceConfig
@@ -35,7 +35,6 @@ from .plan import StageSpec
 from .results import machine
 
 log = logging.getLogger(__name__)
-Progress = Callable[[dict], None]
 
 
 class ReproduceStopped(Exception):
@@ -84,23 +83,29 @@ def _check_config(spec: StageSpec, stored: dict, path: Path) -> None:
                          "plan): use another --out folder, or delete that stage's folder to redo it")
 
 
-class _Curve:
-    """The per-epoch metric lines of a GRPO/OPD stage, cut back to the checkpoint's step on resume."""
+class _CurveFile(TrainingCallback):
+    """A GRPO/OPD stage's per-epoch metric lines in ``curve.jsonl``, cut back to the checkpoint's step on resume."""
 
-    def __init__(self, path: Path, resume_step: int):
-        self.path = path
+    def __init__(self, path: Path, resume_step: int, steps_per_epoch: int):
+        self.path, self.steps_per_epoch = path, steps_per_epoch
         rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
         self.rows = [r for r in rows if r["step"] <= resume_step]
         path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
-    def add(self, metrics: dict, steps_per_epoch: int) -> dict:
-        row = {k: float(v) if isinstance(v, float) else v for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        row["epoch_time_s"] = float(metrics.get("step_time_s", 0.0)) * steps_per_epoch
+    def on_metrics(self, step: int, metrics) -> None:
+        row = {"step": step, **{k: float(v) if isinstance(v, float) else v for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        row["epoch_time_s"] = float(metrics.get("step_time_s", 0.0)) * self.steps_per_epoch
         self.rows.append(row)
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        return row
+
+
+def replay(callback: TrainingCallback | None, curve: list[dict]) -> None:
+    """Send a stage's stored curve rows to ``callback`` (a resumed or finished stage's earlier epochs)."""
+    if callback is not None:
+        for row in curve:
+            callback.on_metrics(int(row["step"]), {k: v for k, v in row.items() if k != "step"})
 
 
 def stage_seed(seed: int, name: str) -> int:
@@ -109,25 +114,19 @@ def stage_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode()) & 0x7FFFFFFF
 
 
-def _train_rl(spec: StageSpec, folder: Path, model, accelerator, progress: Progress | None,
-              should_stop: Callable[[], bool] | None, seed: int) -> dict:
+def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: TrainingCallback | None,
+              seed: int) -> dict:
     from ..trainers.checkpoint import checkpoint_step
     from ..trainers.grpo import train_grpo
     from ..trainers.opd import train_opd
 
     cfg = spec.config
-    curve = _Curve(folder / CURVE_FILE, checkpoint_step(folder))
+    curve = _CurveFile(folder / CURVE_FILE, checkpoint_step(folder), cfg.optimizer_steps_per_epoch)
+    replay(callback, curve.rows)
     before = sum(r.get("epoch_time_s", 0.0) for r in curve.rows)
-
-    def callback(metrics: dict) -> None:
-        row = curve.add(metrics, cfg.optimizer_steps_per_epoch)
-        if progress is not None:
-            progress({"event": "epoch", "seed": seed, "stage": spec.name, "epoch": row["epoch"],
-                      "epochs": cfg.epochs, "metrics": row})
-
     start = time.perf_counter()
     train = train_grpo if spec.kind == "grpo" else train_opd
-    result = train(model, cfg, folder, callback=callback, should_stop=should_stop, resume=True,
+    result = train(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True,
                    accelerator=accelerator)
     if result.stopped:
         raise ReproduceStopped(f"{spec.name} (seed {seed}) stopped at step {result.step}; run again to continue")
@@ -135,22 +134,23 @@ def _train_rl(spec: StageSpec, folder: Path, model, accelerator, progress: Progr
             "train_time_s": before + time.perf_counter() - start, "curve": curve.rows}
 
 
-def _train_coldstart(spec: StageSpec, folder: Path, model) -> dict:
+def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCallback | None) -> dict:
     from ..trainers.coldstart import run_coldstart
 
     curve: list[dict] = []
     start = time.perf_counter()
-    run_coldstart(model, spec.config, folder, callback=curve.append)
+    run_coldstart(model, spec.config, folder, callback=CallbackList([FunctionCallback(curve.append), callback]))
     return {**spec.planned_compute(), "train_time_s": time.perf_counter() - start, "curve": curve}
 
 
 def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator, seed: int,
-                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train the stage (or read its ``train.json``); returns the train record."""
+                callback: TrainingCallback | None = None) -> dict:
+    """Train the stage (or read its ``train.json``, replaying its curve to ``callback``); returns the record."""
     path = folder / TRAIN_FILE
     if path.is_file():
         record = read_json(path)
         _check_config(spec, record, path)
+        replay(callback, record.get("curve", []))
         return record
     folder.mkdir(parents=True, exist_ok=True)
     if spec.kind == "eval":
@@ -159,9 +159,9 @@ def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator
         torch.manual_seed(stage_seed(seed, spec.name))
         model = load_model(cfg.model, device=accelerator.device)
         if spec.kind == "coldstart":
-            record = _train_coldstart(spec, folder, model)
+            record = _train_coldstart(spec, folder, model, callback)
         else:
-            record = _train_rl(spec, folder, model, accelerator, progress, should_stop, seed)
+            record = _train_rl(spec, folder, model, accelerator, callback, seed)
     record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), "machine": machine(),
               **record}
     write_json(path, record)
@@ -174,15 +174,18 @@ def eval_config(cfg: ReproduceConfig) -> EvalConfig:
 
 
 def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator, seed: int,
-              progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+              callback: TrainingCallback | None = None) -> dict:
     """The stage's result (``result.json``): train and evaluate it unless that file exists already.
+
+    ``callback`` (:mod:`flowopd.events`, usually :class:`~flowopd.events.Scoped` to ``seed<k>/<stage>``)
+    gets the trainer's events; a finished or resumed stage's stored curve is replayed to it first.
 
     Returns:
         ``{"stage", "kind", "seed", "config", "optimizer_steps", "images", "train_time_s", "eval_time_s",
         "wall_time_s", "metrics": {task: x, "average": x} or None, "curve": [...], "skipped": bool}``.
 
     Raises:
-        ReproduceStopped: ``should_stop`` ended a trainer (its checkpoint is saved).
+        ReproduceStopped: the callback's ``should_stop`` ended a trainer (its checkpoint is saved).
         ValueError: the folder holds a stage run with another config.
     """
     folder = seed_dir / spec.name
@@ -190,10 +193,13 @@ def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator
     if path.is_file():
         result = read_json(path)
         _check_config(spec, result, path)
+        replay(callback, result.get("curve", []))
         return {**result, "skipped": True}
-    record = train_stage(spec, folder, cfg, accelerator, seed, progress, should_stop)
+    record = train_stage(spec, folder, cfg, accelerator, seed, callback)
     metrics, start = None, time.perf_counter()
     if spec.evaluate:
+        if callback is not None:
+            callback.on_progress(Progress(spec.name, 0, None, 0.0, message="evaluating"))
         torch.manual_seed(stage_seed(seed, spec.name))
         model = load_model(cfg.model, device=accelerator.device)
         adapter = None if spec.kind == "eval" else folder / ADAPTER_DIR

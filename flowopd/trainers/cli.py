@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..terminal import command_callback
+
 log = logging.getLogger(__name__)
 EXAMPLES = {
     "grpo": "flowopd train grpo --config teacher-text.json --out runs/teacher-text\n"
@@ -34,21 +36,6 @@ def _config(kind: str, path: str, model: str | None) -> Any:
     return read_config(path, config_class(kind), {"model": model} if model is not None else None)
 
 
-def _progress(total: int, desc: str, unit: str):
-    """A tqdm bar and the callback that advances it from the trainer's metric dicts."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit)
-
-    def report(m: dict) -> None:
-        bar.n = m.get("epoch", m.get("step", bar.n))
-        shown = {k: f"{m[k]:.4g}" for k in ("loss", "reward/total", "kl_teacher") if isinstance(m.get(k), float)}
-        bar.set_postfix(shown, refresh=False)
-        bar.update(0)
-
-    return bar, report
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     cfg = _config(args.stage, args.config, args.model)
     from ..models import load_model
@@ -60,11 +47,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         from .opd import train_opd as train
     accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
     model = load_model(cfg.model, device=accelerator.device)
-    bar, report = _progress(cfg.epochs, args.stage, "epoch")
-    try:
-        result = train(model, cfg, args.out, callback=report, resume=not args.no_resume, accelerator=accelerator)
-    finally:
-        bar.close()
+    if not accelerator.is_main_process:  # the main process alone shows and records the run
+        args.recorder = None
+    with command_callback(args, args.stage, cfg.to_dict(), args.out) as callback:
+        result = train(model, cfg, args.out, callback=callback, resume=not args.no_resume, accelerator=accelerator)
     print(f"{args.stage}: step {result.step}, epoch {result.epoch}{' (stopped)' if result.stopped else ''}; "
           f"adapter written to {result.adapter_dir}")
 
@@ -75,11 +61,8 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
     from .coldstart import run_coldstart
 
     model = load_model(cfg.model, device="cuda" if _cuda() else "cpu")
-    bar, report = _progress(cfg.sft_steps if cfg.mode == "sft" else 0, f"coldstart {cfg.mode}", "step")
-    try:
-        out = run_coldstart(model, cfg, args.out, callback=report)
-    finally:
-        bar.close()
+    with command_callback(args, "coldstart", cfg.to_dict(), args.out) as callback:
+        out = run_coldstart(model, cfg, args.out, callback=callback)
     print(f"coldstart {cfg.mode}: adapter written to {out}")
 
 

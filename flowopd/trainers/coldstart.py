@@ -23,9 +23,11 @@ from pathlib import Path
 
 import torch
 
+from .. import metric_names as names
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
 from ..coldstart import merge_adapters
 from ..configs import ColdStartConfig
+from ..events import Clock, StopRequested, TrainingCallback, as_callback, begin
 from ..flow_matching import clipped_step, flow_matching_loss
 from ..layout import COLDSTART_FILE, adapter_dir
 from ..models.base import FlowModel, PromptEmbeds
@@ -66,10 +68,14 @@ def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher:
     return x, cond
 
 
-def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
-         callback: Callable[[dict], None] | None) -> None:
+def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str], callback: TrainingCallback | None,
+         clock: Clock) -> None:
     """Flow-matching fine-tune of a fresh ``student`` LoRA on the teachers' samples (see the module docstring)."""
-    data = [_teacher_samples(model, cfg, task, name) for task, name in teachers.items()]
+    data = []
+    for task, name in teachers.items():
+        if callback is not None:
+            callback.on_progress(clock.progress(0, f"sampling teacher {task} ({cfg.sft_samples_per_task} images)"))
+        data.append(_teacher_samples(model, cfg, task, name))
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
     add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
@@ -92,22 +98,32 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
                                      f"(now {cfg.sft_lr}); nothing was written")
         clipped_step(opt, params, loss)
         if callback is not None:
-            callback({"step": step, "loss": loss.item(), "images_per_s": len(idx) / (time.perf_counter() - start)})
+            callback.on_metrics(step, {names.LOSS: loss.item(),
+                                       names.IMAGES_PER_S: len(idx) / (time.perf_counter() - start)})
+            callback.on_progress(clock.progress(step))
+            if step < cfg.sft_steps and callback.should_stop():
+                raise StopRequested(f"cold-start SFT stopped at step {step} of {cfg.sft_steps}; nothing was written")
 
 
 def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *,
-                  callback: Callable[[dict], None] | None = None) -> Path:
+                  callback: TrainingCallback | Callable[[dict], None] | None = None) -> Path:
     """Build the student's initial adapter by ``cfg.mode`` and save it to ``OUT/adapter``; returns that folder.
 
-    ``callback`` gets ``{"step", "loss", "images_per_s"}`` after every SFT step (``sft`` only).
+    ``callback`` (:mod:`flowopd.events`, or a function of one dict per step) sees a stage of ``sft_steps``
+    steps (``sft``) or one: ``loss`` and ``images_per_s`` after every SFT step, whose ``should_stop`` it
+    polls, and the ``adapter`` artifact at the end.
 
     Raises:
+        StopRequested: the callback asked an SFT cold start to stop (nothing is written).
         flowopd.adapters.AdapterError: a teacher folder is not an adapter of this base model, or (merge-avg)
             the teachers' ranks differ.
     """
     if not isinstance(cfg, ColdStartConfig):
         raise TypeError(f"run_coldstart needs a ColdStartConfig, got {type(cfg).__name__}")
     out = adapter_dir(out_dir)
+    cb = as_callback(callback)
+    total = cfg.sft_steps if cfg.mode == "sft" else 1
+    clock = begin(cb, "coldstart", total)
     added: list[str] = []
     try:
         teachers = {}
@@ -122,7 +138,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
             merge_adapters(model, list(teachers.values()), [weights[t] for t in teachers], STUDENT,
                            mode=MERGE_COMBINATION[cfg.mode] or cfg.combination, rank=cfg.svd_rank)
         elif cfg.mode == "sft":
-            _sft(model, cfg, teachers, callback)
+            _sft(model, cfg, teachers, cb, clock)
         else:
             add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         save_adapter(model, STUDENT, out)
@@ -131,4 +147,8 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
         for name in added:
             drop_adapter(model, name)
     log.info("cold start %s: student adapter written to %s", cfg.mode, out)
+    if cb is not None:
+        cb.on_progress(clock.progress(total, "adapter written"))
+        cb.on_artifact(total, "adapter", out)
+        cb.on_end("coldstart", "finished")
     return out

@@ -5,7 +5,11 @@ subclass as rollout -> scoring -> loss). One *step* is one optimizer step; an ep
 ``batch_size`` samples per process followed by ``optimizer_steps_per_epoch`` steps, each accumulating its
 share of the micro-batches over the trained denoising steps.
 
-The callback (main process only) gets one flat dict after every epoch, metrics gathered over processes::
+The callback (main process only) speaks :mod:`flowopd.events`: ``on_begin``; after every epoch its sample
+images (every ``sample_every`` epochs), one ``on_metrics`` at the epoch's last optimizer step with the
+metrics gathered over processes (names in :mod:`flowopd.metric_names`), ``on_progress`` (also during the
+rollout and the optimizer steps), ``should_stop``; ``on_artifact`` for each checkpoint and the final
+adapter; ``on_end``. A plain function gets one flat dict per epoch (:class:`flowopd.events.FunctionCallback`)::
 
     step, epoch                  int: optimizer steps and epochs done
     lr, loss, grad_norm          float; loss = mean over (micro-batch, trained step j)
@@ -13,8 +17,8 @@ The callback (main process only) gets one flat dict after every epoch, metrics g
     trained_fraction             share of the samples trained on (groups masked by mask_zero_std drop out)
     reward/<name>                mean of each reward where it applies (GRPO: its task's prompts; OPD: reward/<task>)
     reward/<name>/<task>         for a reward that scores several tasks; reward/total: the weighted reward
-    GRPO: policy_loss, ratio, clip_frac, kl_base, kl_base/step_<j>, reward_std, advantage_abs
-    OPD:  kl_teacher, kl_teacher/step_<j>, kl_teacher/<task>, kl_anchor, kl_anchor/step_<j> (beta_mar > 0)
+    GRPO: policy_loss, ratio, clip_frac, kl/base, kl/base/step_<j>, reward_std, advantage_abs
+    OPD:  kl/teacher, kl/teacher/step_<j>, kl/teacher/<task>, kl/anchor, kl/anchor/step_<j> (beta_mar > 0)
     samples                      every sample_every epochs: [{"image": PIL, "prompt", "seed", "task"}]
 
 Steps only grow, so after a resume from step k a store drops its rows past k and the series continues
@@ -38,6 +42,7 @@ import torch
 from accelerate import Accelerator
 
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
+from ..events import Sample, TrainingCallback, as_callback, begin
 from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR
 from ..models.base import FlowModel, to_pil
 from ..sampling import SDEStep, generate, sde_step
@@ -102,6 +107,8 @@ class RLTrainer:
         self.step = self.epoch = 0
         self.last_good: tuple[Path, int] | None = None
         self.out.mkdir(parents=True, exist_ok=True)
+        self.callback: TrainingCallback | None = None  # set by run() on the main process
+        self.clock = None
 
     # --- setup -------------------------------------------------------------------------------------------
 
@@ -169,6 +176,7 @@ class RLTrainer:
             seeds = [seeds[i - i % cfg.group_size] for i in range(len(seeds))]
         noise = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, rank, "noise"))
         sde = self.sde_steps(epoch) if cfg.sde_window or cfg.clean_untrained_steps else None
+        self.note(f"epoch {epoch + 1}/{cfg.epochs}: sampling {len(records)} images")
         return rollout(self.model, self.name, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
                        noise_level=cfg.noise_level, generator=noise, chunk=cfg.train_batch_size, sde_steps=sde,
                        antithetic=cfg.antithetic_noise)
@@ -236,6 +244,7 @@ class RLTrainer:
                 if bad is not None:
                     break
             metrics.add("grad_norm", self.optimizer_step(bad, len(chunk)))
+            self.note(f"epoch {self.epoch + 1}/{cfg.epochs}: optimizer step {self.step}", fraction=0.0)
 
     def microbatch_steps(self, rng: random.Random) -> list[int]:
         """The denoising steps one micro-batch trains on: the epoch's :meth:`sde_steps`, or
@@ -281,9 +290,35 @@ class RLTrainer:
         """Tasks whose test prompts the callback's sample images show."""
         raise NotImplementedError
 
-    def run(self, callback: Callback | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
-        """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch; a checkpoint is saved first)."""
-        cfg, main, stopped, metrics = self.cfg, self.acc.is_main_process, False, {}
+    def note(self, message: str, fraction: float = 0.0) -> None:
+        """Progress inside an epoch (the rollout, each optimizer step), so a watcher sees a long epoch move."""
+        if self.callback is not None and self.clock is not None:
+            self.callback.on_progress(self.clock.progress(self.step, message, fraction))
+
+    def run(self, callback: TrainingCallback | Callback | None = None,
+            should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch; a checkpoint is saved first).
+
+        ``callback`` is a :class:`~flowopd.events.TrainingCallback` or a function of the flat metrics dict;
+        ``should_stop``, a function, is polled beside the callback's own ``should_stop``.
+        """
+        cfg, main = self.cfg, self.acc.is_main_process
+        cb = self.callback = as_callback(callback, should_stop) if main else None
+        self.clock = begin(cb, self.stage, cfg.epochs * cfg.optimizer_steps_per_epoch, self.step)
+        try:
+            result = self._epochs(cb)
+        except BaseException:
+            if cb is not None:
+                cb.on_end(self.stage, "failed")
+            raise
+        if cb is not None:
+            if not result.stopped:
+                cb.on_artifact(result.step, "adapter", result.adapter_dir)
+            cb.on_end(self.stage, "stopped" if result.stopped else "finished")
+        return result
+
+    def _epochs(self, cb: TrainingCallback | None) -> TrainResult:
+        cfg, stopped, metrics = self.cfg, False, {}
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
             try:
@@ -294,34 +329,37 @@ class RLTrainer:
                 raise self.diverged(str(err).split(":")[0]) from None
             self.epoch += 1
             elapsed = time.perf_counter() - start
-            payload: dict[str, Any] = {"step": self.step, "epoch": self.epoch, **metrics,
+            payload: dict[str, Any] = {"epoch": self.epoch, **metrics,
                                        "lr": self.last_lr,
                                        "images_per_s": cfg.batch_size * self.acc.num_processes / elapsed,
                                        "step_time_s": elapsed / cfg.optimizer_steps_per_epoch}
             log.info("%s epoch %d step %d: loss %.4g, %.1f images/s", self.stage, self.epoch, self.step,
                      metrics.get("loss", float("nan")), payload["images_per_s"])
-            if main and cfg.sample_every and self.epoch % cfg.sample_every == 0:
-                payload["samples"] = self.sample_images()
-            if main and callback is not None:
-                callback(payload)
-            stopped = any_process(self.acc, bool(main and should_stop is not None and should_stop()))
+            if cb is not None:
+                if cfg.sample_every and self.epoch % cfg.sample_every == 0:
+                    for sample in self.sample_images():
+                        cb.on_sample(self.step, sample)
+                cb.on_metrics(self.step, payload)
+                cb.on_progress(self.clock.progress(self.step, f"epoch {self.epoch}/{cfg.epochs}"))
+            stopped = any_process(self.acc, bool(cb is not None and cb.should_stop()))
             if stopped or self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
                 self.save()
+                if cb is not None:
+                    cb.on_artifact(self.step, "checkpoint", self.last_good[0])
             if stopped:
                 log.info("%s: stopped at step %d", self.stage, self.step)
                 break
         return TrainResult(self.export(), self.last_good[0] if self.last_good else None, self.step, self.epoch,
                            stopped, {k: v for k, v in metrics.items() if isinstance(v, float)})
 
-    def sample_images(self) -> list[dict]:
+    def sample_images(self) -> list[Sample]:
         """ODE samples of the first test prompts of each task (fixed seeds), with the evaluated weights."""
         records = [r for t in self.sample_tasks() for r in load_prompts(t, "test")[:SAMPLES_PER_TASK]]
         seeds = [self.cfg.seed + i for i in range(len(records))]
         with self.ema.applied() if self.ema else nullcontext(), use_adapter(self.model, self.name):
             images = generate(self.model, [r["prompt"] for r in records], seeds=seeds, num_steps=self.cfg.eval_steps,
                               guidance=self.cfg.guidance)
-        return [{"image": im, "prompt": r["prompt"], "seed": s, "task": r["task"]}
-                for im, r, s in zip(to_pil(images), records, seeds)]
+        return [Sample(im, r["prompt"], s, {"task": r["task"]}) for im, r, s in zip(to_pil(images), records, seeds)]
 
     def check_weights(self) -> None:
         """Raise :class:`DivergedError` when the student's weights are non-finite or have exploded, so that no

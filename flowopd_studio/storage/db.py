@@ -114,8 +114,15 @@ def _v1_initial(db: Database) -> None:
     """)
 
 
+def _v2_progress(db: Database) -> None:
+    """A run's progress line and ETA (the event protocol's ``on_progress``), and where it runs: ``worker``
+    (a background process of the queue) or ``cli`` (a foreground command with ``--record``)."""
+    for column in ("eta_s REAL", "progress TEXT", "origin TEXT NOT NULL DEFAULT 'worker'"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")  # execute, not executescript: that would commit
+
+
 # Append new migrations; never edit or reorder applied ones. Each gets the Database inside a transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_progress]
 
 
 def schema_version(db: Database) -> int:

@@ -34,6 +34,9 @@ class Run:
     total_steps: int | None
     resume_step: int | None
     attempts: int
+    eta_s: float | None = None  # estimated seconds left, from the stage's progress events
+    progress: str | None = None  # the latest progress line, e.g. "seed0/teacher-text: epoch 3/8"
+    origin: str = "worker"  # worker (queued, a background process) | cli (a foreground command with --record)
 
     @classmethod
     def from_row(cls, row: dict) -> Run:

@@ -42,11 +42,15 @@ class Reporter:
         self._last_flush = time.monotonic()
         self._stop_signal = False
         self._lost = False
+        self._progress: dict = {}
+        self._last_progress = -float("inf")
 
-    def log(self, step: int, values: dict[str, float]) -> None:
-        """Buffer one step's metrics; flushes when the buffer is old or big enough."""
+    def log(self, step: int, values: dict[str, float], *, advance: bool = True) -> None:
+        """Buffer one step's metrics; flushes when the buffer is old or big enough. ``advance``: the run's
+        step becomes ``step`` (False for a sub-stage's metrics, whose steps are not the run's)."""
         now = time.time()
-        self.step = step
+        if advance:
+            self.step = step
         self._rows.extend((step, name, float(value), now) for name, value in values.items())
         if len(self._rows) >= self.max_rows or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
@@ -67,7 +71,7 @@ class Reporter:
             raise
         self.rows_written += len(rows)
         self._last_flush = time.monotonic()
-        if not self.store.update_worker(self.run_id, self.pid, step=self.step):
+        if not self.store.update_worker(self.run_id, self.pid, step=self.step, **self._progress):
             self._lost = True
             self._check_owner()
 
@@ -93,6 +97,21 @@ class Reporter:
         if self._lost:
             raise RunTakenOver(f"run {self.run_id} is no longer running under pid {self.pid} (marked interrupted "
                                "or deleted meanwhile): this worker stops without touching it")
+
+    def progress(self, step: int, total: int | None, eta_s: float | None, line: str) -> None:
+        """Record where the run is (written at most every ``flush_every_s`` seconds, with the step)."""
+        self.step = step
+        self._progress = {"eta_s": eta_s, "progress": line[:200], **({"total_steps": total} if total else {})}
+        if time.monotonic() - self._last_progress >= self.flush_every_s:
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        self._check_owner()
+        self._last_progress = time.monotonic()
+        if self._progress and not self.store.update_worker(self.run_id, self.pid, step=self.step,
+                                                           **self._progress):
+            self._lost = True
+            self._check_owner()
 
     def set_device(self, device: str) -> None:
         self.store.update_worker(self.run_id, self.pid, device=device)

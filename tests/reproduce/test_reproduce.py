@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flowopd.events import Progress, TrainingCallback
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import ROWS
 from flowopd.reproduce.results import machine, machines
@@ -21,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> tuple[Path, Path]:
     """``flowopd reproduce --budget smoke --seeds 2`` on the small model, run once for this module."""
-    from flowopd.cli import main
+    from flowopd_studio.cli import main
 
     out = tmp_path_factory.mktemp("reproduce")
     assert main(["reproduce", "--out", str(out), "--budget", "smoke", "--seeds", "2",
@@ -83,14 +84,44 @@ def test_report_tables_and_plots(smoke_run) -> None:
     assert (out / "seed1" / "opd" / "curve.jsonl").read_text().count("\n") == 1  # one epoch
 
 
-def test_rerun_skips_finished_stages(smoke_run) -> None:
+class Events(TrainingCallback):
+    """What a reproduce run reports (flowopd.events); ``stop_when(self)`` answers ``should_stop``."""
+
+    def __init__(self, stop_when=None):
+        self.progress: list[Progress] = []
+        self.metrics: list[tuple[int, dict]] = []
+        self.stop_when = stop_when
+
+    def on_progress(self, progress: Progress) -> None:
+        self.progress.append(progress)
+
+    def on_metrics(self, step: int, metrics) -> None:
+        self.metrics.append((step, dict(metrics)))
+
+    def should_stop(self) -> bool:
+        return bool(self.stop_when and self.stop_when(self))
+
+    def statuses(self) -> list[str]:
+        """How each benchmark stage ended: done or skipped."""
+        return [p.message.rsplit(" ", 1)[-1] for p in self.progress
+                if p.stage == "reproduce" and p.message.endswith((" done", " skipped"))]
+
+    def trainer_starts(self, stage: str) -> list[int]:
+        """The steps a stage's trainer began at (a replayed curve begins no trainer)."""
+        return [p.step for p in self.progress if p.stage == stage and p.message == "starting"]
+
+    def series(self, name: str) -> list[float]:
+        return [m[name] for _, m in self.metrics if name in m]
+
+
+def test_rerun_skips_finished_stages_and_replays_their_curves(smoke_run) -> None:
     out, model = smoke_run
     before = json.loads((out / "results.json").read_text())
-    events: list[dict] = []
-    after = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), out, progress=events.append)
-    statuses = [e["status"] for e in events if e["event"] == "stage" and e["status"] != "start"]
-    assert statuses and set(statuses) == {"skipped"}
-    assert not [e for e in events if e["event"] == "epoch"]
+    events = Events()
+    after = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), out, callback=events)
+    assert events.statuses() and set(events.statuses()) == {"skipped"}
+    assert not [p for p in events.progress if p.message == "starting" and p.stage != "reproduce"]
+    assert events.series("seed1/opd/epoch") == [1]  # the stored curve, replayed
     assert after["rows"] == before["rows"] and after["wall_time_s"] == before["wall_time_s"]
 
 
@@ -108,15 +139,13 @@ def test_stopped_benchmark_continues_to_the_same_results(tmp_path, small_model_d
                                  "group_size": 2, "train_batch_size": 4, "optimizer_steps_per_epoch": 1})
     straight = reproduce(cfg, tmp_path / "straight")
 
-    seen: list[dict] = []
     with pytest.raises(ReproduceStopped, match="opd"):  # stop after the first of opd's two epochs
-        reproduce(cfg, tmp_path / "stopped", progress=seen.append,
-                  should_stop=lambda: any(e.get("stage") == "opd" and e["event"] == "epoch" for e in seen))
+        reproduce(cfg, tmp_path / "stopped", callback=Events(stop_when=lambda e: e.series("seed0/opd/epoch")))
     assert not (tmp_path / "stopped" / "seed0" / "opd" / "train.json").exists()
-    events: list[dict] = []
-    resumed = reproduce(cfg, tmp_path / "stopped", progress=events.append)
-    opd_epochs = [e["epoch"] for e in events if e["event"] == "epoch" and e["stage"] == "opd"]
-    assert opd_epochs == [2]  # the first epoch came from the checkpoint
+    events = Events()
+    resumed = reproduce(cfg, tmp_path / "stopped", callback=events)
+    assert events.trainer_starts("seed0/opd") == [1]  # the first epoch came from the checkpoint
+    assert events.series("seed0/opd/epoch") == [1, 2]  # its stored row replayed, then the second trained
     assert resumed["rows"] == straight["rows"] and resumed["compute"] == straight["compute"]
     curve = [json.loads(line) for line in (tmp_path / "stopped/seed0/opd/curve.jsonl").read_text().splitlines()]
     reference = [json.loads(line) for line in (tmp_path / "straight/seed0/opd/curve.jsonl").read_text().splitlines()]
@@ -127,7 +156,7 @@ def test_stopped_benchmark_continues_to_the_same_results(tmp_path, small_model_d
 def test_seeds_run_apart_then_gather_into_the_same_report(smoke_run, tmp_path) -> None:
     """``--only-seed`` runs one seed (seed 1 first: it evaluates seed 0's base itself); a plain run then only
     gathers, and the rows equal those of the straight two-seed run."""
-    from flowopd.cli import main
+    from flowopd_studio.cli import main
 
     out, model = smoke_run
     args = ["reproduce", "--out", str(tmp_path), "--budget", "smoke", "--seeds", "2", "--model", str(model)]
@@ -136,9 +165,9 @@ def test_seeds_run_apart_then_gather_into_the_same_report(smoke_run, tmp_path) -
     assert (tmp_path / "seed0" / "base" / "result.json").is_file()
     assert not (tmp_path / "seed0" / "opd").exists()
     assert main([*args, "--only-seed", "0"]) == 0
-    events: list[dict] = []
-    gathered = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), tmp_path, progress=events.append)
-    assert {e["status"] for e in events if e["event"] == "stage" and e["status"] != "start"} == {"skipped"}
+    events = Events()
+    gathered = reproduce(ReproduceConfig.preset("smoke", seeds=2, model=str(model)), tmp_path, callback=events)
+    assert set(events.statuses()) == {"skipped"}
     straight = json.loads((out / "results.json").read_text())
     assert gathered["rows"] == straight["rows"]
     with pytest.raises(ValueError, match="only_seed=2 is invalid"):

@@ -38,14 +38,3 @@ class Stage:
     freeze: Callable[[dict, Store], dict]
     run: Callable[[dict, Path, Reporter], str]
     checkpoint_step: Callable[[Path, dict], int] | None = None
-
-
-def take_commands(owner, reporter: Reporter) -> None:
-    """Turn the run's pending commands into ``owner``'s flags: ``stop`` ends the stage; ``checkpoint`` and
-    ``sample`` pause it (a checkpoint is written), ``sample`` also sets ``want_sample``."""
-    for kind in reporter.commands():
-        if kind == "stop":
-            owner.stop = True
-        else:
-            owner.pause = True
-            owner.want_sample |= kind == "sample"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import Stage, StopStage
+from .base import Stage
 from .training import resolve_model, resolve_teachers
 
 if TYPE_CHECKING:
@@ -31,30 +31,26 @@ def freeze(config: dict, store: Store) -> dict:
 
 
 def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
-    """Build the student's adapter; returns "finished" (a stop command raises :class:`StopStage`)."""
+    """Build the student's adapter; "finished", or "stopped" on a stop command during SFT."""
     import torch
 
     from flowopd.configs import ColdStartConfig
+    from flowopd.events import StopRequested
     from flowopd.models import load_model
     from flowopd.trainers.coldstart import run_coldstart
 
+    from ..recorder import StoreCallback
+
     cfg = ColdStartConfig.from_dict(dict(config))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    total = cfg.sft_steps if cfg.mode == "sft" else 1
     reporter.set_device(device)
-    reporter.set_total(total)
     reporter.truncate(0)  # no checkpoint: a resumed cold start starts over
+    reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
     model = load_model(cfg.model, device=device)
-
-    def callback(metrics: dict) -> None:
-        reporter.log(int(metrics["step"]), {k: float(v) for k, v in metrics.items() if k != "step"})
-        if "stop" in reporter.commands():
-            raise StopStage
-
-    out = run_coldstart(model, cfg, run_dir, callback=callback)
-    if cfg.mode != "sft":
-        reporter.log(total, {"teachers": float(len(cfg.teachers))})  # the run's one step: done
-    reporter.artifact("adapter", out, total)
+    try:
+        run_coldstart(model, cfg, run_dir, callback=StoreCallback(reporter, flush_metrics=False))
+    except StopRequested:
+        return "stopped"
     return "finished"
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from flowopd.layout import CHECKPOINT_DIR
 
 from ..paths import RUN_ID_RE
-from .base import Stage, StopStage
+from .base import Stage
 from .training import resolve_model
 
 if TYPE_CHECKING:
@@ -44,41 +44,31 @@ def _model_path(model: str | None, reporter: Reporter) -> str | None:
 
 
 def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
-    """Evaluate; the reporter's step counts finished tasks."""
+    """Evaluate; the run's step counts finished tasks."""
     import torch
 
     from flowopd.evaluate import EvalConfig, evaluate
+    from flowopd.events import StopRequested
     from flowopd.models import load_model
-    from flowopd.models.base import to_pil
+
+    from ..recorder import StoreCallback
 
     data = dict(config)
     model_ref = data.pop("model", None)
-    cfg = EvalConfig(**data)
+    cfg = EvalConfig.from_dict(data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reporter.set_device(device)
-    reporter.set_total(len(cfg.tasks))
     reporter.truncate(0)  # no checkpoint: a resumed evaluation starts over
+    reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
     model = load_model(_model_path(model_ref, reporter), device=device)
-    done = 0
-
-    def on_images(task: str, records: list[dict], images) -> None:
-        nonlocal done
-        done += 1
-        for i, (record, image) in enumerate(zip(records, to_pil(images[:SAMPLES_PER_TASK]))):
-            reporter.sample(done, record["prompt"], cfg.seed + i, image, {"task": task})
-        reporter.log(done, {"tasks_done": done})
-        if "stop" in reporter.commands():
-            raise StopStage
-
     try:
-        report = evaluate(model, cfg, model_name=model_ref or "built-in tiny-base", on_images=on_images)
-    except StopStage:
+        report = evaluate(model, cfg, model_name=model_ref or "built-in tiny-base", callback=StoreCallback(reporter),
+                          samples_per_task=SAMPLES_PER_TASK)
+    except StopRequested:
         return "stopped"
-    reporter.log(done, {**{f"eval/{task}": v for task, v in report["metrics"].items()},
-                        "eval/average": report["average"]})
     path = run_dir / "report.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    reporter.artifact("report", path, done)
+    reporter.artifact("report", path, len(cfg.tasks))
     return "finished"
 
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from flowopd.layout import CHECKPOINT_DIR
 
 from ..errors import CheckpointError
-from .base import Stage, take_commands
+from ..recorder import StoreCallback
+from .base import Stage
 
 if TYPE_CHECKING:
     from ..reporter import Reporter
@@ -84,39 +85,23 @@ def checkpoint_step(run_dir: Path, config: dict) -> int:
     return step
 
 
-class _Loop:
-    """pretrain()'s callback and should_stop hook, bridging them to the reporter."""
+class _PretrainCallback(StoreCallback):
+    """The store's callback plus what a pretrain run does at each checkpoint: keep a last good copy of the
+    state, and sample the EMA model (once per step, or on a *sample now* command)."""
 
     def __init__(self, cfg, out: Path, reporter: Reporter, start: int):
-        self.cfg, self.out, self.reporter = cfg, out, reporter
-        self.step = self.sampled = start
-        self.stop = self.pause = self.want_sample = False
+        super().__init__(reporter, flush_metrics=False)  # steps take milliseconds: flush before saves only
+        self.cfg, self.out, self.sampled = cfg, out, start
 
-    def saves_at(self, step: int) -> bool:
-        """Whether pretrain() writes a regular checkpoint right after ``step``."""
-        return step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps
+    def on_metrics(self, step: int, metrics) -> None:
+        super().on_metrics(step, metrics)
+        if step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps:
+            self.flush()  # every metric up to a checkpoint is stored before that checkpoint is
 
-    def callback(self, m: dict) -> None:
-        step = m["step"]
-        if self.saves_at(step - 1) and step - 1 > self.sampled:
-            self.after_save(step - 1)  # pretrain() saved the previous step's checkpoint after its callback
-        self.step = step
-        self.reporter.log(step, {"loss": m["loss"], "lr": m["lr"], "images_per_s": m["images_per_s"]})
-        take_commands(self, self.reporter)
-        if self.saves_at(step):
-            self.reporter.flush()  # every metric up to a checkpoint is stored before that checkpoint is
-
-    def should_stop(self) -> bool:
-        if self.stop or self.pause:
-            self.reporter.flush()
-            return True
-        return False
-
-    def after_save(self, step: int) -> None:
-        """Record the checkpoint written at ``step`` and sample from it (once per step)."""
+    def on_artifact(self, step: int, kind: str, path: Path) -> None:
         backup_state(self.out)
         log.info("checkpoint at step %d/%d", step, self.cfg.steps)
-        self.reporter.artifact("checkpoint", self.out, step)
+        super().on_artifact(step, kind, path)
         if step > self.sampled or self.want_sample:
             self.sampled, self.want_sample = step, False
             sample_checkpoint(self.out, step, self.reporter)
@@ -150,16 +135,15 @@ def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
     reporter.truncate(start)  # what lies past the checkpoint is redone
     if start:
         log.info("resuming run %s from its checkpoint at step %d", reporter.run_id, start)
-    loop = _Loop(cfg, out, reporter, start)
+    callback = _PretrainCallback(cfg, out, reporter, start)
     while True:
-        pretrain(cfg, out, callback=loop.callback, resume=True, should_stop=loop.should_stop)
-        loop.after_save(loop.step)
-        if loop.step >= cfg.steps:
+        pretrain(cfg, out, callback=callback, resume=True)
+        if callback.reporter.step >= cfg.steps:
             return "finished"
-        if loop.stop:
+        if callback.stop:
             return "stopped"
-        log.info("checkpoint written at step %d on request; continuing", loop.step)
-        loop.pause = False
+        log.info("checkpoint written at step %d on request; continuing", callback.reporter.step)
+        callback.resumed()
 
 
 STAGE = Stage(name="pretrain", help="train the built-in tiny base model (config: PretrainConfig fields)",

@@ -3,7 +3,8 @@
 Config: ``ReproduceConfig`` fields (``budget`` picks the preset the others override), e.g. ``{"budget":
 "default", "seeds": 3}``. The benchmark writes to the run folder's ``reproduce/``; its ``report.md`` and
 ``results.json`` become ``report`` artifacts. The run's step counts finished stages (over all seeds), each
-logged as ``stages_done`` with the stage's evaluation as ``eval/<stage>/<metric>``.
+logged as ``stages_done`` with the stage's evaluation as ``eval/<stage>/<metric>``; every stage's training
+curve is logged as ``seed<k>/<stage>/<metric>`` at the stage's own optimizer steps.
 
 *stop* (checked after every training epoch and between stages) saves the running trainer's checkpoint;
 a resume starts the run at step 0 again, skips the finished stages (re-logging their results) and
@@ -38,37 +39,20 @@ def freeze(config: dict, store: Store) -> dict:
 def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
     """Run or continue the benchmark; "stopped" on a stop command, else "finished"."""
     from flowopd.reproduce.config import ReproduceConfig
-    from flowopd.reproduce.runner import REPORT_FILE, RESULTS_FILE, reproduce, stage_count
+    from flowopd.reproduce.runner import reproduce
     from flowopd.reproduce.stage import ReproduceStopped
     from flowopd.trainers.dist import make_accelerator
+
+    from ..recorder import StoreCallback
 
     cfg = ReproduceConfig.from_dict(dict(config))
     accelerator = make_accelerator()
     reporter.set_device(accelerator.device.type)
-    reporter.set_total(stage_count(cfg))
-    reporter.truncate(0)  # finished stages are skipped quickly and logged again
-    stop = False
-
-    def progress(event: dict) -> None:
-        if event["event"] != "stage" or event["status"] == "start":
-            return
-        metrics = event["result"].get("metrics") or {}
-        values = {f"eval/{event['stage']}/{name}": value for name, value in metrics.items()}
-        reporter.log(event["index"], {"stages_done": float(event["index"]), **values})
-        reporter.flush()
-
-    def should_stop() -> bool:
-        nonlocal stop
-        stop = stop or "stop" in reporter.commands()
-        return stop
-
-    out = run_dir / OUT_DIR
+    reporter.truncate(0)  # finished stages are skipped quickly and their curves and results logged again
     try:
-        reproduce(cfg, out, progress=progress, should_stop=should_stop, accelerator=accelerator)
+        reproduce(cfg, run_dir / OUT_DIR, callback=StoreCallback(reporter), accelerator=accelerator)
     except ReproduceStopped:
         return "stopped"
-    for name in (REPORT_FILE, RESULTS_FILE):
-        reporter.artifact("report", out / name, reporter.step)
     return "finished"
 
 

@@ -9,7 +9,8 @@ folder, which a queued run writes before the next one starts). Folders become ab
 ``adapter/`` inside it). The trainer's callback logs every epoch's metrics at its optimizer step and polls
 the run's commands: *stop* (or SIGTERM) ends the run after a checkpoint; *checkpoint now* and *sample now*
 stop the trainer, which saves, and the loop restarts it at once from that checkpoint (an exact resume,
-in-process); *sample now* also samples the fixed prompts from the saved adapter.
+in-process); *sample now* also samples the fixed prompts from the saved adapter. The trainer speaks
+:mod:`flowopd.events`; :class:`~..recorder.StoreCallback` writes what it reports.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
 
 from ..errors import CheckpointError
 from ..paths import RUN_ID_RE
-from .base import take_commands
 
 if TYPE_CHECKING:
     from ..reporter import Reporter
@@ -92,27 +92,6 @@ def checkpoint_step(run_dir: Path, config: dict) -> int:
         raise CheckpointError(str(err)) from None
 
 
-class _Bridge:
-    """The trainer's callback and ``should_stop`` hook, speaking to the reporter."""
-
-    def __init__(self, reporter: Reporter):
-        self.reporter = reporter
-        self.stop = self.pause = self.want_sample = False
-
-    def callback(self, metrics: dict) -> None:
-        step = int(metrics["step"])
-        values = {k: float(v) for k, v in metrics.items()
-                  if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self.reporter.log(step, values)
-        for sample in metrics.get("samples", []):
-            self.reporter.sample(step, sample["prompt"], sample["seed"], sample["image"], {"task": sample["task"]})
-        take_commands(self, self.reporter)
-        self.reporter.flush()  # every metric up to a checkpoint is stored before that checkpoint is
-
-    def should_stop(self) -> bool:
-        return self.stop or self.pause
-
-
 def _sample(model, cfg, step: int, reporter: Reporter) -> None:
     """ODE samples of the first test prompt of each trained task from the student adapter now in ``model``."""
     from flowopd.adapters import use_adapter
@@ -139,6 +118,8 @@ def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
     from flowopd.trainers.grpo import train_grpo
     from flowopd.trainers.opd import train_opd
 
+    from ..recorder import StoreCallback
+
     cfg = (GRPOConfig if kind == "grpo" else OPDConfig).from_dict(dict(config))
     train = train_grpo if kind == "grpo" else train_opd
     accelerator = make_accelerator()
@@ -149,19 +130,16 @@ def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
     if start:
         log.info("resuming %s run %s from its checkpoint at step %d", kind, reporter.run_id, start)
     torch.manual_seed(cfg.seed)  # a new LoRA's init: the same run gives the same weights (a resume restores RNG)
+    reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
     model = load_model(cfg.model, device=accelerator.device)
-    bridge = _Bridge(reporter)
+    callback = StoreCallback(reporter)
     while True:
-        result = train(model, cfg, run_dir, callback=bridge.callback, should_stop=bridge.should_stop, resume=True,
-                       accelerator=accelerator)
-        if result.checkpoint_dir is not None:
-            reporter.artifact("checkpoint", result.checkpoint_dir, result.step)
+        result = train(model, cfg, run_dir, callback=callback, resume=True, accelerator=accelerator)
         if not result.stopped:
-            reporter.artifact("adapter", result.adapter_dir, result.step)
             return "finished"
-        if bridge.stop:
+        if callback.stop:
             return "stopped"
-        if bridge.want_sample:
+        if callback.want_sample:
             _sample(model, cfg, result.step, reporter)
         log.info("checkpoint written at step %d on request; continuing", result.step)
-        bridge.pause = bridge.want_sample = False
+        callback.resumed()

@@ -60,7 +60,7 @@ def test_grpo_run_in_a_real_worker(store, small_model_dir, wait_for, loss_steps)
     assert (done.step, done.total_steps, done.device) == (4, 4, "cpu")
     assert loss_steps(store, run.id) == [2, 4]  # one row per epoch, at its optimizer step
     names = {r["name"] for r in store.metrics(run.id)}
-    assert {"loss", "lr", "reward/prefer", "reward/total", "kl_base", "images_per_s", "grad_norm"} <= names
+    assert {"loss", "lr", "reward/prefer", "reward/total", "kl/base", "images_per_s", "grad_norm"} <= names
     artifacts = {a["kind"]: a for a in store.artifacts(run.id)}
     assert artifacts["adapter"]["step"] == 4 and artifacts["checkpoint"]["step"] == 4
     adapter = store.path(artifacts["adapter"]["path"])
@@ -116,7 +116,7 @@ def test_coldstart_and_opd_take_run_ids(store, fake_spawn, small_model_dir) -> N
     assert execute(store.home, opd) == 0
     _finished(store, opd)
     names = {r["name"] for r in store.metrics(opd)}
-    assert {"kl_teacher", "kl_anchor", "reward/prefer", "loss"} <= names
+    assert {"kl/teacher", "kl/anchor", "reward/prefer", "loss"} <= names
     assert [a["kind"] for a in store.artifacts(opd)] == ["checkpoint", "adapter"]
 
     pretrain = submit(store, "pretrain", {"steps": 1}, start=False)
@@ -139,6 +139,15 @@ def test_reproduce_stage_runs_the_smoke_benchmark(store, fake_spawn, small_model
     reports = [store.path(a["path"]) for a in store.artifacts(run_id) if a["kind"] == "report"]
     assert sorted(p.name for p in reports) == ["report.md", "results.json"]
     assert set(json.loads(reports[0].with_name("results.json").read_text())["rows"]) >= {"opd", "grpo-mix-long"}
+    # Every training stage's curve is in the store, under its seed and stage, at its own optimizer steps.
+    names = {r["name"] for r in store.metrics(run_id)}
+    assert {"seed0/teacher-text/reward/text", "seed0/opd/kl/teacher", "seed0/opd/kl/anchor/step_0",
+            "seed0/grpo-mix-long/kl/base", "seed0/coldstart-sft/loss", "seed0/opd-sft/loss"} <= names
+    curve = [json.loads(line) for line in (store.run_dir(run_id) / "reproduce/seed0/opd/curve.jsonl").read_text()
+             .splitlines()]
+    stored = store.metrics(run_id, "seed0/opd/kl/teacher")
+    assert [(r["step"], r["value"]) for r in stored] == [(c["step"], pytest.approx(c["kl/teacher"])) for c in curve]
+    assert store.get_run(run_id).progress.startswith("reproduce")
 
 
 def test_corrupt_checkpoint_is_a_store_checkpoint_error(store, fake_spawn, small_model_dir) -> None:
