@@ -41,10 +41,18 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def _eta(run) -> str:
+    """Time left of a running run, e.g. ``12m05s`` (``-`` when not running or not yet timed)."""
+    if run.status != "running" or run.eta_s is None:
+        return "-"
+    minutes, seconds = divmod(int(run.eta_s), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
 def _line(run) -> str:
     steps = f"{run.step}/{run.total_steps}" if run.total_steps else str(run.step)
-    return (f"{run.id}  {run.name[:20]:20}  {run.stage:9}  {run.status:11}  {steps:>13}  {run.device or '-':6}  "
-            f"{_when(run.created_at)}")
+    return (f"{run.id}  {run.name[:20]:20}  {run.stage:9}  {run.status:11}  {steps:>13}  {_eta(run):>7}  "
+            f"{run.device or '-':6}  {run.origin:6}  {_when(run.created_at)}")
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -64,7 +72,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     with _store(args) as store:
         reap(store)
         runs = store.list_runs(args.status)
-    header = f"{'ID':11}  {'NAME':20}  {'STAGE':9}  {'STATUS':11}  {'STEP':>13}  {'DEVICE':6}  CREATED"
+    header = (f"{'ID':11}  {'NAME':20}  {'STAGE':9}  {'STATUS':11}  {'STEP':>13}  {'ETA':>7}  {'DEVICE':6}  "
+              f"{'ORIGIN':6}  CREATED")
     _print(args, [r.to_dict() for r in runs], "\n".join([header, *map(_line, runs)]) if runs else "no runs")
 
 
@@ -77,7 +86,8 @@ def cmd_show(args: argparse.Namespace) -> None:
         data = {"run": run.to_dict(), "metrics": store.latest_metrics(run.id), "artifacts": store.artifacts(run.id),
                 "samples": len(store.samples(run.id)), "folder": str(store.run_dir(run.id))}
     lines = [f"{k:12} {v}" for k, v in (("id", run.id), ("name", run.name), ("stage", run.stage),
-             ("status", run.status), ("step", f"{run.step}/{run.total_steps or '?'}"), ("device", run.device or "-"),
+             ("status", run.status), ("step", f"{run.step}/{run.total_steps or '?'}"), ("eta", _eta(run)),
+             ("progress", run.progress or "-"), ("origin", run.origin), ("device", run.device or "-"),
              ("pid", run.pid or "-"), ("created", _when(run.created_at)), ("started", _when(run.started_at)),
              ("ended", _when(run.ended_at)), ("heartbeat", _when(run.heartbeat)), ("folder", data["folder"]),
              ("config", json.dumps(run.config, sort_keys=True)))]

@@ -37,6 +37,10 @@ def test_a_recorded_grpo_run_is_in_the_store_with_its_metrics_and_adapter(cli, t
         assert samples and all(store.path(s["path"]).is_file() for s in samples)
         assert "grpo" in Path(store.path(run.log_path)).read_text()  # the command's log lines are the run's
     assert f"recorded as run {run.id} (finished)" in stdout
+    code, shown, _ = cli("runs", "show", run.id, "--home", str(home))
+    assert code == 0 and "origin       cli" in shown and "progress     grpo: epoch 2/2" in shown
+    code, listed, _ = cli("runs", "list", "--home", str(home))
+    assert code == 0 and run.id in listed and "teacher-cli" in listed
 
 
 def test_a_recorded_run_that_fails_ends_failed_with_one_line(cli, tmp_path, small_model_dir) -> None:
