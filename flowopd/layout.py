@@ -28,6 +28,7 @@ ADAPTER_DIR = "adapter"
 EMA_DIR = "ema"
 SAMPLES_DIR = "samples"
 EXPORTS_DIR = "exports"
+REPORTS_DIR = "reports"  # reports a run produced (a recorded reproduce: report.md, results.json)
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 COLDSTART_FILE = "coldstart.json"
@@ -36,7 +37,7 @@ CURVE_FILE = "curve.jsonl"
 RESULT_FILE = "result.json"
 
 __all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "CONFIG_FILE", "CURVE_FILE", "EMA_DIR",
-           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "PREVIOUS_CHECKPOINT_DIR", "RESULT_FILE", "SAMPLES_DIR",
+           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "REPORTS_DIR", "PREVIOUS_CHECKPOINT_DIR", "RESULT_FILE", "SAMPLES_DIR",
            "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
 
 

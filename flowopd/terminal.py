@@ -22,12 +22,14 @@ class TerminalCallback(TrainingCallback):
     def __init__(self, unit: str = "step", shown: Sequence[str] = SHOWN, disable: bool | None = None):
         self.unit, self.shown, self.disable = unit, tuple(shown), disable
         self.bar = None
+        self.stage: str | None = None
         self._postfix: dict[str, str] = {}
 
     def on_begin(self, stage: str, total: int | None, start_step: int = 0) -> None:
         from tqdm import tqdm
 
         self.close()
+        self.stage = stage
         self.bar = tqdm(total=total, initial=start_step, desc=stage, unit=self.unit, disable=self.disable)
 
     def on_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -39,11 +41,15 @@ class TerminalCallback(TrainingCallback):
     def on_progress(self, progress: Progress) -> None:
         if self.bar is None:
             return
+        if progress.stage != self.stage:  # a sub-stage (a reproduce stage): its line, not its steps
+            self._postfix["at"] = f"{progress.stage}: {progress.message}" if progress.message else progress.stage
+            self.bar.set_postfix(self._postfix, refresh=True)
+            return
         if progress.total is not None and self.bar.total != progress.total:
             self.bar.total = progress.total
         self.bar.n = progress.step
         self.bar.set_description(progress.stage, refresh=False)
-        shown = dict(self._postfix)
+        shown = {k: v for k, v in self._postfix.items() if k != "at"}
         if progress.message:
             shown["at"] = progress.message
         self.bar.set_postfix(shown, refresh=False)

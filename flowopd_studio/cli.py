@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from flowopd.cli import build_parser as build_library_parser
+from flowopd.events import StopRequested
 
 RUNS_HELP = "Queue, watch, stop, resume and delete runs executed by background workers."
 # Commands that can record themselves in the run store while they run in the foreground.
@@ -89,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError, json.JSONDecodeError) as err:
         print(f"flowopd: error: {err}", file=sys.stderr)
         return 2
+    except StopRequested as err:
+        print(f"flowopd: stopped: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flowopd: interrupted (a trainer's last checkpoint is kept: run the same command to continue)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

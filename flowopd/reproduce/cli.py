@@ -41,8 +41,13 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    from ..trainers.dist import make_accelerator
+
+    accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
+    if not accelerator.is_main_process:  # the main process alone shows and records the run
+        args.recorder = None
     with command_callback(args, "reproduce", cfg.to_dict(), args.out, unit="stage") as callback:
-        summary = reproduce(cfg, args.out, callback=callback, only_seed=args.only_seed)
+        summary = reproduce(cfg, args.out, callback=callback, accelerator=accelerator, only_seed=args.only_seed)
     if args.only_seed is not None:
         print(f"seed {args.only_seed} done in {args.out}; when every seed is done, run the same command without "
               "--only-seed to write the report")

@@ -90,7 +90,7 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, callback: TrainingCallba
         ReproduceStopped: ``should_stop`` returned True; a later call continues.
         ValueError: a config override is invalid, or ``out`` holds stages run with another config.
     """
-    from ..trainers.dist import make_accelerator
+    from ..trainers.dist import any_process, make_accelerator
     from .stage import ReproduceStopped
 
     out = Path(out)
@@ -102,6 +102,8 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, callback: TrainingCallba
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CONFIG_FILE, cfg.to_dict())
     acc = make_accelerator(accelerator)
+    if not acc.is_main_process:  # the main process alone reports; every process stops together
+        callback = None
     total = stage_count(cfg) if only_seed is None else sum(1 for spec in by_seed[only_seed]
                                                            if runs(spec, only_seed))
     clock = begin(callback, "reproduce", total)
@@ -128,7 +130,7 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, callback: TrainingCallba
                     done[spec.name] = {**results[0][spec.name], "seed": seed, "train_time_s": 0.0,
                                        "eval_time_s": 0.0, "wall_time_s": 0.0}
                     continue
-                if callback is not None and callback.should_stop():
+                if any_process(acc, bool(callback is not None and callback.should_stop())):
                     raise ReproduceStopped(f"stopped before {spec.name} (seed {seed}); run again to continue")
                 if callback is not None:
                     callback.on_progress(clock.progress(index, f"seed {seed} {spec.name}"))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..evaluate import EvalConfig
-from ..events import CallbackList, FunctionCallback, Progress, TrainingCallback
+from ..events import CallbackList, FunctionCallback, Progress, StopRequested, TrainingCallback
 from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from ..models import load_model
 from .config import ReproduceConfig
@@ -37,8 +37,8 @@ from .results import machine
 log = logging.getLogger(__name__)
 
 
-class ReproduceStopped(Exception):
-    """A stop request ended a trainer early; its checkpoint is saved and a re-run continues from it."""
+class ReproduceStopped(StopRequested):
+    """A stop request ended a stage early; a trainer's checkpoint is saved and a re-run continues from it."""
 
 
 def read_json(path: Path) -> Any:
@@ -139,7 +139,10 @@ def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCal
 
     curve: list[dict] = []
     start = time.perf_counter()
-    run_coldstart(model, spec.config, folder, callback=CallbackList([FunctionCallback(curve.append), callback]))
+    try:
+        run_coldstart(model, spec.config, folder, callback=CallbackList([FunctionCallback(curve.append), callback]))
+    except StopRequested as err:  # an SFT cold start has no checkpoint: a re-run redoes it
+        raise ReproduceStopped(f"{spec.name}: {err}; run again to redo it") from None
     return {**spec.planned_compute(), "train_time_s": time.perf_counter() - start, "curve": curve}
 
 

@@ -307,9 +307,9 @@ class RLTrainer:
         self.clock = begin(cb, self.stage, cfg.epochs * cfg.optimizer_steps_per_epoch, self.step)
         try:
             result = self._epochs(cb)
-        except BaseException:
+        except BaseException as err:
             if cb is not None:
-                cb.on_end(self.stage, "failed")
+                cb.on_end(self.stage, "stopped" if isinstance(err, KeyboardInterrupt) else "failed")
             raise
         if cb is not None:
             if not result.stopped:

@@ -171,6 +171,10 @@ def resume(store: Store, run_id: str, *, start: bool = True, spawn=None) -> Run:
     if run.status not in RESUMABLE:
         raise InvalidRunState(f"run {run_id} is {run.status}: only a stopped, interrupted or failed run can "
                               "be resumed")
+    if run.origin == "cli":
+        raise InvalidRunState(f"run {run_id} was recorded from a command line (--record), whose checkpoint lives "
+                              f"in its --out folder: run that command again to continue it (the command is in "
+                              f"{store.run_dir(run_id) / 'foreground.json'}), or submit its config as a new run")
     stage = get_stage(run.stage)
     step = stage.checkpoint_step(store.run_dir(run_id), run.config) if stage.checkpoint_step else 0
     store.requeue(run_id, step)
@@ -185,7 +189,7 @@ def stop(store: Store, run_id: str, *, force: bool = False) -> str:
 
     The worker checks commands every step: it saves a checkpoint, then ends the run as stopped. ``force``
     also kills the worker's process group (SIGKILL): the run becomes interrupted, resumable from its last
-    checkpoint.
+    checkpoint; a foreground command recorded with ``--record`` gets SIGINT (Ctrl-C) instead.
     """
     if store.stop_queued(run_id):
         return "stopped"
@@ -193,6 +197,9 @@ def stop(store: Store, run_id: str, *, force: bool = False) -> str:
     if run.status != "running":
         raise InvalidRunState(f"run {run_id} is {run.status}: there is nothing to stop")
     store.send_command(run_id, "stop")
+    if force and run.pid and not dead_reason(run, STALE_AFTER_S) and run.origin == "cli":
+        os.kill(run.pid, signal.SIGINT)  # a foreground command: Ctrl-C, not its shell's whole process group
+        return "stopping"
     if force and run.pid and not dead_reason(run, STALE_AFTER_S):
         os.killpg(run.pid, signal.SIGKILL)  # the worker leads its own session: pgid == pid
         for _ in range(50):

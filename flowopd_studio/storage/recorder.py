@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from flowopd.events import Progress, Sample, TrainingCallback, numeric
-from flowopd.layout import ADAPTER_DIR
+from flowopd.events import Progress, Sample, StopRequested, TrainingCallback, numeric
+from flowopd.layout import ADAPTER_DIR, REPORTS_DIR
 
 from .reporter import Heartbeat, Reporter
 from .store import Store
@@ -43,10 +43,12 @@ class StoreCallback(TrainingCallback):
         reporter: the run's reporter (owned by this worker's pid).
         flush_metrics: write every step's metrics at once (a checkpoint that follows must not be ahead of
             the stored metrics); False leaves flushing to the reporter's timer and to :meth:`flush`.
+        pausable: the stage restarts itself after *checkpoint now* / *sample now* (the worker's trainers and
+            pretraining); elsewhere those commands are ignored, not taken for a stop.
     """
 
-    def __init__(self, reporter: Reporter, *, flush_metrics: bool = True):
-        self.reporter, self.flush_metrics = reporter, flush_metrics
+    def __init__(self, reporter: Reporter, *, flush_metrics: bool = True, pausable: bool = False):
+        self.reporter, self.flush_metrics, self.pausable = reporter, flush_metrics, pausable
         self.stop = self.pause = self.want_sample = False
         self.stage: str | None = None  # the run's own stage: its progress is the run's step
 
@@ -78,7 +80,7 @@ class StoreCallback(TrainingCallback):
         if kind not in COPIED_KINDS or not path.exists():
             log.debug("%s %s is outside the data folder: not recorded", kind, path)
             return None
-        target = self.reporter.run_dir / (ADAPTER_DIR if kind == "adapter" else "reports") / (
+        target = self.reporter.run_dir / (ADAPTER_DIR if kind == "adapter" else REPORTS_DIR) / (
             "" if kind == "adapter" else path.name)
         if path.is_dir():
             shutil.rmtree(target, ignore_errors=True)
@@ -99,9 +101,11 @@ class StoreCallback(TrainingCallback):
         for kind in self.reporter.commands():
             if kind == "stop":
                 self.stop = True
-            else:
+            elif self.pausable:
                 self.pause = True
                 self.want_sample |= kind == "sample"
+            else:
+                log.info("run %s: %r now is not available for this stage; ignored", self.reporter.run_id, kind)
         if self.stop or self.pause:
             self.reporter.flush()
             return True
@@ -119,6 +123,13 @@ class _LogToRunFile(logging.FileHandler):
     """The command's log lines also go to the run's log file (``flowopd runs logs``, the app's Logs)."""
 
 
+def _device() -> str:
+    """Where a foreground command trains: the one the library picks by default (the command loads torch anyway)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @contextmanager
 def record(stage: str, config: dict, *, home: str | Path | None = None, name: str | None = None,
            out: str | Path | None = None, extra: dict | None = None) -> Iterator[StoreCallback]:
@@ -131,7 +142,7 @@ def record(stage: str, config: dict, *, home: str | Path | None = None, name: st
     traceback in the run's log) when the block raises.
     """
     store = Store(home)
-    run = store.start_foreground(stage, config, os.getpid(), name=name)
+    run = store.start_foreground(stage, config, os.getpid(), name=name, device=_device())
     where = {"out": str(Path(out).resolve()) if out is not None else None, "argv": sys.argv, **(extra or {})}
     # argv: the command root passes the command's own words in extra (sys.argv is the interpreter's)
     (store.run_dir(run.id) / FOREGROUND_FILE).write_text(json.dumps(where, indent=1) + "\n")
@@ -150,10 +161,13 @@ def record(stage: str, config: dict, *, home: str | Path | None = None, name: st
     try:
         yield callback
         status = "stopped" if callback.stop else "finished"
+    except (KeyboardInterrupt, StopRequested) as err:  # Ctrl-C, or `runs stop` of a stage without checkpoints
+        status = "stopped"
+        log.info("run %s stopped: %s", run.id, str(err) or type(err).__name__)
+        raise
     except BaseException as err:
-        status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        error = None if status == "stopped" else f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        logging.getLogger(__name__).error("run %s %s:\n%s", run.id, status, traceback.format_exc())
+        status, error = "failed", f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        log.error("run %s failed:\n%s", run.id, traceback.format_exc())
         raise
     finally:
         beat.stop()

@@ -87,13 +87,14 @@ class Store:
             raise
         return self.get_run(run_id)
 
-    def start_foreground(self, stage: str, config: dict, pid: int, name: str | None = None) -> Run:
+    def start_foreground(self, stage: str, config: dict, pid: int, name: str | None = None,
+                         device: str | None = None) -> Run:
         """Insert a run already running under ``pid`` (a foreground command with ``--record``, origin ``cli``)."""
         run = self.create_run(stage, config, name)
         now = time.time()
         with self._write(f"run {run.id}"):
             self.db.execute("UPDATE runs SET status = 'running', pid = ?, started_at = ?, heartbeat = ?, "
-                            "attempts = 1, origin = 'cli' WHERE id = ?", [pid, now, now, run.id])
+                            "attempts = 1, origin = 'cli', device = ? WHERE id = ?", [pid, now, now, device, run.id])
         return self.get_run(run.id)
 
     def get_run(self, run_id: str) -> Run:

@@ -22,7 +22,7 @@ def test_a_recorded_grpo_run_is_in_the_store_with_its_metrics_and_adapter(cli, t
     with Store(home) as store:
         (run,) = store.list_runs()
         assert (run.name, run.stage, run.status, run.origin) == ("teacher-cli", "grpo", "finished", "cli")
-        assert (run.step, run.total_steps) == (4, 4) and run.started_at and run.ended_at
+        assert (run.step, run.total_steps, run.device) == (4, 4, "cpu") and run.started_at and run.ended_at
         assert run.config["rewards"] == {"prefer": 1.0} and run.config["epochs"] == 2  # the stage's config
         where = json.loads((store.run_dir(run.id) / "foreground.json").read_text())
         assert where["out"] == str(out.resolve()) and "--record" in where["argv"]
@@ -57,3 +57,52 @@ def test_a_recorded_run_that_fails_ends_failed_with_one_line(cli, tmp_path, smal
 def test_home_without_record_is_refused(cli, tmp_path) -> None:
     code, _, stderr = cli(*["eval", "--home", str(tmp_path), "--steps", "2"])
     assert code == 2 and "--home and --name need --record" in stderr
+
+
+def test_a_stop_ends_a_recorded_run_stopped_and_it_resumes_only_by_its_command(tmp_path) -> None:
+    import pytest
+
+    from flowopd.eval_config import EvalConfig
+    from flowopd.events import StopRequested
+    from flowopd_studio.storage.errors import InvalidRunState
+    from flowopd_studio.storage.queue import resume
+    from flowopd_studio.storage.recorder import record
+
+    with pytest.raises(StopRequested):
+        with record("eval", EvalConfig().to_dict(), home=tmp_path, out=tmp_path / "out"):
+            raise StopRequested("evaluation stopped after 1 of 4 tasks")
+    with Store(tmp_path) as store:
+        (run,) = store.list_runs()
+        assert (run.status, run.error, run.origin) == ("stopped", None, "cli")
+        with pytest.raises(InvalidRunState, match="run that command again"):
+            resume(store, run.id, start=False)
+        assert store.get_run(run.id).status == "stopped"  # refused, nothing changed
+
+
+def test_checkpoint_and_sample_commands_pause_only_a_stage_that_restarts_itself(tmp_path) -> None:
+    from flowopd_studio.storage.recorder import StoreCallback
+    from flowopd_studio.storage.reporter import Reporter
+
+    with Store(tmp_path) as store:
+        for pausable in (False, True):
+            run = store.start_foreground("eval", {}, 1234)
+            callback = StoreCallback(Reporter(store, run, 1234), pausable=pausable)
+            store.send_command(run.id, "checkpoint")
+            assert callback.should_stop() is pausable and not callback.stop
+            store.send_command(run.id, "stop")
+            assert callback.should_stop() and callback.stop
+
+
+def test_a_stopped_sft_cold_start_stops_the_benchmark(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from flowopd.events import StopRequested
+    from flowopd.reproduce.plan import StageSpec
+    from flowopd.reproduce.stage import ReproduceStopped, _train_coldstart
+
+    def stopped(*args, **kwargs):
+        raise StopRequested("cold-start SFT stopped at step 3 of 200; nothing was written")
+
+    monkeypatch.setattr("flowopd.trainers.coldstart.run_coldstart", stopped)
+    with pytest.raises(ReproduceStopped, match="coldstart-sft: cold-start SFT stopped at step 3"):
+        _train_coldstart(StageSpec("coldstart-sft", "coldstart", None), tmp_path, None, None)

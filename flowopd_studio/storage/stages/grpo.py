@@ -3,7 +3,7 @@
 Config: the ``GRPOConfig`` fields; ``model`` may be a pretrain run id. The run folder is the trainer's
 ``out_dir``: ``checkpoint/`` (resumable: adapter, optimizer, EMA, step, RNG) and, at the end, ``adapter/``
 (artifact ``adapter``: a teacher for ``opd`` and ``coldstart`` runs, which may name this run's id).
-Metrics: one row per epoch at its optimizer step (loss, reward/<task>, kl_base, ...; see
+Metrics: one row per epoch at its optimizer step (loss, reward/<task>, kl/base, ...; see
 :mod:`flowopd.trainers.loop`). Commands and resume: :mod:`flowopd_studio.storage.stages.training`.
 """
 

@@ -90,7 +90,7 @@ class _PretrainCallback(StoreCallback):
     state, and sample the EMA model (once per step, or on a *sample now* command)."""
 
     def __init__(self, cfg, out: Path, reporter: Reporter, start: int):
-        super().__init__(reporter, flush_metrics=False)  # steps take milliseconds: flush before saves only
+        super().__init__(reporter, flush_metrics=False, pausable=True)  # steps take ms: flush before saves
         self.cfg, self.out, self.sampled = cfg, out, start
 
     def on_metrics(self, step: int, metrics) -> None:

@@ -132,7 +132,7 @@ def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
     torch.manual_seed(cfg.seed)  # a new LoRA's init: the same run gives the same weights (a resume restores RNG)
     reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
     model = load_model(cfg.model, device=accelerator.device)
-    callback = StoreCallback(reporter)
+    callback = StoreCallback(reporter, pausable=True)
     while True:
         result = train(model, cfg, run_dir, callback=callback, resume=True, accelerator=accelerator)
         if not result.stopped:
