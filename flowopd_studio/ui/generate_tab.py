@@ -33,7 +33,7 @@ class GenerateWidgets:
     scores: gr.Dataframe
 
 
-def render() -> GenerateWidgets:
+def render(state: AppState | None = None) -> GenerateWidgets:
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", value='a sign that says "HAT"',
@@ -89,6 +89,6 @@ def reward_cells(images: list[Image.Image], prompt: str) -> dict[str, list[float
     return cells
 
 
-def listen(w: GenerateWidgets, state: AppState) -> None:
+def listen(w: GenerateWidgets, state: AppState, **_: object) -> None:
     w.button.click(lambda *a: run_generate(state, *a), inputs=[w.prompt, w.seed, w.steps, w.guidance, w.count],
                    outputs=[w.gallery, w.scores], api_name="generate")
