@@ -14,6 +14,7 @@ import gradio as gr
 from . import compare_tab, distill_tab, export_tab, generate_tab, models_tab, results_tab, runs_tab
 from .state import AppState
 
+QUEUE_SIZE = 64
 # (tab label, module, shown in demo mode)
 TABS: list[tuple[str, ModuleType, bool]] = [
     ("Models & teachers", models_tab, False),
@@ -39,4 +40,7 @@ def build_app(state: AppState) -> gr.Blocks:
                 with gr.Tab(label, id=label.split()[0].lower(), elem_id=f"tab-{label.split()[0].lower()}"):
                     widgets = module.render(state)
                 module.listen(widgets, state, demo=demo, tabs=tabs)
+    # Mutations one at a time; sampling events share concurrency_id "gpu" (limit 1) and the model's lock; a
+    # bounded queue refuses a flood instead of growing without end. Polling handlers opt out (limit None).
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     return demo

@@ -91,4 +91,4 @@ def reward_cells(images: list[Image.Image], prompt: str) -> dict[str, list[float
 
 def listen(w: GenerateWidgets, state: AppState, **_: object) -> None:
     w.button.click(lambda *a: run_generate(state, *a), inputs=[w.prompt, w.seed, w.steps, w.guidance, w.count],
-                   outputs=[w.gallery, w.scores], api_name="generate")
+                   outputs=[w.gallery, w.scores], api_name="generate", concurrency_id="gpu", concurrency_limit=1)

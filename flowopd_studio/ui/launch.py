@@ -94,7 +94,6 @@ def options(argv: list[str] | None = None) -> LaunchOptions:
 def launch(app, opts: LaunchOptions, *, block: bool = True, **kwargs) -> None:
     """Serve ``app`` (a ``gr.Blocks``) with ``opts``; a share link that cannot be made leaves it serving locally
     with a message saying so. ``block=False`` returns once the server is up (tests)."""
-    app.queue(default_concurrency_limit=1)
     if opts.demo:
         print(f"Flow-OPD Studio runs read-only (demo mode, because of {opts.demo_reason}): generate and compare only.")
     common = dict(server_name=opts.host, server_port=opts.port, auth=opts.auth or None, run_history=False,
