@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from torch import nn
 
 from ..models.base import FlowModel
-from .registry import adapter_of_parameter, lora_layers, require_adapter
+from .registry import adapter_names, adapter_of_parameter, lora_layers, require_adapter
 
 AdapterState = tuple[list[str], bool]  # (active adapter names, whether adapters are disabled)
 
@@ -33,6 +33,8 @@ def active_state(model: FlowModel) -> AdapterState:
 
 
 def _apply_state(model: FlowModel, active: list[str], disabled: bool) -> None:
+    if not adapter_names(model):  # every adapter was deleted: the LoRA layers left behind run as the base
+        return
     tr = model.transformer
     if disabled or not active:
         tr.disable_adapters()
