@@ -1,15 +1,69 @@
-"""The results tab (being built: see issue 17)."""
+"""The Results tab: the committed reproduction (``docs/results-tiny.*``) as its table and plots, and the report
+of any finished ``reproduce`` run in the store."""
 
 from __future__ import annotations
 
-import gradio as gr
+from dataclasses import dataclass
 
+import gradio as gr
+from PIL import Image
+
+from ..services.results import Results, committed, run_reports
 from .state import AppState
 
 
-def render(state: AppState) -> None:
-    gr.Markdown("Coming in this release.")
+@dataclass
+class ResultsWidgets:
+    pick: gr.Dropdown
+    refresh: gr.Button
+    table: gr.Dataframe
+    plots: gr.Gallery
+    report: gr.Markdown
 
 
-def listen(widgets: None, state: AppState, **_: object) -> None:
-    """No events yet."""
+def all_results(state: AppState) -> list[Results]:
+    with state.store() as store:
+        found = run_reports(store)
+    first = committed()
+    return ([first] if first else []) + found
+
+
+def render(state: AppState) -> ResultsWidgets:
+    titles = [r.title for r in all_results(state)]
+    with gr.Row():
+        pick = gr.Dropdown(titles, value=titles[0] if titles else None, label="Reproduction", scale=4,
+                           elem_id="results-pick")
+        refresh = gr.Button("Refresh", size="sm", scale=1)
+    table = gr.Dataframe(label="Per-task scores (mean ± std over seeds)", interactive=False, elem_id="results-table")
+    plots = gr.Gallery(label="Plots", columns=3, height="auto")
+    with gr.Accordion("Report", open=False):
+        report = gr.Markdown()
+    return ResultsWidgets(pick, refresh, table, plots, report)
+
+
+def show(state: AppState, title: str | None):
+    """The table, the plots (as images: nothing is served from outside the data folder) and the report."""
+    found = {r.title: r for r in all_results(state)}
+    if not found:
+        return {"headers": ["row"], "data": []}, [], "No reproduction yet: run `flowopd reproduce --record`."
+    r = found.get(title) or next(iter(found.values()))
+    plots = []
+    for path in r.plots:
+        with Image.open(path) as im:
+            plots.append((im.convert("RGB"), path.stem))
+    return {"headers": r.headers, "data": r.table}, plots, r.report
+
+
+def listen(w: ResultsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> None:
+    outputs = [w.table, w.plots, w.report]
+    w.pick.change(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_show",
+                  concurrency_limit=None)
+    demo.load(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_load",
+              api_visibility="undocumented", concurrency_limit=None)
+
+    def refresh(current):
+        titles = [r.title for r in all_results(state)]
+        return gr.Dropdown(choices=titles, value=current if current in titles else (titles[0] if titles else None))
+
+    w.refresh.click(refresh, inputs=[w.pick], outputs=[w.pick], api_name="results_refresh",
+                    api_visibility="undocumented", concurrency_limit=None)

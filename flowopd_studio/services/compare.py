@@ -1,0 +1,180 @@
+"""Same-seed comparison: every source (base, teachers, cold start, student) samples the same prompts from the
+same initial noise, every reward scores every image, the best per row is marked and per-task means give the
+reproduction's table for these prompts.
+
+Callers hold the app's lock: sources are loaded onto, and sampled from, the one shared model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from flowopd.adapters import use_adapter
+from flowopd.models.base import FlowModel, to_pil
+from flowopd.rewards import REWARDS
+from flowopd.sampling import generate
+from flowopd.world.grammar import NotACompositionPrompt, parse_compose_prompt
+from flowopd.world.prompts import TASKS
+from flowopd.world.splits import load_prompts, record_for_prompt
+
+from .adapter_cache import cached_adapter
+from .sources import Source
+
+MAX_PROMPTS = 32
+MAX_SEEDS = 8
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """A prompt to compare, its metadata record and its task (None: outside the four tasks)."""
+
+    prompt: str
+    task: str | None
+    record: dict
+
+
+@dataclass
+class Comparison:
+    """The grid: ``images[r][c]`` and ``scores[r][c]`` (reward -> score, None when the reward cannot judge the
+    prompt) for row ``r`` (``rows[r]``: a prompt and a seed) and column ``c`` (``columns[c]``)."""
+
+    columns: list[Source]
+    rows: list[tuple[PromptItem, int]]
+    images: list[list[Image.Image]] = field(default_factory=list)
+    scores: list[list[dict[str, float | None]]] = field(default_factory=list)
+    num_steps: int = 20
+    guidance: float = 3.0
+
+
+def task_of(prompt: str, record: dict) -> str | None:
+    """The task a typed prompt belongs to: its record's (the task it was made for, when the ``quality`` set
+    borrowed it), else ``compose`` when the grammar parses it, else ``text`` when it quotes a word, else None."""
+    task = record.get("source_task") or record.get("task")
+    if task in TASKS:
+        return task
+    try:
+        parse_compose_prompt(prompt)
+        return "compose"
+    except NotACompositionPrompt:
+        return "text" if prompt.count('"') >= 2 else None
+
+
+def prompt_items(text: str = "", task: str | None = None, count: int = 4) -> list[PromptItem]:
+    """The prompts to compare: the first ``count`` test prompts of ``task`` when given, else the lines of
+    ``text`` (one prompt per line; blank lines skipped).
+
+    Raises:
+        ValueError: no prompt, too many, or an unknown task; the message names the field and the fix.
+    """
+    if task:
+        if task not in TASKS:
+            raise ValueError(f"Prompt set {task!r} is unknown: choose one of {', '.join(TASKS)}")
+        if not 1 <= int(count) <= MAX_PROMPTS:
+            raise ValueError(f"Prompts from the set: {count} is out of range; pick 1 to {MAX_PROMPTS}")
+        return [PromptItem(r["prompt"], task, r) for r in load_prompts(task, "test")[:int(count)]]
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("Prompts is empty: type a prompt (one per line) or pick a task's prompt set")
+    if len(lines) > MAX_PROMPTS:
+        raise ValueError(f"Prompts holds {len(lines)} lines: compare at most {MAX_PROMPTS} at once")
+    items = []
+    for line in lines:
+        record = record_for_prompt(line)
+        items.append(PromptItem(line, task_of(line, record), record))
+    return items
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ``"0, 1, 2"`` (commas or spaces); each a whole number >= 0.
+
+    >>> parse_seeds("0, 7 3")
+    [0, 7, 3]
+    """
+    parts = str(text or "").replace(",", " ").split()
+    try:
+        seeds = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"Seeds {text!r}: give whole numbers >= 0 separated by commas, e.g. 0, 1") from None
+    if not seeds or any(s < 0 for s in seeds) or len(seeds) > MAX_SEEDS:
+        raise ValueError(f"Seeds {text!r}: give 1 to {MAX_SEEDS} whole numbers >= 0, e.g. 0, 1")
+    return seeds
+
+
+def score_images(images: list[Image.Image], item: PromptItem) -> list[dict[str, float | None]]:
+    """Every reward's score per image of ``item``; ``compose`` is None for a prompt outside its grammar."""
+    try:
+        clauses = parse_compose_prompt(item.prompt)
+    except NotACompositionPrompt:
+        clauses = None
+    out: list[dict[str, float | None]] = [{} for _ in images]
+    for name, fn in REWARDS.items():
+        if name == "compose" and clauses is None:
+            values: list[float | None] = [None] * len(images)
+        else:
+            meta = clauses if name == "compose" else item.record
+            values = [float(v) for v in fn(images, [item.prompt] * len(images), [meta] * len(images))]
+        for cell, v in zip(out, values):
+            cell[name] = v
+    return out
+
+
+def compare(model: FlowModel, sources: list[Source], items: list[PromptItem], seeds: list[int], *,
+            num_steps: int = 20, guidance: float = 3.0) -> Comparison:
+    """Sample every (prompt, seed) with every source from the same initial noise and score the images."""
+    if not sources:
+        raise ValueError("Models is empty: pick at least one model to compare")
+    rows = [(item, seed) for item in items for seed in seeds]
+    prompts, row_seeds = [i.prompt for i, _ in rows], [s for _, s in rows]
+    columns: list[list[Image.Image]] = []
+    for source in sources:
+        name = cached_adapter(model, source.folder) if source.folder is not None else None
+        with use_adapter(model, name):
+            columns.append(to_pil(generate(model, prompts, seeds=row_seeds, num_steps=num_steps,
+                                           guidance=guidance)))
+    result = Comparison(list(sources), rows, num_steps=num_steps, guidance=guidance)
+    for r, (item, _) in enumerate(rows):
+        row_images = [col[r] for col in columns]
+        result.images.append(row_images)
+        result.scores.append(score_images(row_images, item))
+    return result
+
+
+def row_score(scores: dict[str, float | None], task: str | None) -> float | None:
+    """What ranks a cell: the score of its prompt's task reward, else the mean of the rewards that judged it."""
+    if task in scores and scores[task] is not None:
+        return scores[task]
+    values = [v for v in scores.values() if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def best_columns(result: Comparison) -> list[list[int]]:
+    """Per row, the columns with the best :func:`row_score` (ties all marked; none when every cell ties)."""
+    best = []
+    for (item, _), cells in zip(result.rows, result.scores):
+        values = [row_score(c, item.task) for c in cells]
+        known = [v for v in values if v is not None]
+        if not known or (len(known) > 1 and max(known) == min(known)):
+            best.append([])
+            continue
+        top = max(known)
+        best.append([c for c, v in enumerate(values) if v is not None and abs(v - top) < 1e-12])
+    return best
+
+
+def task_means(result: Comparison) -> list[dict[str, float | None]]:
+    """Per column: each task's reward averaged over that task's rows, and ``average`` over those tasks
+    (the reproduction's table for these prompts; ``compose`` is the reward's mean, not the category mean of
+    the full evaluation)."""
+    out = []
+    for c in range(len(result.columns)):
+        means: dict[str, float | None] = {}
+        for task in TASKS:
+            values = [cells[c][task] for (item, _), cells in zip(result.rows, result.scores)
+                      if item.task == task and cells[c].get(task) is not None]
+            means[task] = sum(values) / len(values) if values else None
+        known = [v for v in means.values() if v is not None]
+        means["average"] = sum(known) / len(known) if known else None
+        out.append(means)
+    return out

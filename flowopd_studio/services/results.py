@@ -1,0 +1,80 @@
+"""The reproduction results: the committed one (``docs/results-tiny.md``, ``.json`` and ``results-tiny/*.png``)
+and the reports of finished ``reproduce`` runs in the store (artifacts of kind ``report``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowopd.world.prompts import TASKS
+
+from ..storage.errors import StoreError
+from ..storage.paths import CODE_ROOT
+
+DOCS = CODE_ROOT / "docs"
+COLUMNS = [*TASKS, "average"]
+
+
+@dataclass
+class Results:
+    """One reproduction: its table (rows of ``[row name, task means..., average]`` with ``±std`` text),
+    its report text and its plots (PNG paths)."""
+
+    title: str
+    headers: list[str]
+    table: list[list[str]]
+    report: str = ""
+    plots: list[Path] = field(default_factory=list)
+
+
+def table_of(results: dict) -> tuple[list[str], list[list[str]]]:
+    """``results.json``'s rows as a table: ``mean ± std`` per task and the average; missing cells blank.
+
+    >>> table_of({"rows": {"base": {"text": 0.5, "std": {"text": 0.01}}}})[1][0][:3]
+    ['base', '', '0.500 ± 0.010']
+    """
+    rows = []
+    for name, row in (results.get("rows") or {}).items():
+        std = row.get("std") or {}
+        cells = [name]
+        for col in COLUMNS:
+            v = row.get(col)
+            cells.append("" if v is None else f"{v:.3f}" + (f" ± {std[col]:.3f}" if std.get(col) else ""))
+        rows.append(cells)
+    return ["row", *COLUMNS], rows
+
+
+def committed(docs: Path = DOCS) -> Results | None:
+    """The committed reproduction, or None where the docs are not shipped (an installed package)."""
+    data_file = docs / "results-tiny.json"
+    if not data_file.is_file():
+        return None
+    headers, table = table_of(json.loads(data_file.read_text()))
+    md = docs / "results-tiny.md"
+    plots = sorted((docs / "results-tiny").glob("*.png"))
+    return Results("committed reproduction (docs/results-tiny.md)", headers, table,
+                   md.read_text() if md.is_file() else "", plots)
+
+
+def run_reports(store) -> list[Results]:
+    """One :class:`Results` per finished ``reproduce`` run with report artifacts, newest first."""
+    out = []
+    for run in sorted(store.list_runs("finished"), key=lambda r: r.created_at, reverse=True):
+        if run.stage != "reproduce":
+            continue
+        reports = [a for a in store.artifacts(run.id) if a["kind"] == "report"]
+        try:
+            files = [store.path(a["path"]) for a in reports]
+        except StoreError:
+            continue
+        headers, table, text, plots = ["row", *COLUMNS], [], "", []
+        for f in files:
+            if f.name == "results.json" and f.is_file():
+                headers, table = table_of(json.loads(f.read_text()))
+            elif f.suffix == ".md" and f.is_file():
+                text = f.read_text()
+                plots = sorted(f.parent.glob("*.png")) + sorted(f.parent.glob("*/*.png"))
+        if table or text:
+            out.append(Results(f"run {run.id} ({run.name})", headers, table, text, plots))
+    return out
