@@ -121,8 +121,17 @@ def _v2_progress(db: Database) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column}")  # execute, not executescript: that would commit
 
 
+def _v3_teachers(db: Database) -> None:
+    """What the app shows of a teacher: its algorithm and config snapshot, where it comes from (``run``: trained
+    here, ``import``: a LoRA folder brought in, ``builtin``: shipped), its scores (JSON task -> value) and the
+    eval run that measured them."""
+    for column in ("algorithm TEXT", "config TEXT", "scores TEXT", "source TEXT NOT NULL DEFAULT 'run'",
+                   "eval_run TEXT REFERENCES runs (id) ON DELETE SET NULL"):
+        db.execute(f"ALTER TABLE teachers ADD COLUMN {column}")
+
+
 # Append new migrations; never edit or reorder applied ones. Each gets the Database inside a transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_progress]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_progress, _v3_teachers]
 
 
 def schema_version(db: Database) -> int:

@@ -272,15 +272,40 @@ class Store:
         return list(self.db.query("SELECT * FROM base_models ORDER BY name"))
 
     def add_teacher(self, name: str, task: str, reward: str, path: str, *, base_model: str | None = None,
-                    source_run: str | None = None) -> None:
-        """Register a teacher adapter (its task, reward and the run that trained it)."""
+                    source_run: str | None = None, algorithm: str | None = None, config: dict | None = None,
+                    source: str = "run", eval_run: str | None = None) -> None:
+        """Register a teacher adapter (its task, reward and the run that trained it; ``source`` run, import or
+        builtin; the algorithm and config snapshot; the eval run that scores it)."""
+        if source not in ("run", "import", "builtin"):
+            raise ValueError(f"teacher source {source!r} is unknown: use run, import or builtin")
         with self._write(f"teacher {name}"):
             self.db["teachers"].upsert({"name": name, "task": task, "reward": reward, "path": path,
                                         "base_model": base_model, "source_run": source_run,
+                                        "algorithm": algorithm, "source": source, "eval_run": eval_run,
+                                        "config": json.dumps(config, sort_keys=True) if config is not None else None,
                                         "created_at": time.time()}, pk="name")
 
     def teachers(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM teachers ORDER BY name"))
+
+    def teacher(self, name: str) -> dict | None:
+        """The teachers row of ``name``, or None."""
+        rows = list(self.db.query("SELECT * FROM teachers WHERE name = ?", [name]))
+        return rows[0] if rows else None
+
+    def update_teacher(self, name: str, *, scores: dict | None = None, eval_run: str | None = None) -> None:
+        """Set a teacher's scores (task -> value) and/or the eval run that measures them."""
+        fields = {k: v for k, v in (("scores", json.dumps(scores, sort_keys=True) if scores is not None else None),
+                                    ("eval_run", eval_run)) if v is not None}
+        if fields:
+            with self._write(f"teacher {name}"):
+                self.db.execute(f"UPDATE teachers SET {', '.join(f'{k} = ?' for k in fields)} WHERE name = ?",
+                                [*fields.values(), name])
+
+    def remove_teacher(self, name: str) -> bool:
+        """Unregister a teacher (its adapter folder and runs stay); ``False`` if there was none."""
+        with self._write(f"teacher {name}"):
+            return self.db.execute("DELETE FROM teachers WHERE name = ?", [name]).rowcount == 1
 
     def get_setting(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()

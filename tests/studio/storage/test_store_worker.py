@@ -156,6 +156,20 @@ def test_eval_stage(store, fake_spawn, small_model_dir: Path) -> None:
     assert store.artifacts(run_id)[0]["kind"] == "report" and len(store.samples(run_id)) >= 1
 
 
+def test_eval_stage_of_an_adapter_on_the_first_prompts(store, fake_spawn, small_model, small_model_dir: Path,
+                                                         make_adapter, tmp_path: Path) -> None:
+    """An imported teacher's quick evaluation: ``adapter`` on top of the model, ``limit`` test prompts."""
+    folder = make_adapter(small_model, tmp_path / "adapter", zero=False)
+    with pytest.raises(ValueError, match="limit=0 is invalid"):
+        submit(store, "eval", {"model": str(small_model_dir), "limit": 0})
+    run_id = _start(store, fake_spawn, "eval", {"model": str(small_model_dir), "tasks": ["text"], "num_steps": 2,
+                                                 "adapter": str(folder), "limit": 3})
+    assert execute(store.home, run_id) == 0
+    assert store.get_run(run_id).status == "finished" and 0 <= store.latest_metrics(run_id)["eval/text"] <= 1
+    report = (store.run_dir(run_id) / "report.json").read_text()
+    assert '"text"' in report and len(store.samples(run_id)) == 3  # 3 prompts evaluated, each sampled
+
+
 def test_eval_of_a_pretrain_run_and_stop(store, fake_spawn, tiny_pretrain) -> None:
     base = _start(store, fake_spawn, "pretrain", tiny_pretrain(steps=2))
     execute(store.home, base)
