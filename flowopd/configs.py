@@ -292,3 +292,44 @@ class OPDConfig(_RLConfig, kind="opd"):
     def sd35_medium(cls, **overrides: Any) -> OPDConfig:
         """The released multi-teacher OPD settings (B 2): G 16, lr 1e-4, MAR 0.02 (paper)."""
         return cls._sd35(**{"batch_size": 32, "group_size": 16, "train_batch_size": 4, "lr": 1e-4, **overrides})
+
+
+# --- presets: quick | default | paper, for any registered config kind (the app's forms, scripts) -------------
+PRESET_NAMES = ("quick", "default", "paper")
+# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. Measured on the built-in tiny
+# model on the 2-core test machine (one process, 1 thread, the machine otherwise lightly loaded): a GRPO epoch
+# 2.4-2.5 images/s and an OPD epoch 2.0-2.1 images/s (sampling, scoring and training together; the runs'
+# `images_per_s` metric). 8 epochs of 64 images (the reproduction's teacher budget, docs/results-tiny.md) are
+# 512 images: about 3.6 min per teacher and 4.1 min for the distillation, plus about 10 s of worker start per
+# run, so four teachers, a merge and the distillation come to about 19 min of training.
+QUICK_FIELDS: dict[str, dict[str, Any]] = {
+    "grpo": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
+                 checkpoint_every=2, sample_every=2),
+    "opd": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-4,
+                checkpoint_every=2, sample_every=2),
+    "coldstart": dict(sft_steps=50, sft_batch_size=16, sft_samples_per_task=32),
+}
+
+
+def preset(kind: str, name: str = "default", **overrides: Any) -> ConfigBase:
+    """The ``kind`` config (``grpo``, ``opd``, ``coldstart``, or any registered kind) of preset ``name``.
+
+    ``quick``: minutes on a 2-core CPU (:data:`QUICK_FIELDS`; a kind without an entry gets its defaults);
+    ``default``: the config's defaults (the tiny world's tuned values); ``paper``: the class's ``sd35_medium()``
+    (the paper's SD3.5 Medium settings). ``overrides`` (any field) apply last.
+
+    Example:
+        >>> preset("grpo", "quick").epochs
+        8
+    """
+    from .config_base import config_class
+
+    cls = config_class(kind)
+    if name not in PRESET_NAMES:
+        raise ValueError(f"preset {name!r} is unknown: use one of {', '.join(PRESET_NAMES)}")
+    if name == "paper":
+        if not hasattr(cls, "sd35_medium"):
+            raise ValueError(f"the {kind} config has no paper preset: use quick or default")
+        return cls.sd35_medium(**overrides)
+    values = dict(QUICK_FIELDS.get(kind, {})) if name == "quick" else {}
+    return cls(**{**values, **overrides})
