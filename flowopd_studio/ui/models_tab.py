@@ -1,15 +1,206 @@
-"""The models tab (being built: see issue 17)."""
+"""The Models & teachers tab: pick the base model of new runs, define a teacher (settings rendered from its
+algorithm's config, presets quick / default / paper) and start its run, import a LoRA as a teacher, and the
+teachers table of the store. Handlers call :mod:`flowopd_studio.services`; nothing trains here (a teacher is
+a queued run, an imported LoRA's evaluation an ``eval`` run)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
+from flowopd.configs import PRESET_NAMES, REWARD_NAMES
+from flowopd.world.prompts import TASKS
+
+from ..services import base_models, lora_import, teachers
+from ..services.config_forms import TEACHER_OWN, build_config, parse_weights, preset_values, teacher_algorithms
+from ..services.distill import teacher_cli
+from .config_form import guarded, settings_form
 from .state import AppState
 
-
-def render(state: AppState) -> None:
-    gr.Markdown("Coming in this release.")
+COLUMNS = ["name", "task", "algorithm", "source", "status", "score", "scores", "eval", "base", "run"]
 
 
-def listen(widgets: None, state: AppState, **_: object) -> None:
-    """No events yet."""
+@dataclass
+class ModelsWidgets:
+    base_kind: gr.Radio
+    base_path: gr.Textbox
+    base_button: gr.Button
+    base_info: gr.Markdown
+    name: gr.Textbox
+    task: gr.Dropdown
+    rewards: gr.Textbox
+    prompts: gr.Textbox
+    algorithm: gr.Dropdown
+    preset: gr.Radio
+    forms: dict  # algorithm -> (gr.Group, {field: widget})
+    start: gr.Button
+    request: gr.Code
+    cli: gr.Code
+    status: gr.Markdown
+    imp_path: gr.Textbox
+    imp_name: gr.Textbox
+    imp_task: gr.Dropdown
+    inspect: gr.Button
+    do_import: gr.Button
+    imp_info: gr.Markdown
+    table: gr.Dataframe
+    refresh: gr.Button
+    eval_name: gr.Dropdown
+    evaluate: gr.Button
+
+
+def render(state: AppState) -> ModelsWidgets:
+    algorithms = teacher_algorithms()
+    gr.Markdown("### Base model of new runs\nThe app generates with the model it was launched with; runs started "
+                "here and in Distill train on the base chosen here (checked, not loaded).")
+    with gr.Row():
+        base_kind = gr.Radio(list(base_models.KINDS), value=base_models.BUILTIN, label="Base model kind")
+        base_path = gr.Textbox(label="Base model path", info="tiny folder, SD3/SD3.5 pipeline folder, or owner/name "
+                               "of a Hub model already in the local cache; empty for the built-in tiny model")
+        base_button = gr.Button("Use this base")
+    base_info = gr.Markdown()
+    gr.Markdown("### Define a teacher")
+    with gr.Row():
+        name = gr.Textbox(label="Teacher name", placeholder="e.g. text-quick", elem_id="teacher-name")
+        task = gr.Dropdown(list(TASKS), value="text", label="Task", info="the task this teacher serves")
+        rewards = gr.Textbox(value="text=1", label="Reward(s)",
+                             info=f"name=weight, comma separated; several = GRPO-Mix ({', '.join(REWARD_NAMES)})")
+        prompts = gr.Textbox(value="text=1", label="Prompt set (task weights)",
+                             info=f"task=weight of its train prompts ({', '.join(TASKS)})")
+    with gr.Row():
+        algorithm = gr.Dropdown(algorithms, value=algorithms[0], label="Algorithm",
+                                info="teacher algorithms with a registered config and worker stage")
+        preset = gr.Radio(list(PRESET_NAMES), value="quick", label="Preset",
+                          info="quick: about 3.6 min per teacher on 2 CPU cores; default: the tiny world's tuned "
+                               "values; paper: the paper's SD3.5 Medium settings")
+    forms = {}
+    for algo in algorithms:
+        with gr.Group(visible=algo == algorithms[0]) as group:
+            forms[algo] = (group, settings_form(algo, "quick", TEACHER_OWN))
+    start = gr.Button("Start teacher", variant="primary", elem_id="start-teacher")
+    status = gr.Markdown()
+    with gr.Accordion("Config JSON and equivalent command", open=False):
+        request = gr.Code(language="json", label="Teacher request (config JSON)", buttons=["copy"])
+        cli = gr.Code(language="shell", label="Equivalent CLI", buttons=["copy"])
+    gr.Markdown("### Import a LoRA as a teacher\nA peft folder (adapter_config.json + adapter_model.safetensors), a "
+                "diffusers pytorch_lora_weights.safetensors, or our adapter folder; checked against the app's model, "
+                "then evaluated on the first test prompts of its task (an eval run).")
+    with gr.Row():
+        imp_path = gr.Textbox(label="LoRA path", info="folder or .safetensors file on this machine")
+        imp_name = gr.Textbox(label="Teacher name (import)")
+        imp_task = gr.Dropdown(list(TASKS), value="text", label="Task (import)")
+    with gr.Row():
+        inspect = gr.Button("Inspect")
+        do_import = gr.Button("Import", variant="primary")
+    imp_info = gr.Markdown()
+    gr.Markdown("### Teachers")
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Teachers in the store")
+    with gr.Row():
+        refresh = gr.Button("Refresh")
+        eval_name = gr.Dropdown([], label="Teacher to evaluate", allow_custom_value=True)
+        evaluate = gr.Button("Quick evaluation")
+    return ModelsWidgets(base_kind, base_path, base_button, base_info, name, task, rewards, prompts, algorithm, preset,
+                         forms, start, request, cli, status, imp_path, imp_name, imp_task, inspect, do_import, imp_info,
+                         table, refresh, eval_name, evaluate)
+
+
+# --- handlers (plain functions of the state and the form's values) -----------------------------------------------
+
+def base_text(state: AppState) -> str:
+    with state.store() as store:
+        base = base_models.current_base(store, state.model_ref)
+    return f"New runs train on **{base.name}** ({base.backend}, `{base.path}`)."
+
+
+def choose_base(state: AppState, kind: str, path: str) -> str:
+    with state.store() as store:
+        base_models.choose_base(store, kind, path)
+    return base_text(state)
+
+
+def teacher_table(state: AppState) -> tuple[list[list], gr.Dropdown]:
+    with state.store() as store:
+        rows = teachers.list_teachers(store)
+    return [[r[c] for c in COLUMNS] for r in rows], gr.Dropdown(choices=[r["name"] for r in rows])
+
+
+def teacher_request(state: AppState, order: list[tuple[str, str]], name: str, task: str, rewards: str, prompts: str,
+                    algorithm: str, *values) -> tuple[str, str]:
+    """The validated request (config JSON) and the equivalent CLI, from the form."""
+    with state.store() as store:
+        name, task = teachers.check_name(store, name), teachers.check_task(task)
+        base = base_models.current_base(store, state.model_ref)
+    fixed = {"rewards": parse_weights(rewards, "Reward(s)", REWARD_NAMES),
+             "prompt_tasks": parse_weights(prompts, "Prompt set", TASKS), "model": base.ref}
+    settings = {field: v for (algo, field), v in zip(order, values) if algo == algorithm}
+    config = build_config(algorithm, settings, fixed, "Teacher settings")
+    request = teachers.TeacherRequest(name, task, algorithm, config)
+    return request.to_json(), teacher_cli(request, state.home)
+
+
+def start_teacher(state: AppState, request_json: str):
+    request = teachers.TeacherRequest.from_json(request_json)
+    with state.store() as store:
+        base = base_models.current_base(store, state.model_ref)
+        run = teachers.define_teacher(store, request, base)
+    return (f"Teacher **{request.name}** queued as run `{run.id}` ({run.status}); follow it in the Runs tab.",
+            *teacher_table(state))
+
+
+def inspect_lora(state: AppState, path: str) -> str:
+    info = lora_import.check_lora(lora_import.inspect_lora(path, tuple(state.model.lora_target_modules)), state.model)
+    verdict = "fits the app's model" if not info.problems else "**does not fit**: " + "; ".join(info.problems)
+    return (f"`{info.path}`: format **{info.format}**, rank {info.rank}, alpha {info.alpha:g}, "
+            f"{len(info.modules)} layers ({', '.join(info.target_modules)}), base named: {info.base or 'none'}; "
+            f"{verdict}.")
+
+
+def import_lora(state: AppState, path: str, name: str, task: str):
+    with state.store() as store:
+        base = base_models.current_base(store, state.model_ref)
+        base_models.ensure_registered(store, base)
+        info, run_id = lora_import.import_lora(store, state.model, path, name, teachers.check_task(task), base.name,
+                                               state.model_ref)
+    return (f"Imported **{name.strip()}** ({info.format}, r={info.rank}, alpha {info.alpha:g}); its quick evaluation "
+            f"is run `{run_id}`.", *teacher_table(state))
+
+
+def evaluate_teacher(state: AppState, name: str) -> str:
+    with state.store() as store:
+        run = teachers.quick_eval(store, name, state.model_ref)
+    return f"Quick evaluation of **{name}** queued as run `{run.id}`."
+
+
+def preset_fill(algorithm: str, preset: str, forms: dict) -> list:
+    out = []
+    for algo, (_, widgets) in forms.items():
+        values = preset_values(algo, preset, TEACHER_OWN) if algo == algorithm else {}
+        out += [gr.update(value=values[f]) if f in values else gr.update() for f in widgets]
+    return out
+
+
+def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> None:
+    order = [(algo, f) for algo, (_, widgets) in w.forms.items() for f in widgets]
+    fields = [widget for _, widgets in w.forms.values() for widget in widgets.values()]
+    hidden = dict(api_visibility="undocumented")
+    w.base_button.click(guarded(lambda k, p: choose_base(state, k, p)), [w.base_kind, w.base_path], w.base_info,
+                        api_name="choose_base")
+    demo.load(lambda: base_text(state), None, w.base_info, api_name="current_base", **hidden)
+    demo.load(lambda: teacher_table(state), None, [w.table, w.eval_name], api_name="list_teachers", **hidden)
+    w.refresh.click(lambda: teacher_table(state), None, [w.table, w.eval_name], api_name="refresh_teachers", **hidden)
+    w.task.change(lambda t: (f"{t}=1", f"{t}=1"), w.task, [w.rewards, w.prompts], api_name="teacher_task", **hidden)
+    w.algorithm.change(lambda a: [gr.Group(visible=algo == a) for algo in w.forms], w.algorithm,
+                       [g for g, _ in w.forms.values()], api_name="teacher_algorithm", **hidden)
+    w.preset.change(lambda a, p: preset_fill(a, p, w.forms), [w.algorithm, w.preset], fields,
+                    api_name="teacher_preset", **hidden)
+    w.start.click(guarded(lambda *v: teacher_request(state, order, *v)),
+                  [w.name, w.task, w.rewards, w.prompts, w.algorithm, *fields], [w.request, w.cli],
+                  api_name="teacher_config", **hidden
+                  ).success(guarded(lambda r: start_teacher(state, r)), w.request, [w.status, w.table, w.eval_name],
+                            api_name="start_teacher")
+    w.inspect.click(guarded(lambda p: inspect_lora(state, p)), w.imp_path, w.imp_info, api_name="inspect_lora")
+    w.do_import.click(guarded(lambda p, n, t: import_lora(state, p, n, t)), [w.imp_path, w.imp_name, w.imp_task],
+                      [w.imp_info, w.table, w.eval_name], api_name="import_lora")
+    w.evaluate.click(guarded(lambda n: evaluate_teacher(state, n)), w.eval_name, w.status, api_name="evaluate_teacher")
+

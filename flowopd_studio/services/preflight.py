@@ -1,0 +1,138 @@
+"""Pre-flight: how long a chain of runs will take here and, on a GPU, how much memory its training needs.
+
+**Time.** A GRPO or OPD run costs ``epochs x batch_size`` images at the ``images_per_s`` this machine measured
+(the median of the recent runs of that stage on the same base model in the store; the metric covers
+sampling, scoring and training), plus :data:`RUN_OVERHEAD_S` to start the worker and load the model. With no
+such run, the fallback figures below (measured, built-in tiny model) are scaled by 10 / ``num_steps``; an SD3
+base without measurements gets no time estimate. A merge cold start costs the overhead only; an SFT one its
+teacher samples at the ODE rate and its steps at the pretraining rate (docs/speed-tiny.json).
+
+**Memory** (shown on a GPU): a formula, not a measurement: the frozen weights (2 bytes per parameter in
+fp16/bf16, else 4), the LoRA's fp32 weights, gradients, Adam moments and EMA (20 bytes per LoRA parameter),
+and the activations of one training micro-batch after Korthikanti et al. (2022), ``s b h (34 + 5 a s / h)``
+bytes per layer in half precision (doubled in fp32), with ``s`` the joint image + text tokens, ``b`` the
+micro-batch, ``h`` the width and ``a`` the heads (no activation checkpointing); plus 20 % for the allocator
+and workspace. For SD3.5 Medium at the paper preset (micro-batches of 8) this gives about 81 GiB, most of it
+activations: lower ``train_batch_size`` to fit a smaller GPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from .base_models import BaseModel
+
+RUN_OVERHEAD_S = 10.0  # worker start-up and model load (docs/storage.md: 5.7-7.3 s to start a worker)
+# Built-in tiny model, 2-core CPU, one process with 1 thread (2 epochs of 32 images each, measured
+# 2026-12-02 by the author of this module; the runs' images_per_s metric): GRPO 2.36-2.52, OPD 2.04-2.11.
+FALLBACK_IMAGES_PER_S = {"grpo": 2.4, "opd": 2.1}
+ODE_IMAGES_PER_S, SFT_IMAGES_PER_S = 7.1, 120.0  # docs/speed-tiny.json: ODE 20 steps with CFG; pretraining
+# SD3.5 Medium: 2.47 B transformer parameters, 5.6 B in the text encoders (CLIP-L, CLIP-G, T5-XXL), 24 layers
+# of width 1536 with 24 heads; 512 px images are 1024 latent patches, the text 77 + 256 tokens.
+SD35_ARCH = {"params": 8.07e9, "layers": 24, "width": 1536, "heads": 24, "tokens": 1024 + 333}
+RECENT_RUNS = 5
+
+
+@dataclass
+class Estimate:
+    """Seconds per stage (None: unknown), their sum, how each was estimated, and the GPU memory formula."""
+
+    stages: list[dict] = field(default_factory=list)  # {stage, seconds, how}
+    memory_gib: float | None = None
+    memory_how: str = ""
+
+    @property
+    def total_s(self) -> float | None:
+        secs = [s["seconds"] for s in self.stages]
+        return None if any(s is None for s in secs) else float(sum(secs))
+
+    def text(self, gpu: bool) -> str:
+        lines = ["| stage | time | how |", "|---|---|---|"]
+        for s in self.stages:
+            lines.append(f"| {s['stage']} | {_fmt(s['seconds'])} | {s['how']} |")
+        lines.append(f"| **total** | **{_fmt(self.total_s)}** | runs one after another |")
+        if gpu and self.memory_gib is not None:
+            lines.append(f"\nPeak GPU memory of the largest stage: about **{self.memory_gib:.1f} GiB** "
+                         f"({self.memory_how}).")
+        elif not gpu:
+            lines.append("\nNo GPU here: runs train on the CPU, whose memory the tiny model barely uses.")
+        return "\n".join(lines)
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def measured_rate(store, stage: str, model_ref: str | None) -> tuple[float, int] | None:
+    """(median images_per_s, runs) of the recent runs of ``stage`` on ``model_ref`` in the store, or None."""
+    rates, runs = [], 0
+    for run in store.list_runs():
+        if run.stage != stage or run.config.get("model") != model_ref:
+            continue
+        values = [r["value"] for r in store.metrics(run.id, "images_per_s") if r["value"]]
+        if values:
+            rates.append(statistics.median(values))
+            runs += 1
+        if runs >= RECENT_RUNS:
+            break
+    return (statistics.median(rates), runs) if rates else None
+
+
+def stage_seconds(store, stage: str, cfg: dict, base: BaseModel) -> tuple[float | None, str]:
+    if stage == "coldstart":
+        if cfg.get("mode") != "sft":
+            return RUN_OVERHEAD_S, f"{cfg.get('mode')}: start-up only"
+        images = cfg["sft_samples_per_task"] * len(cfg["teachers"])
+        secs = images / ODE_IMAGES_PER_S + cfg["sft_steps"] * cfg["sft_batch_size"] / SFT_IMAGES_PER_S
+        return RUN_OVERHEAD_S + secs, f"{images} teacher samples at {ODE_IMAGES_PER_S} images/s + SFT steps"
+    images = cfg["epochs"] * cfg["batch_size"]
+    found = measured_rate(store, stage, cfg.get("model"))
+    if found:
+        rate, runs = found
+        how = f"{images} images at {rate:.2f} images/s (median of {runs} recent {stage} run(s) here)"
+    elif base.backend == "tiny":
+        rate = FALLBACK_IMAGES_PER_S[stage] * 10 / cfg["num_steps"]
+        how = f"{images} images at {rate:.2f} images/s (fallback: measured on the built-in model, 2-core CPU)"
+    else:
+        return None, f"{images} images; no {stage} run on this base here yet to measure its speed"
+    return RUN_OVERHEAD_S + images / rate, how
+
+
+def model_arch(model) -> dict:
+    """Parameters, layers, width, heads and joint tokens of a loaded model's transformer (for the formula)."""
+    cfg = dict(getattr(model.transformer, "config", {}))
+    heads, head_dim = cfg.get("num_attention_heads", 1), cfg.get("attention_head_dim", 64)
+    patches = (cfg.get("sample_size", 32) // cfg.get("patch_size", 2)) ** 2
+    params = sum(p.numel() for m in model.modules().values() for p in m.parameters())
+    return {"params": params, "layers": cfg.get("num_layers", 1), "width": heads * head_dim, "heads": heads,
+            "tokens": patches + 77}
+
+
+def peak_memory_gib(cfg: dict, arch: dict) -> float:
+    """The formula of the module docstring for one GRPO/OPD config on a model of ``arch``."""
+    half = cfg.get("mixed_precision", "no") in ("fp16", "bf16")
+    weights = arch["params"] * (2 if half else 4)
+    per_layer_lora = 4 * cfg["lora_rank"] * arch["width"] * 2  # 4 attention projections of each stream, A and B
+    lora = 2 * per_layer_lora * arch["layers"] * 20
+    s, b, h, a = arch["tokens"], cfg["train_batch_size"], arch["width"], arch["heads"]
+    activations = s * b * h * (34 + 5 * a * s / h) * arch["layers"] * (1 if half else 2)
+    return 1.2 * (weights + lora + activations) / 2**30
+
+
+def estimate(store, stages: list[tuple[str, dict]], base: BaseModel, arch: dict | None = None) -> Estimate:
+    """The pre-flight of ``stages`` (stage, config) run in order on ``base``; ``arch`` from :func:`model_arch`
+    of the app's model when it is the base, else SD3.5 Medium's figures for an SD3 base."""
+    est = Estimate()
+    for stage, cfg in stages:
+        secs, how = stage_seconds(store, stage, cfg, base)
+        est.stages.append({"stage": stage, "seconds": secs, "how": how})
+    arch = arch or (SD35_ARCH if base.backend == "sd3" else None)
+    trained = [cfg for stage, cfg in stages if stage in ("grpo", "opd")]
+    if arch and trained:
+        est.memory_gib = max(peak_memory_gib(cfg, arch) for cfg in trained)
+        est.memory_how = ("formula: weights + LoRA training state + one micro-batch's activations "
+                          "(Korthikanti et al. 2022) + 20 %; not measured")
+    return est

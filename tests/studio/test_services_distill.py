@@ -1,0 +1,98 @@
+"""Distillation without Gradio: a plan's configs, the pipeline's chain of queued runs (teachers, cold start,
+distillation; later runs name earlier run ids) and the pre-flight's numbers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    started: list[str] = []
+
+    def spawn(home: Path, run_id: str) -> int:
+        started.append(run_id)
+        return os.getpid()
+
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
+    return started
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from flowopd_studio.storage.store import Store
+
+    with Store(tmp_path / "home") as s:
+        yield s
+
+
+@pytest.fixture
+def base():
+    from flowopd_studio.services.base_models import BaseModel
+
+    return BaseModel("tiny-base", None, "tiny")
+
+
+def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, base, small_model, make_adapter,
+                                                            tmp_path):
+    from flowopd_studio.services import distill
+
+    make_adapter(small_model, tmp_path / "text-teacher")
+    store.add_base_model("tiny-base", "x", "tiny")
+    store.add_teacher("mine", "text", "text", str(tmp_path / "text-teacher"), source="import")
+    choice = distill.DistillChoice("stu", {"text": "mine"}, ("compose", "prefer"), mar_anchor="text",
+                                   beta_mar=0.05, coldstart="merge", preset="quick")
+    plan = distill.plan(store, choice, base)
+    assert list(plan["train"]) == ["compose", "prefer"] and plan["opd"]["epochs"] == 8
+    assert plan["opd"]["prompt_tasks"] == {"compose": 1.0, "text": 1.0, "prefer": 1.0}
+    assert (plan["opd"]["mar_anchor"], plan["opd"]["beta_mar"], plan["coldstart"]["mode"]) == ("text", 0.05, "merge")
+    assert "flowopd runs submit opd --config stu.json --name stu" in distill.cli_commands(plan)
+    runs = distill.start(store, plan, base)
+    assert [(r.stage, r.name) for r in runs] == [("grpo", "stu-compose"), ("grpo", "stu-prefer"),
+                                                 ("coldstart", "stu-coldstart"), ("opd", "stu")]
+    assert spawned == [runs[0].id]  # one at a time: the rest wait in the queue, oldest first
+    assert [r.status for r in store.list_runs()] == ["queued"] * 3 + ["running"]
+    compose, prefer, cold, opd = runs
+    adapter = lambda r: str(store.run_dir(r.id) / "adapter")  # noqa: E731
+    assert cold.config["teachers"] == {"compose": adapter(compose), "text": str(tmp_path / "text-teacher"),
+                                       "prefer": adapter(prefer)}
+    assert opd.config["init"] == adapter(cold) and opd.config["teachers"] == cold.config["teachers"]
+    assert store.teacher("stu-compose")["source_run"] == compose.id
+
+
+def test_plan_refuses_bad_choices_naming_the_field(store, base):
+    from flowopd_studio.services import distill
+
+    with pytest.raises(ValueError, match="Teachers: none chosen"):
+        distill.plan(store, distill.DistillChoice("s", {}), base)
+    with pytest.raises(ValueError, match="Teacher for text: 'ghost' does not exist"):
+        distill.plan(store, distill.DistillChoice("s", {"text": "ghost"}), base)
+    with pytest.raises(ValueError, match="MAR anchor 'prefer' has no teacher here"):
+        distill.plan(store, distill.DistillChoice("s", {}, ("text",), mar_anchor="prefer"), base)
+    with pytest.raises(ValueError, match="Distillation settings: group_size=3 is invalid"):
+        distill.plan(store, distill.DistillChoice("s", {}, ("text",), settings={"group_size": 3}), base)
+
+
+def test_preflight_uses_measured_speeds_else_the_fallback(store, base, spawned):
+    from flowopd.configs import preset
+    from flowopd_studio.services.preflight import FALLBACK_IMAGES_PER_S, RUN_OVERHEAD_S, estimate, peak_memory_gib
+    from flowopd_studio.storage import queue
+
+    cfg = preset("grpo", "quick").to_dict()
+    est = estimate(store, [("grpo", cfg), ("coldstart", {"mode": "merge"})], base)
+    teacher = RUN_OVERHEAD_S + 512 / FALLBACK_IMAGES_PER_S["grpo"]
+    assert est.stages[0]["seconds"] == pytest.approx(teacher) and "fallback" in est.stages[0]["how"]
+    assert est.total_s == pytest.approx(teacher + RUN_OVERHEAD_S) and est.memory_gib is None
+    run = queue.submit(store, "grpo", {"epochs": 1}, name="measured")
+    store.add_metrics(run.id, [(2, "images_per_s", 4.0, 0.0), (4, "images_per_s", 6.0, 0.0)])
+    est = estimate(store, [("grpo", cfg)], base)
+    assert est.stages[0]["seconds"] == pytest.approx(RUN_OVERHEAD_S + 512 / 5.0)
+    assert "median of 1" in est.stages[0]["how"]
+    sd3 = estimate(store, [("grpo", preset("grpo", "paper").to_dict())], base.__class__("sd", "x", "sd3"))
+    assert sd3.total_s is None and 40 < sd3.memory_gib < 120  # fp16 weights ~15 GiB + 8 images of activations
+    small = peak_memory_gib(cfg, {"params": 3.5e6, "layers": 6, "width": 128, "heads": 4, "tokens": 141})
+    assert small < 0.5  # the tiny model: megabytes of weights, a micro-batch of 8 small images
+    assert "| **total** | **" in est.text(gpu=False)

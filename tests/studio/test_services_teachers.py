@@ -1,0 +1,176 @@
+"""Teachers without Gradio: presets, the config form, base models, defining a teacher (a queued grpo run and a
+teachers row), importing a LoRA (detection, refusal of a mismatched one, a quick eval run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No worker process starts: run ids the queue would start are collected (this pid stands in)."""
+    started: list[str] = []
+
+    def spawn(home: Path, run_id: str) -> int:
+        started.append(run_id)
+        return os.getpid()
+
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
+    return started
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from flowopd_studio.storage.store import Store
+
+    with Store(tmp_path / "home") as s:
+        yield s
+
+
+BUILTIN = None
+
+
+def _base():
+    from flowopd_studio.services.base_models import BaseModel
+
+    return BaseModel("tiny-base", None, "tiny")
+
+
+def test_presets_are_valid_for_every_kind_and_quick_is_small():
+    from flowopd.configs import PRESET_NAMES, GRPOConfig, OPDConfig, preset
+
+    teachers = {"compose": "a", "text": "b", "prefer": "c"}
+    for name in PRESET_NAMES:
+        assert isinstance(preset("grpo", name), GRPOConfig)
+        assert isinstance(preset("opd", name, teachers=teachers), OPDConfig)
+        preset("coldstart", name, teachers=teachers)
+    quick, default = preset("grpo", "quick"), preset("grpo", "default")
+    assert quick.epochs * quick.batch_size == 512 < default.epochs * default.batch_size
+    assert default == GRPOConfig() and preset("grpo", "paper") == GRPOConfig.sd35_medium()
+    with pytest.raises(ValueError, match="preset 'huge' is unknown"):
+        preset("grpo", "huge")
+
+
+def test_form_fields_come_from_describe_and_errors_name_the_field():
+    from flowopd.configs import GRPOConfig
+    from flowopd_studio.services.config_forms import (
+        TEACHER_OWN,
+        build_config,
+        form_fields,
+        parse_weights,
+        preset_values,
+        teacher_algorithms,
+    )
+
+    assert teacher_algorithms() == ["grpo"]
+    names = [f.name for f in form_fields("grpo", TEACHER_OWN)]
+    assert "epochs" in names and "rewards" not in names and len(names) == len(GRPOConfig.describe()) - 4
+    values = preset_values("grpo", "quick", TEACHER_OWN)
+    assert values["epochs"] == 8 and json.loads(values["adam_betas"]) == [0.9, 0.999]
+    cfg = build_config("grpo", {**values, "epochs": 3.0}, {"rewards": {"text": 1.0}}, "Teacher settings")
+    assert cfg["epochs"] == 3 and cfg["rewards"] == {"text": 1.0}
+    with pytest.raises(ValueError, match=r"Teacher settings: group_size=3 is invalid: it must divide batch_size"):
+        build_config("grpo", {**values, "group_size": 3}, {}, "Teacher settings")
+    with pytest.raises(ValueError, match="adam_betas is not valid JSON"):
+        build_config("grpo", {**values, "adam_betas": "[0.9,"}, {}, "Teacher settings")
+    assert parse_weights("text=1, compose:0.5", "Rewards", ["text", "compose"]) == {"text": 1.0, "compose": 0.5}
+    with pytest.raises(ValueError, match="Rewards: 'ocr' is unknown"):
+        parse_weights("ocr=1", "Rewards", ["text"])
+
+
+def test_base_model_choice_is_validated_and_stored(store, tmp_path, small_model_dir):
+    from flowopd_studio.services.base_models import choose_base, current_base, validate_base
+
+    assert current_base(store).ref is None  # before a choice: the app's (built-in) model
+    base = choose_base(store, "tiny folder", str(small_model_dir))
+    assert base.backend == "tiny" and current_base(store) == base
+    with pytest.raises(ValueError, match="Base model path .* is not a folder"):
+        validate_base("tiny folder", str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="has no model_index.json"):
+        validate_base("SD3 folder", str(small_model_dir))
+    with pytest.raises(ValueError, match="not in the local Hub cache"):
+        validate_base("Hub id (cached)", "nobody/no-such-model")
+    assert choose_base(store, "built-in tiny", "").ref is None and current_base(store).ref is None
+
+
+def test_define_teacher_queues_a_grpo_run_and_registers_it(store, spawned):
+    from flowopd.configs import preset
+    from flowopd_studio.services.teachers import TeacherRequest, define_teacher, list_teachers
+
+    cfg = preset("grpo", "quick", rewards={"text": 1.0}, prompt_tasks={"text": 1.0}).to_dict()
+    run = define_teacher(store, TeacherRequest("text-quick", "text", "grpo", cfg), _base())
+    assert run.stage == "grpo" and run.name == "text-quick" and spawned == [run.id]
+    assert run.config["epochs"] == 8 and run.config["model"] is None
+    row = store.teacher("text-quick")
+    assert (row["source"], row["algorithm"], row["source_run"]) == ("run", "grpo", run.id)
+    assert row["path"] == f"runs/{run.id}/adapter" and json.loads(row["config"])["rewards"] == {"text": 1.0}
+    store.add_metrics(run.id, [(2, "reward/text", 0.61, 0.0)])
+    [listed] = list_teachers(store)
+    assert listed["score"] == 0.61 and listed["scores"].endswith("(train)") and listed["status"] == "running"
+    with pytest.raises(ValueError, match="Teacher name 'text-quick' is taken"):
+        define_teacher(store, TeacherRequest("text-quick", "text", "grpo", cfg), _base())
+    with pytest.raises(ValueError, match="Teacher name 'a b' is invalid"):
+        define_teacher(store, TeacherRequest("a b", "text", "grpo", cfg), _base())
+    assert len(store.list_runs()) == 1  # refused requests submit nothing
+
+
+def test_import_detects_our_peft_and_diffusers_formats(small_model, make_adapter, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from flowopd_studio.services.lora_import import check_lora, inspect_lora
+
+    ours = make_adapter(small_model, tmp_path / "ours")
+    targets = tuple(small_model.lora_target_modules)
+    info = check_lora(inspect_lora(ours, targets), small_model)
+    assert (info.format, info.rank, info.alpha, info.problems) == ("ours", 2, 4.0, [])
+    assert set(info.target_modules) == set(targets)
+    tensors = load_file(str(ours / "pytorch_lora_weights.safetensors"))
+    peft = tmp_path / "peft"
+    peft.mkdir()
+    save_file({f"base_model.model.{k}": v for k, v in tensors.items()}, str(peft / "adapter_model.safetensors"))
+    (peft / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 8, "base_model_name_or_path": "x"}))
+    info = check_lora(inspect_lora(peft, targets), small_model)
+    assert (info.format, info.rank, info.alpha, info.base, info.problems) == ("peft", 2, 8.0, "x", [])
+    diffusers = tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"
+    diffusers.parent.mkdir()
+    save_file({f"transformer.{k}": v for k, v in tensors.items()}, str(diffusers))
+    info = check_lora(inspect_lora(diffusers, targets), small_model)
+    assert (info.format, info.rank, info.alpha, info.problems) == ("diffusers", 2, 2.0, [])
+
+
+def test_import_refuses_a_mismatched_lora_and_registers_a_good_one(store, spawned, small_model, make_adapter,
+                                                                   tmp_path):
+    import torch
+
+    from flowopd.models.tiny import TinyConfig, TinyFlowModel
+    from flowopd.pretrain import build_tokenizer
+    from flowopd_studio.services.lora_import import ImportRefused, import_lora
+
+    torch.manual_seed(1)
+    wider = TinyFlowModel(TinyConfig(num_layers=1, num_heads=2, head_dim=8, text_width=32, text_layers=1,
+                                     pooled_dim=32), build_tokenizer(24))
+    other = make_adapter(wider, tmp_path / "other")
+    with pytest.raises(ImportRefused, match=r"does not fit this base model: module .* is 32 -> 32 in the base "
+                                            r"model, the LoRA expects 16 -> 16"):
+        import_lora(store, small_model, other, "imp", "text", "tiny-base", None)
+    assert store.teachers() == [] and spawned == []
+    with pytest.raises(ImportRefused, match="neither"):
+        import_lora(store, small_model, tmp_path, "imp", "text", "tiny-base", None)
+    good = make_adapter(small_model, tmp_path / "good")
+    store.add_base_model("tiny-base", "x", "tiny")
+    info, eval_id = import_lora(store, small_model, good, "imp", "text", "tiny-base", None)
+    row = store.teacher("imp")
+    assert (row["source"], row["path"], row["eval_run"]) == ("import", "teachers/imp", eval_id)
+    run = store.get_run(eval_id)
+    assert run.stage == "eval" and run.config["tasks"] == ["text"] and run.config["limit"] == 8
+    assert run.config["adapter"] == str(store.home / "teachers" / "imp") and spawned == [eval_id]
+    from flowopd.adapters import drop_adapter, load_adapter
+
+    load_adapter(small_model, store.home / "teachers" / "imp", "imported_check")  # the converted folder loads
+    drop_adapter(small_model, "imported_check")
+    shutil.rmtree(tmp_path / "good")

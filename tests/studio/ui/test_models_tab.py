@@ -1,0 +1,94 @@
+"""The Models & teachers tab over HTTP (gradio_client): define a teacher and start its run (no real worker:
+the queue's spawn is replaced), import a LoRA, and bad input answered by an error naming the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    started: list[str] = []
+
+    def spawn(home: Path, run_id: str) -> int:
+        started.append(run_id)
+        return os.getpid()
+
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
+    return started
+
+
+@pytest.fixture
+def app(small_model, tmp_path, spawned):
+    from gradio_client import Client
+
+    from flowopd_studio.ui import build_app
+    from flowopd_studio.ui.state import AppState
+
+    home = tmp_path / "home"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        demo = build_app(AppState(small_model, "small random", home=home))
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield Client(demo.local_url, verbose=False), home
+    demo.close()
+
+
+def _form(name: str, **changes) -> list:
+    from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values
+    from flowopd_studio.ui.config_form import form_order
+
+    values = {**preset_values("grpo", "quick", TEACHER_OWN), **changes}
+    return [name, "text", "text=1", "text=1", "grpo", *(values[f] for f in form_order("grpo", TEACHER_OWN))]
+
+
+def test_define_a_teacher_and_start_its_run(app, spawned):
+    from flowopd_studio.storage.store import Store
+
+    client, home = app
+    request, cli = client.predict(*_form("text-quick", epochs=3), api_name="/teacher_config")
+    assert json.loads(request)["config"]["epochs"] == 3
+    assert "flowopd runs" in cli and "submit grpo --config text-quick.json --name text-quick" in cli
+    status, table, _ = client.predict(request, api_name="/start_teacher")
+    assert "text-quick" in status and len(spawned) == 1
+    assert table["data"][0][:4] == ["text-quick", "text", "grpo", "run"]
+    with Store(home) as store:
+        run = store.get_run(spawned[0])
+        assert (run.stage, run.config["epochs"], run.config["rewards"]) == ("grpo", 3, {"text": 1.0})
+        assert store.teacher("text-quick")["source_run"] == run.id
+
+
+def test_bad_input_gets_an_error_naming_the_field(app, spawned):
+    from gradio_client.exceptions import AppError
+
+    client, _ = app
+    with pytest.raises(AppError, match="Teacher name 'bad name' is invalid"):
+        client.predict(*_form("bad name"), api_name="/teacher_config")
+    with pytest.raises(AppError, match="group_size=3 is invalid: it must divide batch_size"):
+        client.predict(*_form("ok", group_size=3), api_name="/teacher_config")
+    args = _form("ok")
+    args[2] = "ocr=1"
+    with pytest.raises(AppError, match="Reward\\(s\\): 'ocr' is unknown"):
+        client.predict(*args, api_name="/teacher_config")
+    with pytest.raises(AppError, match="Base model path .* is not a folder"):
+        client.predict("tiny folder", "/no/such/folder", api_name="/choose_base")
+    assert spawned == []
+
+
+def test_import_a_lora_and_refuse_a_missing_one(app, spawned, small_model, make_adapter, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    client, _ = app
+    folder = make_adapter(small_model, tmp_path / "lora")
+    text = client.predict(str(folder), api_name="/inspect_lora")
+    assert "format **ours**, rank 2" in text and "fits the app's model" in text
+    status, table, _ = client.predict(str(folder), "imported", "prefer", api_name="/import_lora")
+    assert "Imported **imported**" in status and len(spawned) == 1  # its quick evaluation
+    assert table["data"][0][:4] == ["imported", "prefer", "import", "import"]
+    with pytest.raises(AppError, match="LoRA path .* does not exist"):
+        client.predict(str(tmp_path / "missing"), "other", "text", api_name="/import_lora")
