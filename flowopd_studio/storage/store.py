@@ -210,6 +210,50 @@ class Store:
             "SELECT name, value FROM metrics m WHERE run_id = ? AND step = (SELECT max(step) FROM metrics "
             "WHERE run_id = m.run_id AND name = m.name) ORDER BY name", [check_run_id(run_id)])}
 
+    def metric_names(self, run_ids: list[str]) -> list[str]:
+        """The distinct metric names the runs have rows for, sorted (one index scan per run)."""
+        names: set[str] = set()
+        for run_id in run_ids:
+            names.update(r[0] for r in self.db.execute("SELECT DISTINCT name FROM metrics WHERE run_id = ?",
+                                                       [check_run_id(run_id)]).fetchall())
+        return sorted(names)
+
+    def metric_series(self, run_ids: list[str], names: list[str], max_points: int = 2000,
+                      since_step: int = -1) -> list[dict]:
+        """Rows ``{run_id, name, step, value}`` of each (run, name) series, downsampled in the query.
+
+        A series of ``n`` rows (step > ``since_step``) keeps its first row, every ``ceil(n / (max_points - 1))``-th
+        row by step after it, and always its last (so a live plot ends at the newest value): at most
+        ``max_points`` rows per series. One aggregate query counts the series (index only), then each series
+        is read once: evenly spaced steps are strided by step arithmetic, others by row number (a window
+        function). Ordered by run, name, step.
+        """
+        if max_points < 2:
+            raise ValueError(f"max_points={max_points} is too small: keep at least 2 points per series")
+        if not run_ids or not names:
+            return []
+        runs, keys = ",".join("?" * len(run_ids)), ",".join("?" * len(names))
+        where = f"run_id IN ({runs}) AND name IN ({keys}) AND step > ?"
+        args = [*(check_run_id(r) for r in run_ids), *names, since_step]
+        counts = self.db.execute(f"SELECT run_id, name, count(*), min(step), max(step) FROM metrics WHERE {where} "
+                                 "GROUP BY run_id, name ORDER BY run_id, name", args).fetchall()
+        out: list[dict] = []
+        for run_id, name, n, first, last in counts:
+            stride = -(-n // (max_points - 1))  # ceil
+            if stride == 1:
+                sql, extra = "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ?", []
+            elif (last - first) % (n - 1) == 0:  # evenly spaced steps (the usual log): stride by step, index only
+                sql = ("SELECT step, value FROM metrics WHERE run_id = ? AND name = ? AND step > ? "
+                       "AND ((step - ?) % ? = 0 OR step = ?)")
+                extra = [first, stride * (last - first) // (n - 1), last]
+            else:  # uneven steps: number the rows
+                sql = ("SELECT step, value FROM (SELECT step, value, ROW_NUMBER() OVER (ORDER BY step) AS i "
+                       "FROM metrics WHERE run_id = ? AND name = ? AND step > ?) WHERE (i - 1) % ? = 0 OR i = ?")
+                extra = [stride, n]
+            rows = self.db.execute(sql + " ORDER BY step", [run_id, name, since_step, *extra]).fetchall()
+            out.extend({"run_id": run_id, "name": name, "step": step, "value": value} for step, value in rows)
+        return out
+
     def truncate(self, run_id: str, after_step: int) -> None:
         """Drop metric and sample rows with step > ``after_step`` (what a resume from there redoes)."""
         with self._write(f"metrics of run {run_id}"):
