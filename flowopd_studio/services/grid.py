@@ -37,7 +37,7 @@ def grid_image(result: Comparison, cell: int = CELL) -> Image.Image:
     """The grid of ``result`` as an RGB image (white background)."""
     font, rewards = _font(), list(REWARDS)
     col_w = cell + 2 * PAD
-    headers = [[s.label, *_wrap(s.origin, col_w)][:5] for s in result.columns]
+    headers = [[s.label, *_wrap(s.origin, col_w)][:8] for s in result.columns]
     head_h = PAD + LINE * max(len(h) for h in headers) + PAD
     score_h = LINE * len(rewards) + PAD
     row_h = cell + PAD + score_h

@@ -149,14 +149,17 @@ def present(result: cmp.Comparison, seconds: float):
 
 
 def default_compare(state: AppState):
-    """The page-load grid: base and the built-in examples on the first test prompt of each task, seed 0
+    """The page-load grid: base and the built-in examples on the first test prompt of each task (all different), seed 0
     (sampled once per model and examples; later page loads reuse it)."""
     found = [s for s in sources(state) if s.key == BASE or s.key.startswith("example:")]
     key = tuple((s.key, str(s.folder)) for s in found)
     cached = getattr(state.model, _DEFAULT_CACHE, None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    items = [cmp.prompt_items(task=t, count=1)[0] for t in TASKS]
+    items: list[cmp.PromptItem] = []
+    for task in TASKS:  # the first test prompt of each task not already picked (quality borrows prompts)
+        items.append(next(i for i in cmp.prompt_items(task=task, count=cmp.MAX_PROMPTS)
+                          if i.prompt not in {j.prompt for j in items}))
     start = time.perf_counter()
     with state.lock:
         result = cmp.compare(state.model, found, items, [0], num_steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE)
