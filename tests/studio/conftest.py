@@ -10,6 +10,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session")
+def small_model(small_model_dir: Path):
+    """The studio's own copy of the small model: the app's adapter cache leaves LoRA layers on the model it
+    serves, which must not reach the library tests' session-wide ``small_model`` (tests/conftest.py)."""
+    from flowopd.models.tiny import TinyFlowModel
+
+    return TinyFlowModel.load(small_model_dir)
+
+
 def _make_adapter(model, folder: Path, *, zero: bool = True, seed: int = 0, scale: float = 0.5) -> Path:
     """Save a fresh LoRA of ``model`` to ``folder``: B = 0 (the base's images) or random B (other images)."""
     from flowopd.adapters import adapter_parameters, add_lora, drop_adapter, save_adapter
