@@ -140,7 +140,11 @@ def panel_frames(store: Store, runs: list[Run], smoothing: float = 0.0,
         steps = np.fromiter((r["step"] for r in rows[a:b]), np.int64, b - a)
         parts[panel_of(name)].append(pd.DataFrame({"step": steps, "value": values, "run_id": run_id, "name": name,
                                                    "series": _label(by_id[run_id], name, len(runs) > 1)}))
-    empty = pd.DataFrame(columns=[*FRAME_COLUMNS, "run_id", "name"])
+    # Typed even when empty: the browser's plot keeps the encoding of its first frame, and an untyped empty
+    # frame made "value" nominal, so later points of a live run drew no line (seen in Chromium).
+    empty = pd.DataFrame({"step": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64"),
+                          "series": pd.Series(dtype="str"), "run_id": pd.Series(dtype="str"),
+                          "name": pd.Series(dtype="str")})
     return {k: pd.concat(v, ignore_index=True) if v else empty.copy() for k, v in parts.items()}
 
 
@@ -155,7 +159,8 @@ def kl_profile(store: Store, runs: list[Run]) -> pd.DataFrame:
         out.append({"denoising step": int(m["j"]), "value": row["value"],
                     "series": _label(by_id[row["run_id"]], prefix + m["kl"], len(runs) > 1), "key": row["name"]})
     if not out:
-        return pd.DataFrame(columns=["denoising step", "value", "series"])
+        return pd.DataFrame({"denoising step": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64"),
+                             "series": pd.Series(dtype="str")})  # typed: see panel_frames
     df = pd.DataFrame(out).drop_duplicates("key", keep="last").drop(columns="key")
     return df.sort_values(["series", "denoising step"], ignore_index=True)
 

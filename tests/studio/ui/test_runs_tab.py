@@ -303,3 +303,20 @@ def test_live_run_handlers_under_a_second_and_api_stop_resume(app, store, small_
     assert "stopped" in status[0]
     with pytest.raises(Exception, match="not a run id"):
         client.predict("../etc", api_name="/open_run")
+
+
+def test_an_empty_plot_frame_is_typed_so_the_browser_keeps_a_numeric_axis(store) -> None:
+    """A live run's first poll has no rows; the browser's plot keeps that frame's encoding, so "value" must be
+    quantitative already (an untyped empty frame made it nominal and the run's points drew no line)."""
+    import gradio as gr
+
+    from flowopd_studio.services import runs_view as rv
+
+    run = store.create_run("grpo", {}, "empty")
+    frames = rv.panel_frames(store, [store.get_run(run.id)])
+    for panel in ("kl", "loss", "lr"):
+        types = gr.LinePlot(x="step", y="value", color="series").postprocess(frames[panel][rv.FRAME_COLUMNS])
+        assert types.datatypes == {"step": "quantitative", "value": "quantitative", "series": "nominal"}
+    profile = gr.LinePlot(x="denoising step", y="value", color="series").postprocess(
+        rv.kl_profile(store, [store.get_run(run.id)]))
+    assert profile.datatypes["value"] == "quantitative"
