@@ -52,6 +52,14 @@ def test_the_store_imports_no_ui() -> None:
     assert found == {}
 
 
+def test_the_services_import_no_ui() -> None:
+    """What the tabs do is plain functions over the store and the library, tested without gradio."""
+    found = offenders("flowopd_studio/services", ("gradio",))
+    found.update({f: m for f, m in offenders("flowopd_studio/services", ("flowopd_studio",)).items()
+                  if any(x.startswith("flowopd_studio.ui") for x in m)})
+    assert found == {}
+
+
 def _loaded_after(code: str) -> set[str]:
     probe = (f"{code}\nimport sys\nprint(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
              f"{FORBIDDEN_IN_LIBRARY!r} or m.startswith('flowopd_studio.storage'))))")
