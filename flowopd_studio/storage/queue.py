@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidRunState
+from .errors import InvalidRunState, RunNotFound
 from .logs import with_log_tail
-from .paths import CODE_ROOT, LOG_FILE, run_dir
+from .paths import CODE_ROOT, LOG_FILE, RUN_ID_RE, run_dir
 from .records import RESUMABLE, Run
 from .stages import get_stage
 from .store import Store
@@ -128,6 +128,29 @@ def max_concurrent(store: Store) -> int:
     return int(value)
 
 
+def waiting_for(store: Store, run: Run) -> list[str]:
+    """The runs ``run`` builds on (run ids in its config: teachers, init, model, an anchor) that have not
+    finished: a queued run starts only after them, whatever ``max_concurrent`` allows."""
+    ids, todo = set(), [run.config]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, str) and RUN_ID_RE.fullmatch(value) and value != run.id:
+            ids.add(value)
+    waiting = []
+    for run_id in sorted(ids):
+        try:
+            finished = store.get_run(run_id).status == "finished"
+        except RunNotFound:
+            finished = False
+        if not finished:
+            waiting.append(run_id)
+    return waiting
+
+
 def tick(store: Store, *, max_running: int | None = None, stale_after: float = STALE_AFTER_S,
          spawn=None) -> Tick:
     """Reap dead workers, then start queued runs while fewer than ``max_running`` run.
@@ -136,7 +159,8 @@ def tick(store: Store, *, max_running: int | None = None, stale_after: float = S
     """
     result = Tick(interrupted=reap(store, stale_after))
     limit = max_running or max_concurrent(store)
-    while (run := store.claim_next(limit)) is not None:
+    waiting = {run.id for run in store.list_runs("queued") if waiting_for(store, run)}
+    while (run := store.claim_next(limit, skip=waiting)) is not None:
         try:
             pid = (spawn or spawn_worker)(store.home, run.id)
         except OSError as err:

@@ -12,7 +12,7 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from .db import ARTIFACT_KINDS, COMMAND_KINDS, connect, integrity_check, transaction
@@ -109,12 +109,15 @@ class Store:
         return [Run.from_row(r) for r in self.db.query(f"SELECT * FROM runs {where} ORDER BY created_at DESC, "
                                                        "rowid DESC", args)]
 
-    def claim_next(self, max_running: int) -> Run | None:
-        """Mark the oldest queued run running (no pid yet) if fewer than ``max_running`` run; else None."""
+    def claim_next(self, max_running: int, skip: Collection[str] = ()) -> Run | None:
+        """Mark the oldest queued run not in ``skip`` running (no pid yet) if fewer than ``max_running`` run;
+        else None."""
+        skip = sorted(skip)
         with self._write("run status"):
             running = self.db.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
-            row = self.db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at, rowid "
-                                  "LIMIT 1").fetchone()
+            row = self.db.execute(f"SELECT id FROM runs WHERE status = 'queued' AND id NOT IN "
+                                  f"({', '.join('?' * len(skip))}) ORDER BY created_at, rowid LIMIT 1",
+                                  skip).fetchone()
             if running >= max_running or row is None:
                 return None
             now = time.time()

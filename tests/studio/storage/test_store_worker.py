@@ -181,3 +181,18 @@ def test_eval_of_a_pretrain_run_and_stop(store, fake_spawn, tiny_pretrain) -> No
     assert (run.status, run.step) == ("stopped", 1)  # stopped after its first task
     with pytest.raises(ValueError, match="is a eval run, not a pretrain run"):
         submit(store, "eval", {"model": run_id})
+
+
+def test_a_queued_run_waits_for_the_runs_it_builds_on(store, fake_spawn) -> None:
+    """A distillation that names a teacher's run id starts only once that run has finished, even when the
+    queue may run several at a time (the app's whole pipeline relies on it)."""
+    from flowopd_studio.storage.queue import tick, waiting_for
+
+    teacher = store.create_run("grpo", {"rewards": {"text": 1.0}}, "teacher")
+    student = store.create_run("coldstart", {"mode": "merge", "teachers": {"text": teacher.id}}, "student")
+    assert waiting_for(store, student) == [teacher.id]
+    assert tick(store, max_running=2).started == [teacher.id]
+    assert store.get_run(student.id).status == "queued"
+    store.finish(teacher.id, store.get_run(teacher.id).pid, "finished")
+    assert waiting_for(store, store.get_run(student.id)) == []
+    assert tick(store, max_running=2).started == [student.id]
