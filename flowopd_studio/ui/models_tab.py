@@ -72,7 +72,7 @@ def render(state: AppState) -> ModelsWidgets:
         algorithm = gr.Dropdown(algorithms, value=algorithms[0], label="Algorithm",
                                 info="teacher algorithms with a registered config and worker stage")
         preset = gr.Radio(list(PRESET_NAMES), value="quick", label="Preset",
-                          info="quick: about 3.6 min per teacher on 2 CPU cores; default: the tiny world's tuned "
+                          info="quick: about 2 min per teacher on 2 CPU cores; default: the tiny world's tuned "
                                "values; paper: the paper's SD3.5 Medium settings")
     forms = {}
     for algo in algorithms:

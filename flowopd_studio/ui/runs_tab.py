@@ -194,9 +194,12 @@ def run_samples(state: AppState, run_id: str, choice: str | None, index: float |
             image, caption)
 
 
-def tick(state: AppState, run_id: str, compare: list[str] | None, smoothing: float):
-    """What the timer refreshes: table, compare choices, header, error, log, live plots."""
-    return (*runs_table(state), *run_status(state, run_id), *run_plots_live(state, run_id, compare, smoothing))
+def tick(state: AppState, run_id: str, compare: list[str] | None, smoothing: float, sample_choice: str | None):
+    """What the timer refreshes: table, compare choices, header, error, log, live plots, and the scrubber while
+    it has no samples yet (once it has, it stays where the user scrubbed)."""
+    samples = run_samples(state, run_id, None, None) if not sample_choice else (gr.skip(),) * 4
+    return (*runs_table(state), *run_status(state, run_id), *run_plots_live(state, run_id, compare, smoothing),
+            *samples)
 
 
 # -- commands ------------------------------------------------------------------------------------------------
@@ -250,8 +253,8 @@ def listen(w: RunsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> 
     def load(request: gr.Request):  # a plain function: gradio finds the gr.Request hint (not through a partial)
         return on_load(state, request)
 
-    w.timer.tick(partial(tick, state), plot_in, [w.table, w.compare, *status_out, *w.plots],
-                 api_name="runs_tick", **read)
+    w.timer.tick(partial(tick, state), [*plot_in, w.sample_choice], [w.table, w.compare, *status_out, *w.plots,
+                                                                     *samples_out], api_name="runs_tick", **read)
     then_view(w.run_id.submit(partial(open_run, state), w.run_id, w.run_id, api_name="open_run", **hidden), True)
     then_view(demo.load(load, None, [w.run_id, w.message], api_name="runs_load", **read)
               .then(partial(runs_table, state), None, [w.table, w.compare], api_name="runs_table", **read))

@@ -272,7 +272,7 @@ def test_live_run_handlers_under_a_second_and_api_stop_resume(app, store, small_
              "run_status": lambda: runs_tab.run_status(state, run.id),
              "run_plots": lambda: runs_tab.run_plots(state, run.id, [], 0.5),
              "run_samples": lambda: runs_tab.run_samples(state, run.id, None, None),
-             "tick": lambda: runs_tab.tick(state, run.id, [], 0.5),
+             "tick": lambda: runs_tab.tick(state, run.id, [], 0.5, None),
              "on_load": lambda: runs_tab.on_load(state, SimpleNamespace(query_params={"run": run.id}))}
     times: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(5):
