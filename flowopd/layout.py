@@ -5,6 +5,7 @@ A trainer's ``out_dir`` (a studio run folder, or ``OUT/seed<k>/<stage>/`` of ``f
     checkpoint/       resumable state (flowopd.trainers.checkpoint); pretrain: the EMA model + train_state.pt
       adapter/        the student's live LoRA
       ema/            the EMA of the student's LoRA, when EMA is on
+      old/            NFT: the frozen old adapter (its soft-updated copy)
       state.pt        optimizer, scheduler, EMA tensors, step, epoch, RNG states
       config.json     the stage's config
     checkpoint.new/   a checkpoint being written; checkpoint.prev/ the one it replaces
@@ -26,6 +27,7 @@ NEW_CHECKPOINT_DIR = "checkpoint.new"
 PREVIOUS_CHECKPOINT_DIR = "checkpoint.prev"
 ADAPTER_DIR = "adapter"
 EMA_DIR = "ema"
+OLD_ADAPTER_DIR = "old"  # DiffusionNFT's frozen old adapter, in its checkpoint
 SAMPLES_DIR = "samples"
 EXPORTS_DIR = "exports"
 REPORTS_DIR = "reports"  # reports a run produced (a recorded reproduce: report.md, results.json)
@@ -37,8 +39,9 @@ CURVE_FILE = "curve.jsonl"
 RESULT_FILE = "result.json"
 
 __all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "CONFIG_FILE", "CURVE_FILE", "EMA_DIR",
-           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "REPORTS_DIR", "PREVIOUS_CHECKPOINT_DIR", "RESULT_FILE", "SAMPLES_DIR",
-           "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
+           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR", "REPORTS_DIR", "PREVIOUS_CHECKPOINT_DIR",
+           "RESULT_FILE", "SAMPLES_DIR", "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir", "exports_dir",
+           "samples_dir"]
 
 
 def checkpoint_dir(run_folder: str | Path) -> Path:

@@ -17,6 +17,10 @@ KL_BASE, KL_TEACHER, KL_ANCHOR = "kl/base", "kl/teacher", "kl/anchor"
 KL_NAMES = (KL_BASE, KL_TEACHER, KL_ANCHOR)
 POLICY_LOSS, RATIO, CLIP_FRAC = "policy_loss", "ratio", "clip_frac"
 REWARD_STD, ADVANTAGE_ABS = "reward_std", "advantage_abs"
+# DiffusionNFT: the positive and negative branches' losses, the optimality weight, the velocity MSE to the base
+# (its pull), the old adapter's soft-update decay.
+NFT_POSITIVE, NFT_NEGATIVE, OPTIMALITY = "nft/positive", "nft/negative", "nft/optimality"
+REF_MSE, OLD_DECAY = "nft/ref_mse", "nft/old_decay"
 EVAL_AVERAGE = "eval/average"
 STAGES_DONE, TASKS_DONE = "stages_done", "tasks_done"
 # Names before the metric module existed (curve.jsonl files of earlier reproduce runs): read them as the new ones.

@@ -384,18 +384,18 @@ class RLTrainer:
             raise self.diverged(f"the student's weights exploded (its velocity on a probe is {gap:.3g} away from "
                                 f"the base's, whose largest is {scale:.3g})", when)
 
+    def save_adapters(self, folder: Path) -> None:
+        """Write the checkpoint's adapters into ``folder``: the live student and, with EMA on, its EMA."""
+        save_adapter(self.model, self.name, folder / ADAPTER_DIR)
+        if self.ema is not None:
+            with self.ema.applied():
+                save_adapter(self.model, self.name, folder / EMA_DIR)
+
     def save(self) -> None:
         self.check_weights()
-
-        def write(folder: Path) -> None:
-            save_adapter(self.model, self.name, folder / ADAPTER_DIR)
-            if self.ema is not None:
-                with self.ema.applied():
-                    save_adapter(self.model, self.name, folder / EMA_DIR)
-
         state = {"stage": self.stage, "step": self.step, "epoch": self.epoch, "optimizer": self.opt.state_dict(),
                  "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None}
-        self.last_good = (save_checkpoint(self.out, self.acc, save_adapters=write, state=state,
+        self.last_good = (save_checkpoint(self.out, self.acc, save_adapters=self.save_adapters, state=state,
                                           config=self.cfg.to_dict()), self.step)
 
     def export(self) -> Path:

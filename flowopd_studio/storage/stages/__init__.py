@@ -1,6 +1,6 @@
 """The registry of worker stages: stage name -> :class:`Stage` (freeze, run, checkpoint_step).
 
-Stages: ``pretrain``, ``eval``, the trainers ``grpo``, ``coldstart`` and ``opd`` (their shared loop is
+Stages: ``pretrain``, ``eval``, the trainers ``grpo``, ``coldstart``, ``opd`` and ``nft`` (their shared loop is
 ``training.py``) and the whole benchmark ``reproduce``. Wiring in another means writing a module like
 ``pretrain.py`` (its heavy imports inside the functions, so this registry stays cheap to import) and
 adding its ``STAGE`` to :data:`STAGES`.
@@ -13,11 +13,12 @@ from .base import Stage, StopStage
 from .coldstart import STAGE as COLDSTART
 from .eval import STAGE as EVAL
 from .grpo import STAGE as GRPO
+from .nft import STAGE as NFT
 from .opd import STAGE as OPD
 from .pretrain import STAGE as PRETRAIN
 from .reproduce import STAGE as REPRODUCE
 
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL, GRPO, COLDSTART, OPD, REPRODUCE)}
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL, GRPO, COLDSTART, OPD, REPRODUCE, NFT)}
 
 __all__ = ["STAGES", "Stage", "StopStage", "get_stage"]
 

@@ -2,10 +2,10 @@
 
 Freezing resolves references so the stored snapshot stands on its own: ``model`` may be the id of a
 pretrain run (its ``checkpoint/`` folder); an adapter field (OPD ``teachers``, ``init``, ``mar_anchor``;
-cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart`` or ``opd`` run (its ``adapter/``
+cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart``, ``opd`` or ``nft`` run (its ``adapter/``
 folder, which a queued run writes before the next one starts). Folders become absolute paths.
 
-:func:`run_rl` runs a GRPO or OPD trainer with the run folder as its ``out_dir`` (``checkpoint/`` and
+:func:`run_rl` runs a GRPO, OPD or NFT trainer with the run folder as its ``out_dir`` (``checkpoint/`` and
 ``adapter/`` inside it). The trainer's callback logs every epoch's metrics at its optimizer step and polls
 the run's commands: *stop* (or SIGTERM) ends the run after a checkpoint; *checkpoint now* and *sample now*
 stop the trainer, which saves, and the loop restarts it at once from that checkpoint (an exact resume,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
-ADAPTER_STAGES = ("grpo", "coldstart", "opd")
+ADAPTER_STAGES = ("grpo", "coldstart", "opd", "nft")
 
 
 def resolve_model(model: Any, store: Store) -> str | None:
@@ -67,7 +67,7 @@ def resolve_adapter(value: Any, store: Store, field: str) -> str:
     folder = Path(value).expanduser()
     if not folder.is_dir():
         raise ValueError(f"{field}={value!r} is not a folder: give an adapter folder (OUT/adapter of a "
-                         "trainer) or the id of a finished grpo, coldstart or opd run")
+                         f"trainer) or the id of a finished {', '.join(ADAPTER_STAGES)} run")
     return str(folder.resolve())
 
 
@@ -109,19 +109,22 @@ def _sample(model, cfg, step: int, reporter: Reporter) -> None:
 
 
 def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
-    """Train a ``grpo`` or ``opd`` run to its last epoch (finished) or a stop command (stopped)."""
+    """Train a ``grpo``, ``opd`` or ``nft`` run to its last epoch (finished) or a stop command (stopped)."""
     import torch
 
     from flowopd.configs import GRPOConfig, OPDConfig
     from flowopd.models import load_model
+    from flowopd.nft_config import NFTConfig
     from flowopd.trainers.dist import make_accelerator
     from flowopd.trainers.grpo import train_grpo
+    from flowopd.trainers.nft import train_nft
     from flowopd.trainers.opd import train_opd
 
     from ..recorder import StoreCallback
 
-    cfg = (GRPOConfig if kind == "grpo" else OPDConfig).from_dict(dict(config))
-    train = train_grpo if kind == "grpo" else train_opd
+    config_cls, train = {"grpo": (GRPOConfig, train_grpo), "opd": (OPDConfig, train_opd),
+                         "nft": (NFTConfig, train_nft)}[kind]
+    cfg = config_cls.from_dict(dict(config))
     accelerator = make_accelerator()
     reporter.set_device(accelerator.device.type)
     reporter.set_total(cfg.epochs * cfg.optimizer_steps_per_epoch)
