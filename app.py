@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> None:
 
     state = AppState(load_model(opts.model), opts.model or "built-in tiny-base", model_ref=opts.model,
                      home=opts.home, demo=opts.demo)
+    if opts.model is None:  # the built-in examples' teachers were trained on the built-in model
+        from flowopd_studio.services.examples import register_builtin_teachers
+
+        with state.store() as store:
+            register_builtin_teachers(store)
     launch(build_app(state), opts)
 
 

@@ -88,3 +88,23 @@ def write_manifest(examples: list[Example], folder: str | Path = EXAMPLES_DIR) -
     path = root / MANIFEST
     path.write_text(json.dumps([e.to_json(root) for e in examples], indent=1) + "\n")
     return path
+
+
+def register_builtin_teachers(store, examples: list[Example] | None = None) -> list[str]:
+    """The built-in example teachers as teachers of the store (source ``builtin``, scored by the reproduction's
+    evaluation), so that Distill can use them on a first launch; returns the names added (``example-<name>``).
+    Call it only when the app serves the built-in model, which they were trained on. Existing rows stay."""
+    from .base_models import BUILTIN, ensure_registered, validate_base
+
+    base = ensure_registered(store, validate_base(BUILTIN, None))
+    added = []
+    for example in examples if examples is not None else load_examples():
+        name = f"example-{example.name}"
+        if example.kind != "teacher" or not example.task or store.teacher(name) is not None:
+            continue
+        store.add_teacher(name, example.task, example.task, str(example.adapter), base_model=base,
+                          algorithm=example.config.get("kind", "grpo"), config=example.config or None,
+                          source="builtin")
+        store.update_teacher(name, scores={k: v for k, v in example.metrics.items() if k != "average"})
+        added.append(name)
+    return added

@@ -188,7 +188,8 @@ def save_grid(state: AppState, image: Image.Image | None, name: str):
     return str(copy), f"Saved to the data folder as exports/{name}; press Download PNG."
 
 
-def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> None:
+def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
+           **_: object) -> None:
     outputs = [w.grid, w.scores, w.means, w.note]
     w.button.click(lambda *a: run_compare(state, *a), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
                    inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models], outputs=outputs)
@@ -201,5 +202,8 @@ def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, **_: object) 
 
     w.refresh.click(refresh, outputs=[w.models], api_name="compare_models", api_visibility="undocumented",
                     concurrency_limit=None)
+    # The choices follow the store: new runs and teachers appear on a page load or on opening a tab.
+    for event in (demo.load, *([tabs.select] if tabs is not None else [])):
+        event(refresh, outputs=[w.models], api_visibility="private", show_progress="hidden", concurrency_limit=None)
     w.save.click(lambda img, name: save_grid(state, img, name), inputs=[w.grid, w.file_name],
                  outputs=[w.download, w.note], api_name="save_grid")

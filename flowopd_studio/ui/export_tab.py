@@ -92,9 +92,14 @@ def run_export(state: AppState, key: str, name: str, formats: list[str], with_gr
     return serve_copy(state.data_folder, result.zip_path), status, result.card
 
 
-def listen(w: ExportWidgets, state: AppState, **_: object) -> None:
+def listen(w: ExportWidgets, state: AppState, *, demo: gr.Blocks | None = None, tabs: gr.Tabs | None = None,
+           **_: object) -> None:
     w.button.click(lambda *a: run_export(state, *a), inputs=[w.source, w.name, w.formats, w.with_grid],
                    outputs=[w.download, w.status, w.card], api_name="export", concurrency_id="gpu",
                    concurrency_limit=1)
     w.refresh.click(lambda: gr.Dropdown(choices=choices(state)), outputs=[w.source], api_name="export_sources",
                     api_visibility="undocumented", concurrency_limit=None)
+    # The choices follow the store: new runs and teachers appear on a page load or on opening a tab.
+    for event in [e for e in (demo and demo.load, tabs and tabs.select) if e]:
+        event(lambda: gr.Dropdown(choices=choices(state)), outputs=[w.source], api_visibility="private",
+              show_progress="hidden", concurrency_limit=None)

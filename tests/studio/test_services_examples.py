@@ -91,3 +91,23 @@ def test_examples_are_package_data():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'flowopd_studio = ["examples/**"]' in text
     assert (EXAMPLES_DIR / "examples.json").is_file()
+
+
+def test_the_built_in_teachers_become_teachers_of_the_store_once(tmp_path) -> None:
+    """On a first launch Distill offers the shipped teachers: source builtin, scored, usable as a config's
+    teacher folder; a second launch adds nothing."""
+    from flowopd_studio.storage.store import Store
+
+    store = Store(tmp_path / "home")
+    from flowopd_studio.services.examples import load_examples, register_builtin_teachers
+    from flowopd_studio.services.teachers import teacher_ref, teachers_by_task
+
+    examples = load_examples()
+    added = register_builtin_teachers(store, examples)
+    assert sorted(added) == sorted(f"example-{e.name}" for e in examples if e.kind == "teacher")
+    assert register_builtin_teachers(store, examples) == []
+    by_task = teachers_by_task(store)
+    assert all(f"example-teacher-{task}" in by_task[task] for task in ("compose", "text", "prefer", "quality"))
+    row = store.teacher("example-teacher-text")
+    assert row["source"] == "builtin" and row["algorithm"] == "grpo" and '"text"' in row["scores"]
+    assert (Path(teacher_ref(store, "example-teacher-text")) / "adapter.json").is_file()
