@@ -65,7 +65,12 @@ def check_task(task: str) -> str:
 
 def define_teacher(store, request: TeacherRequest, base: BaseModel, *, spawn=None):
     """Submit the teacher's training run (its algorithm's stage) and register it; returns the run."""
+    from .config_forms import teacher_algorithms
+
     name, task = check_name(store, request.name), check_task(request.task)
+    if request.algorithm not in teacher_algorithms():
+        raise ValueError(f"Algorithm {request.algorithm!r} does not train a teacher: use one of "
+                         f"{', '.join(teacher_algorithms())}")
     config = {k: v for k, v in request.config.items() if k != "kind"}
     config["model"] = base.ref
     run = queue.submit(store, request.algorithm, config, name=name, spawn=spawn)

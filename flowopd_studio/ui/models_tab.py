@@ -48,6 +48,7 @@ class ModelsWidgets:
     refresh: gr.Button
     eval_name: gr.Dropdown
     evaluate: gr.Button
+    remove: gr.Button
 
 
 def render(state: AppState) -> ModelsWidgets:
@@ -98,11 +99,12 @@ def render(state: AppState) -> ModelsWidgets:
     table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Teachers in the store")
     with gr.Row():
         refresh = gr.Button("Refresh")
-        eval_name = gr.Dropdown([], label="Teacher to evaluate", allow_custom_value=True)
+        eval_name = gr.Dropdown([], label="Teacher (to evaluate or remove)", allow_custom_value=True)
         evaluate = gr.Button("Quick evaluation")
+        remove = gr.Button("Remove from the teachers", variant="stop")
     return ModelsWidgets(base_kind, base_path, base_button, base_info, name, task, rewards, prompts, algorithm, preset,
                          forms, start, request, cli, status, imp_path, imp_name, imp_task, inspect, do_import, imp_info,
-                         table, refresh, eval_name, evaluate)
+                         table, refresh, eval_name, evaluate, remove)
 
 
 # --- handlers (plain functions of the state and the form's values) -----------------------------------------------
@@ -166,6 +168,16 @@ def import_lora(state: AppState, path: str, name: str, task: str):
             f"is run `{run_id}`.", *teacher_table(state))
 
 
+def remove_teacher(state: AppState, name: str):
+    """Unregister a teacher: its adapter and runs stay (a run can then be deleted in Runs)."""
+    name = (name or "").strip()
+    with state.store() as store:
+        if not name or not store.remove_teacher(name):
+            raise ValueError(f"Teacher {name!r} is not in the teachers table: pick one from the list")
+    return (f"Teacher **{name}** removed from the teachers table (its adapter and runs are kept).",
+            *teacher_table(state))
+
+
 def evaluate_teacher(state: AppState, name: str) -> str:
     with state.store() as store:
         run = teachers.quick_eval(store, name, state.model_ref)
@@ -203,4 +215,6 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     w.do_import.click(guarded(lambda p, n, t: import_lora(state, p, n, t)), [w.imp_path, w.imp_name, w.imp_task],
                       [w.imp_info, w.table, w.eval_name], api_name="import_lora")
     w.evaluate.click(guarded(lambda n: evaluate_teacher(state, n)), w.eval_name, w.status, api_name="evaluate_teacher")
+    w.remove.click(guarded(lambda n: remove_teacher(state, n)), w.eval_name, [w.status, w.table, w.eval_name],
+                   api_name="remove_teacher")
 

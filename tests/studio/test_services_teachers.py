@@ -67,7 +67,7 @@ def test_form_fields_come_from_describe_and_errors_name_the_field():
         teacher_algorithms,
     )
 
-    assert teacher_algorithms()[:2] == ["grpo", "nft"]  # kinds with a config and a stage
+    assert teacher_algorithms() == ["grpo", "nft", "sft"]  # kinds with a config and a stage
     names = [f.name for f in form_fields("grpo", TEACHER_OWN)]
     assert "epochs" in names and "rewards" not in names and len(names) == len(GRPOConfig.describe()) - 4
     values = preset_values("grpo", "quick", TEACHER_OWN)
@@ -174,3 +174,18 @@ def test_import_refuses_a_mismatched_lora_and_registers_a_good_one(store, spawne
     load_adapter(small_model, store.home / "teachers" / "imp", "imported_check")  # the converted folder loads
     drop_adapter(small_model, "imported_check")
     shutil.rmtree(tmp_path / "good")
+
+
+def test_only_a_teacher_algorithm_starts_a_teacher_and_a_teacher_can_be_removed(store, spawned) -> None:
+    from flowopd_studio.services.teachers import TeacherRequest, define_teacher
+
+    with pytest.raises(ValueError, match="does not train a teacher"):
+        define_teacher(store, TeacherRequest("bench", "text", "reproduce", {"budget": "smoke"}), _base())
+    assert store.list_runs() == [] and store.teacher("bench") is None  # nothing queued or registered
+    run = define_teacher(store, TeacherRequest("t", "text", "grpo", {"rewards": {"text": 1.0},
+                                                                    "prompt_tasks": {"text": 1.0}}), _base())
+    store.finish(run.id, store.get_run(run.id).pid, "stopped")
+    with pytest.raises(Exception, match="remove them"):
+        store.delete_run(run.id)  # a registered teacher keeps its run
+    assert store.remove_teacher("t") and store.teacher("t") is None
+    store.delete_run(run.id)  # now the run can go
