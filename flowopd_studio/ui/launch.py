@@ -96,6 +96,12 @@ def launch(app, opts: LaunchOptions, *, block: bool = True, **kwargs) -> None:
     with a message saying so. ``block=False`` returns once the server is up (tests)."""
     if opts.demo:
         print(f"Flow-OPD Studio runs read-only (demo mode, because of {opts.demo_reason}): generate and compare only.")
+    if opts.auth:  # the login page must not describe the app's endpoints (see auth_guard)
+        from starlette.middleware import Middleware
+
+        from .auth_guard import HideApiInfoWhenLoggedOut
+
+        kwargs.setdefault("app_kwargs", {}).setdefault("middleware", []).append(Middleware(HideApiInfoWhenLoggedOut))
     common = dict(server_name=opts.host, server_port=opts.port, auth=opts.auth or None, run_history=False,
                   auth_message="Flow-OPD Studio: log in with a user name and password given to --auth.",
                   prevent_thread_lock=True, **kwargs)

@@ -80,12 +80,16 @@ def test_with_auth_every_page_and_endpoint_refuses_an_unauthenticated_request(se
     assert info.status_code == 401
     page = httpx.get(url, timeout=10)
     assert page.status_code == 200 and "small random" not in page.text  # the shell only: no component, no model
+    assert "window.gradio_api_info = {};" in page.text and "/generate" not in page.text  # no endpoint described
     assert "Models &amp; teachers" not in page.text and "Models & teachers" not in page.text
     with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types across versions
         Client(url, verbose=False)
     client = Client(url, auth=("alice", "s3cret"), verbose=False)
     gallery, _ = client.predict('a sign that says "HAT"', 1, 2, 3.0, 1, api_name="/generate")
     assert len(gallery) == 1
+    logged = httpx.Client()
+    assert logged.post(f"{url}login", data={"username": "alice", "password": "s3cret"}).status_code == 200
+    assert "/generate" in logged.get(url).text  # once logged in, the page describes the app as usual
 
 
 def test_demo_mode_exposes_no_training_endpoint_and_no_training_tab(serve) -> None:
