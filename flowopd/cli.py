@@ -18,6 +18,7 @@ from .config_base import FieldInfo, config_class, config_kinds, read_config
 from .eval_config import EvalConfig
 from .events import Progress
 from .pretrain_config import PretrainConfig
+from .world.prompts import TASKS
 
 log = logging.getLogger("flowopd")
 EXAMPLES = {
@@ -27,6 +28,8 @@ EXAMPLES = {
     "eval": "flowopd eval --json eval.json",
     "world check": "flowopd world check --json world.json",
     "world splits": "flowopd world splits",
+    "world dataset": "flowopd world dataset --task text --n 256 --out data/text\n"
+                     "then: flowopd train sft --data data/text --out runs/sft-text",
     "score": 'flowopd score --reward text --prompt \'a sign that says "TEA"\' out/000_seed7.png',
     "config": "flowopd config grpo   # every field of a GRPO config: type, default, allowed values, help",
     "runs": "flowopd runs submit pretrain --config pretrain.json --name base-8k",  # more in storage/cli.py
@@ -126,6 +129,14 @@ def cmd_world_splits(args: argparse.Namespace) -> None:
 
     for path in write_splits(Path(args.out) if args.out else PROMPT_DIR):
         print(path)
+
+
+def cmd_world_dataset(args: argparse.Namespace) -> None:
+    _check_seed(args.seed)
+    from .world.dataset import write_dataset
+
+    folder = write_dataset(args.task, args.n, args.out, seed=args.seed, size=args.size)
+    print(f"{args.n} {args.task} images with captions written to {folder}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -236,14 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-per-prompt", type=int, help=_field_help(EvalConfig, "images_per_prompt"))
     p.add_argument("--tasks", nargs="+", help=_field_help(EvalConfig, "tasks"))
 
-    world = sub.add_parser("world", help="The tiny world: checks and prompt splits.",
-                           description="The tiny world: checks and prompt splits.")
+    world = sub.add_parser("world", help="The tiny world: checks, prompt splits and image sets.",
+                           description="The tiny world: checks, prompt splits and image sets.")
     wsub = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
     p = add("world check", cmd_world_check, "Score clean and degraded renders with every reward.", wsub)
     p.add_argument("--json", help="write the report to this path")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene layouts and noise")
     p = add("world splits", cmd_world_splits, "Regenerate the train/test prompt files from their fixed seed.", wsub)
     p.add_argument("--out", help="folder (default: the package's data/prompts)")
+    p = add("world dataset", cmd_world_dataset, "Write clean renders of a task's train prompts as an image set for "
+            "`train sft`: NAME.png with a same-name NAME.txt caption, and a metadata.jsonl of {\"file_name\", "
+            "\"text\"} lines listing the same pairs (the folder convention of kohya_ss, fluxgym and diffusers; "
+            "when a folder holds both, the reader takes metadata.jsonl and ignores the .txt files).", wsub)
+    p.add_argument("--task", required=True, choices=TASKS,
+                   help="whose train prompts caption the images")
+    p.add_argument("--n", type=int, required=True, help="number of images")
+    p.add_argument("--out", required=True, help="an empty or new folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and the scene layouts")
+    p.add_argument("--size", type=int, default=32, help="image side in pixels (default %(default)s: the built-in "
+                   "model's; larger square sets are downscaled by the reader)")
 
     p = add("score", cmd_score, "Score image files with a registered reward.")
     p.add_argument("images", nargs="+", help="image files")

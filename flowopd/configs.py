@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config_base import ConfigBase, fail, option
+from .datasets import RESIZE_MODES
 from .eval_config import EvalConfig
 from .models.presets import SD35_MEDIUM
 from .pretrain_config import PretrainConfig, TinyConfig
@@ -29,7 +31,7 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 # flowopd.rewards.register_reward adds a new name here too.
 REWARD_NAMES: list[str] = ["compose", "text", "prefer", "quality"]
 _fail = fail  # the short name the checks below use
-__all__ = ["ColdStartConfig", "EvalConfig", "GRPOConfig", "OPDConfig", "PretrainConfig", "TinyConfig"]
+__all__ = ["ColdStartConfig", "EvalConfig", "GRPOConfig", "OPDConfig", "PretrainConfig", "SFTConfig", "TinyConfig"]
 
 
 def _weights(name: str, value: Any, allowed: tuple[str, ...] | list[str] = TASKS, what: str = "task") -> None:
@@ -294,6 +296,64 @@ class OPDConfig(_RLConfig, kind="opd"):
         return cls._sd35(**{"batch_size": 32, "group_size": 16, "train_batch_size": 4, "lr": 1e-4, **overrides})
 
 
+@dataclass
+class SFTConfig(ConfigBase, kind="sft"):
+    """A supervised teacher: a fresh LoRA fine-tuned with the flow-matching loss on an image set with captions
+    (a style or subject LoRA, as kohya_ss and fluxgym train; ``flowopd world dataset`` writes the tiny world's)."""
+
+    data: str = option("", "folder of images with same-name .txt captions, or with a metadata.jsonl of "
+                       "{\"file_name\", \"text\"} lines (preferred when both exist); required to train",
+                       group="data")
+    resize: str = option("downscale", "square images larger than the model's side: downscale (box filter) | "
+                         "refuse; other sizes (not square, smaller) are always refused", choices=RESIZE_MODES,
+                         group="data")
+    caption_dropout: float = option(0.1, "fraction of captions replaced by the empty prompt, so that the LoRA "
+                                    "also learns the unconditional velocity classifier-free guidance uses (as "
+                                    "pretraining's 0.1)", min=0, max=1, max_open=True, group="data")
+    model: str | None = option(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = "
+                               "built-in", group="model")
+    seed: int = option(0, "random seed of the LoRA's initialisation, the image order, the noise and the timesteps",
+                       min=0, group="model")
+    lora_rank: int = option(8, "rank of the new LoRA", min=1, group="model")
+    lora_alpha: float = option(16.0, "alpha of the new LoRA (its scale is alpha / rank)", min=0, min_open=True,
+                               group="model")
+    adapter_name: str = option("teacher", "name of the trained LoRA adapter", group="model")
+    steps: int = option(600, "optimizer steps", min=1, group="optimizer")
+    batch_size: int = option(32, "images per optimizer step (drawn in a new shuffled order every pass over the "
+                             "set)", min=1, group="optimizer")
+    lr: float = option(5e-4, "AdamW learning rate (constant)", min=0, min_open=True, group="optimizer")
+    weight_decay: float = option(0.0, "AdamW weight decay", min=0, group="optimizer")
+    checkpoint_every: int = option(100, "save a resumable checkpoint every this many steps (and at the end)",
+                                   min=1, group="run")
+    sample_every: int = option(100, "every this many steps, ODE samples of the set's first captions (0 = never)",
+                               min=0, group="run")
+    sample_count: int = option(4, "how many of the set's captions the samples show", min=1, group="run")
+    eval_steps: int = option(20, "ODE steps of the samples (40 for SD3.5)", min=1, max=1000, group="run")
+    guidance: float = option(3.0, "CFG scale of the samples", min=0, group="run")
+
+    def check(self) -> None:
+        if not isinstance(self.data, str):
+            _fail("data", self.data, "give the image set's folder as a string")
+        if not self.adapter_name.strip():
+            _fail("adapter_name", self.adapter_name, "give the adapter a name, e.g. 'teacher'")
+
+    def require_data(self) -> None:
+        """Training needs an image set: fail naming ``data`` when it is empty or not a folder."""
+        if not self.data:
+            _fail("data", self.data, "give the folder of the image set to train on (--data DIR; "
+                  "`flowopd world dataset --task text --n 256 --out DIR` writes one)")
+        if not Path(self.data).expanduser().is_dir():
+            _fail("data", self.data, "this folder does not exist: give the folder of the image set to train on")
+
+    @classmethod
+    def sd35_medium(cls, **overrides: Any) -> SFTConfig:
+        """SD3.5 Medium: r 32 / alpha 32, lr 1e-4, batch 8, 40-step samples at CFG 4.5 (the paper trains no SFT
+        teacher; these are common style-LoRA settings)."""
+        return cls(**{"model": SD35_MEDIUM, "lora_rank": 32, "lora_alpha": 32.0, "lr": 1e-4, "batch_size": 8,
+                      "steps": 2000, "checkpoint_every": 250, "sample_every": 250, "eval_steps": 40,
+                      "guidance": 4.5, **overrides})
+
+
 # --- presets: quick | default | paper, for any registered config kind (the app's forms, scripts) -------------
 PRESET_NAMES = ("quick", "default", "paper")
 # ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. 8 epochs of 64 images (the
@@ -307,6 +367,7 @@ QUICK_FIELDS: dict[str, dict[str, Any]] = {
     "opd": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-4,
                 checkpoint_every=2, sample_every=2),
     "coldstart": dict(sft_steps=50, sft_batch_size=16, sft_samples_per_task=32),
+    "sft": dict(steps=150, batch_size=16, checkpoint_every=50, sample_every=50),
     # NFT (flowopd.nft_config): the teachers' size; NFT's ODE rollouts cost less per image than GRPO's SDE.
     "nft": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                 checkpoint_every=2, sample_every=2),

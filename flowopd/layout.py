@@ -11,6 +11,7 @@ A trainer's ``out_dir`` (a studio run folder, or ``OUT/seed<k>/<stage>/`` of ``f
     checkpoint.new/   a checkpoint being written; checkpoint.prev/ the one it replaces
     adapter/          the LoRA a trainer exports (the EMA when EMA is on)
     coldstart.json    the cold start's config
+    sft.json          an SFT teacher's config (its ``kind`` names the algorithm), beside its adapter/
     samples/          images sampled during training (the studio's reporter)
     exports/          files exported from the run
     train.json, curve.jsonl, result.json   a reproduce stage's compute, training curve and evaluation
@@ -34,14 +35,15 @@ REPORTS_DIR = "reports"  # reports a run produced (a recorded reproduce: report.
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 COLDSTART_FILE = "coldstart.json"
+SFT_FILE = "sft.json"
 TRAIN_FILE = "train.json"
 CURVE_FILE = "curve.jsonl"
 RESULT_FILE = "result.json"
 
 __all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "CONFIG_FILE", "CURVE_FILE", "EMA_DIR",
            "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR", "REPORTS_DIR", "PREVIOUS_CHECKPOINT_DIR",
-           "RESULT_FILE", "SAMPLES_DIR", "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir", "exports_dir",
-           "samples_dir"]
+           "RESULT_FILE", "SAMPLES_DIR", "SFT_FILE", "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir",
+           "exports_dir", "samples_dir"]
 
 
 def checkpoint_dir(run_folder: str | Path) -> Path:

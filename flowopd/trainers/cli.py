@@ -1,4 +1,4 @@
-"""``flowopd train grpo|opd|nft`` and ``flowopd coldstart``: thin wrappers over the trainers.
+"""``flowopd train grpo|opd|nft|sft`` and ``flowopd coldstart``: thin wrappers over the trainers.
 
 :func:`register` adds the commands to the ``flowopd`` parser; it imports nothing heavy (torch, the
 trainers and the model load inside the handlers). A bad config raises ``ValueError`` naming the field,
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..terminal import command_callback
@@ -23,6 +24,8 @@ EXAMPLES = {
            'with opd.json = {"teachers": {"compose": "runs/teacher-compose/adapter", "text": '
            '"runs/teacher-text/adapter"}, "prompt_tasks": {"compose": 1.0, "text": 1.0}, '
            '"init": "runs/merge/adapter"}',
+    "sft": "flowopd train sft --data data/text --out runs/sft-text --steps 600\n"
+           "with data/text from: flowopd world dataset --task text --n 256 --out data/text",
     "nft": "flowopd train nft --config nft-prefer.json --out runs/nft-prefer\n"
            'with nft-prefer.json = {"rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, "epochs": 8}',
     "coldstart": "flowopd coldstart --config merge.json --out runs/merge\n"
@@ -56,6 +59,29 @@ def cmd_train(args: argparse.Namespace) -> None:
     with command_callback(args, args.stage, cfg.to_dict(), args.out) as callback:
         result = train(model, cfg, args.out, callback=callback, resume=not args.no_resume, accelerator=accelerator)
     print(f"{args.stage}: step {result.step}, epoch {result.epoch}{' (stopped)' if result.stopped else ''}; "
+          f"adapter written to {result.adapter_dir}")
+
+
+SFT_FLAGS = (("--steps", "steps", int), ("--batch-size", "batch_size", int), ("--lr", "lr", float),
+             ("--lora-rank", "lora_rank", int), ("--lora-alpha", "lora_alpha", float), ("--seed", "seed", int))
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from ..config_base import read_config
+    from ..configs import SFTConfig
+
+    flags = {name: getattr(args, name) for _, name, _ in SFT_FLAGS if getattr(args, name) is not None}
+    flags.update({k: v for k, v in (("data", args.data), ("model", args.model)) if v is not None})
+    cfg = read_config(args.config, SFTConfig, flags)  # checked before torch loads
+    cfg.require_data()
+    cfg = SFTConfig.from_dict({**cfg.to_dict(), "data": str(Path(cfg.data).expanduser().resolve())})
+    from ..models import load_model
+    from .sft import train_sft
+
+    model = load_model(cfg.model, device="cuda" if _cuda() else "cpu")
+    with command_callback(args, "sft", cfg.to_dict(), args.out) as callback:
+        result = train_sft(model, cfg, args.out, callback=callback, resume=not args.no_resume)
+    print(f"sft: step {result.step}, {result.epoch} passes over the set{' (stopped)' if result.stopped else ''}; "
           f"adapter written to {result.adapter_dir}")
 
 
@@ -100,7 +126,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = _add(tsub, stage, cmd_train, text, EXAMPLES[stage])
         p.set_defaults(stage=stage)
         p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
+    _register_sft(tsub)
     _add(subparsers, "coldstart", cmd_coldstart, "Build the student's first LoRA from the teachers: merge, "
          "merge-avg, sft or none.", EXAMPLES["coldstart"],
          out_help="output folder: OUT/adapter (the student's LoRA) and OUT/coldstart.json (not resumable: a merge "
                   "takes seconds, an SFT reruns)")
+
+
+def _register_sft(tsub: argparse._SubParsersAction) -> None:
+    """``train sft``: its config file is optional and its common fields are flags (help from SFTConfig)."""
+    from ..configs import SFTConfig
+
+    text = ("Fine-tune a LoRA with the flow-matching loss on an image set with captions: a supervised teacher "
+            "(a style or subject LoRA, as kohya_ss and fluxgym train).")
+    p = tsub.add_parser("sft", help=text, description=text, epilog=f"example: {EXAMPLES['sft']}",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=cmd_sft, stage="sft")
+    p.add_argument("--data", help=SFTConfig.field_info("data").help + " (overrides the config's data)")
+    p.add_argument("--config", help="JSON file of SFTConfig fields (`flowopd config sft`); the flags override it")
+    p.add_argument("--out", required=True, help="output folder: OUT/checkpoint (resumable), OUT/adapter (the "
+                                                "teacher) and OUT/sft.json (its config)")
+    p.add_argument("--model", help="base model folder or Hub id; overrides the config's model (default: built-in tiny)")
+    for flag, name, kind in SFT_FLAGS:
+        info = SFTConfig.field_info(name)
+        p.add_argument(flag, dest=name, type=kind, help=f"{info.help} (default {info.default})".replace("%", "%%"))
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")

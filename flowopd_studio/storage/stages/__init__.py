@@ -1,9 +1,9 @@
 """The registry of worker stages: stage name -> :class:`Stage` (freeze, run, checkpoint_step).
 
 Stages: ``pretrain``, ``eval``, the trainers ``grpo``, ``coldstart``, ``opd`` and ``nft`` (their shared loop is
-``training.py``) and the whole benchmark ``reproduce``. Wiring in another means writing a module like
-``pretrain.py`` (its heavy imports inside the functions, so this registry stays cheap to import) and
-adding its ``STAGE`` to :data:`STAGES`.
+``training.py``), the supervised teacher ``sft`` and the whole benchmark ``reproduce``. Wiring in another
+means writing a module like ``pretrain.py`` (its heavy imports inside the functions, so this registry stays
+cheap to import) and adding its ``STAGE`` to :data:`STAGES`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from .nft import STAGE as NFT
 from .opd import STAGE as OPD
 from .pretrain import STAGE as PRETRAIN
 from .reproduce import STAGE as REPRODUCE
+from .sft import STAGE as SFT
 
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL, GRPO, COLDSTART, OPD, REPRODUCE, NFT)}
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL, GRPO, COLDSTART, OPD, REPRODUCE, SFT,
+                                                            NFT)}
 
 __all__ = ["STAGES", "Stage", "StopStage", "get_stage"]
 

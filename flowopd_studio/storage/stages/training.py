@@ -2,8 +2,8 @@
 
 Freezing resolves references so the stored snapshot stands on its own: ``model`` may be the id of a
 pretrain run (its ``checkpoint/`` folder); an adapter field (OPD ``teachers``, ``init``, ``mar_anchor``;
-cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart``, ``opd`` or ``nft`` run (its ``adapter/``
-folder, which a queued run writes before the next one starts). Folders become absolute paths.
+cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart``, ``opd``, ``nft`` or ``sft`` run (its
+``adapter/`` folder, which a queued run writes before the next one starts). Folders become absolute paths.
 
 :func:`run_rl` runs a GRPO, OPD or NFT trainer with the run folder as its ``out_dir`` (``checkpoint/`` and
 ``adapter/`` inside it). The trainer's callback logs every epoch's metrics at its optimizer step and polls
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
-ADAPTER_STAGES = ("grpo", "coldstart", "opd", "nft")
+ADAPTER_STAGES = ("grpo", "coldstart", "opd", "sft", "nft")
 
 
 def resolve_model(model: Any, store: Store) -> str | None:

@@ -1,0 +1,119 @@
+"""SFT teachers: a LoRA fine-tuned on an image set (written by ``world dataset``) lowers its flow-matching loss,
+resumes exactly, writes its config beside the adapter, and serves as a teacher of a cold start and of OPD."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flowopd.adapters import adapter_parameters, load_adapter
+from flowopd.configs import ColdStartConfig, SFTConfig
+from flowopd.flow_matching import flow_matching_loss
+from flowopd.models.base import from_pil
+from flowopd.world.dataset import write_dataset
+
+SMALL_RUN = dict(steps=8, batch_size=8, lr=3e-3, lora_rank=4, lora_alpha=8.0, checkpoint_every=4, sample_every=0)
+
+
+@pytest.fixture(scope="module")
+def text_set(tmp_path_factory):
+    """16 clean renders of text prompts with captions (the small model is 32 px, as the built-in one)."""
+    return write_dataset("text", 16, tmp_path_factory.mktemp("sets") / "text", seed=3)
+
+
+def _set_loss(model, folder, adapter: str | None) -> float:
+    """The flow-matching loss of the whole set, fixed noise and t."""
+    from PIL import Image
+
+    from flowopd.adapters import use_adapter
+
+    files = sorted(folder.glob("*.png"))
+    x = model.encode_images(from_pil([Image.open(f) for f in files]))
+    cond = model.encode_prompts([f.with_suffix(".txt").read_text().strip() for f in files])
+    with torch.no_grad(), use_adapter(model, adapter):
+        return sum(flow_matching_loss(model, x, cond, torch.Generator().manual_seed(k)).loss.item() for k in range(4))
+
+
+def test_sft_lowers_the_loss_of_its_image_set_and_writes_its_config(tiny, text_set, tmp_path):
+    from flowopd.trainers.sft import train_sft
+
+    model = tiny()
+    before = _set_loss(model, text_set, None)
+    metrics, samples = [], []
+    cfg = SFTConfig(data=str(text_set), **{**SMALL_RUN, "steps": 30, "sample_every": 15, "sample_count": 2,
+                                           "eval_steps": 2})
+    result = train_sft(model, cfg, tmp_path, callback=lambda d: (metrics.append(d), samples.extend(d.get("samples",
+                                                                                                           []))))
+    after = _set_loss(model, text_set, "teacher")
+    assert after < 0.8 * before, (before, after)
+    assert [m["step"] for m in metrics] == list(range(1, 31)) and all(m["loss"] > 0 for m in metrics)
+    assert len(samples) == 4 and samples[0]["prompt"] == (text_set / "00000.txt").read_text().strip()
+    assert (result.step, result.epoch, result.stopped) == (30, 15, False)
+    assert (tmp_path / "adapter" / "adapter.json").is_file()
+    stored = json.loads((tmp_path / "sft.json").read_text())
+    assert stored["kind"] == "sft" and stored["data"] == str(text_set)
+    assert SFTConfig.from_json(tmp_path / "sft.json") == cfg
+
+
+def test_resume_equals_an_uninterrupted_run(tiny, text_set, tmp_path):
+    from flowopd.trainers.sft import train_sft
+
+    cfg = SFTConfig(data=str(text_set), **{**SMALL_RUN, "caption_dropout": 0.5})
+    straight = tiny()
+    train_sft(straight, cfg, tmp_path / "straight")
+    stopped = tiny()
+    steps = []
+    first = train_sft(stopped, cfg, tmp_path / "resumed", callback=lambda d: steps.append(d["step"]),
+                      should_stop=lambda: len(steps) == 3)
+    assert first.stopped and first.step == 3
+    resumed = tiny()  # a fresh process: the adapter, optimizer and step come from the checkpoint
+    second = train_sft(resumed, cfg, tmp_path / "resumed", callback=lambda d: steps.append(d["step"]))
+    assert steps == list(range(1, 9)) and second.step == 8
+    a, b = adapter_parameters(straight, "teacher"), adapter_parameters(resumed, "teacher")
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0)
+
+
+def test_an_sft_adapter_is_a_teacher_of_a_cold_start_and_of_opd(tiny, text_set, make_teachers, opd_config, tmp_path):
+    from flowopd.trainers.coldstart import run_coldstart
+    from flowopd.trainers.opd import train_opd
+    from flowopd.trainers.sft import train_sft
+
+    model = tiny()
+    sft = train_sft(model, SFTConfig(data=str(text_set), **{**SMALL_RUN, "steps": 2}), tmp_path / "sft")
+    teachers = {"text": str(sft.adapter_dir), **make_teachers(model, {"prefer": 2})}
+    merged = run_coldstart(model, ColdStartConfig(mode="merge", teachers=teachers), tmp_path / "merge")
+    load_adapter(model, merged, "merged")
+    assert adapter_parameters(model, "merged")
+    result = train_opd(model, opd_config(teachers, init=str(merged)), tmp_path / "opd")
+    assert result.step == 2 and (result.adapter_dir / "adapter.json").is_file()
+
+
+def test_sft_needs_an_image_set(tiny, tmp_path):
+    from flowopd.datasets import DatasetError
+    from flowopd.trainers.sft import train_sft
+
+    with pytest.raises(ValueError, match=r"^data='' is invalid: give the folder of the image set"):
+        train_sft(tiny(), SFTConfig(), tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        train_sft(tiny(), SFTConfig(data=str(tmp_path / "empty")), tmp_path / "out")
+    assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_the_config_helps_every_field_round_trips_and_has_a_quick_preset(tmp_path):
+    from flowopd.configs import preset
+
+    assert all(info.help.strip() for info in SFTConfig.describe())
+    cfg = SFTConfig(data=str(tmp_path), lr=1e-3)
+    assert SFTConfig.from_json(cfg.to_json()) == cfg
+    quick = preset("sft", "quick")
+    assert quick.steps < SFTConfig().steps and quick.data == ""
+    assert preset("sft", "paper").lora_rank == 32
+    with pytest.raises(ValueError, match=r"caption_dropout=1.0 is invalid: use a number in \[0, 1\)"):
+        SFTConfig(caption_dropout=1.0)
+    with pytest.raises(ValueError, match=r"resize='crop' is invalid: use one of downscale, refuse"):
+        SFTConfig(resize="crop")
