@@ -46,14 +46,14 @@ class ExportFormat:
     help: str
 
 
-def _write_peft(adapter: Path, target: Path) -> None:
+def _write_flowopd(adapter: Path, target: Path) -> None:
     target.mkdir(parents=True)
     for name in (WEIGHTS_NAME, META_NAME):
         shutil.copy2(adapter / name, target / name)
 
 
 FORMATS: dict[str, ExportFormat] = {
-    "peft": ExportFormat(_write_peft, load_adapter, "our adapter folder (flowopd.adapters.save_adapter: LoRA "
+    "flowopd": ExportFormat(_write_flowopd, load_adapter, "our adapter folder (flowopd.adapters.save_adapter: LoRA "
                                                     "weights in safetensors and adapter.json)"),
 }
 
@@ -138,13 +138,13 @@ def card_markdown(card: ModelCard, meta: dict, formats: tuple[str, ...], sha: st
     if card.config:
         lines += ["", "## Training config", "", "```json", json.dumps(card.config, indent=1, sort_keys=True), "```"]
     lines += ["", "## Use", "", "```python", "from flowopd.adapters import load_adapter, use_adapter",
-              f'load_adapter(model, "peft", "{slug(card.name).replace(".", "_")}")  # model: the base model above',
+              f'load_adapter(model, "flowopd", "{slug(card.name).replace(".", "_")}")  # model: the base model above',
               "```", ""]
     return "\n".join(lines)
 
 
 def export_adapter(source: Source | Path, out_dir: str | Path, card: ModelCard | None = None,
-                   formats: tuple[str, ...] = ("peft",), *, model: FlowModel | None = None,
+                   formats: tuple[str, ...] = ("flowopd",), *, model: FlowModel | None = None,
                    name: str | None = None) -> ExportResult:
     """Export ``source``'s adapter to ``out_dir/<name>/`` and ``out_dir/<name>.zip``.
 

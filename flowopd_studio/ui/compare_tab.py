@@ -132,6 +132,7 @@ def run_compare(state: AppState, prompts: str, prompt_set: str, count: float, se
         missing = [k for k in keys if k not in found]
         if missing:
             raise ValueError(f"Models: {', '.join(missing)} no longer exist; press Refresh the list")
+        cmp.check_budget(len(items), len(seed_list), len(keys), int(steps))
         start = time.perf_counter()
         with state.lock:
             result = cmp.compare(state.model, [found[k] for k in keys], items, seed_list, num_steps=int(steps),
@@ -192,6 +193,7 @@ def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs
            **_: object) -> None:
     outputs = [w.grid, w.scores, w.means, w.note]
     w.button.click(lambda *a: run_compare(state, *a), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
+                   time_limit=600,
                    inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models], outputs=outputs)
     demo.load(lambda: default_compare(state), outputs=outputs, api_name="compare_default",
               api_visibility="undocumented", concurrency_id="gpu", concurrency_limit=1)

@@ -48,7 +48,7 @@ def render(state: AppState) -> ExportWidgets:
             refresh = gr.Button("Refresh the list", size="sm")
         with gr.Column(scale=2):
             name = gr.Textbox(label="Export name (optional)", placeholder="e.g. my-student (letters, digits, . _ -)")
-            formats = gr.CheckboxGroup([(f"{k}: {f.help}", k) for k, f in FORMATS.items()], value=["peft"],
+            formats = gr.CheckboxGroup([(f"{k}: {f.help}", k) for k, f in FORMATS.items()], value=["flowopd"],
                                        label="Formats")
             with_grid = gr.Checkbox(True, label="Include the latest saved comparison grid in the model card")
     button = gr.Button("Export and verify", variant="primary", elem_id="export-button")

@@ -30,7 +30,7 @@ def test_export_round_trip_zip_and_card(small_model, make_adapter, tmp_path):
                                                          if n.startswith("studio_")}  # only the cache stays
     with zipfile.ZipFile(result.zip_path) as z:
         names = set(z.namelist())
-    assert {"my-student/peft/pytorch_lora_weights.safetensors", "my-student/peft/adapter.json",
+    assert {"my-student/flowopd/pytorch_lora_weights.safetensors", "my-student/flowopd/adapter.json",
             "my-student/README.md", "my-student/comparison.png", "my-student/export.json"} <= names
     text = (result.folder / "README.md").read_text()
     for part in ("small random", "compose, text", "| 0.500 | 0.600 |", "comparison.png", '"lr": 0.0001', "Verified"):
@@ -38,7 +38,7 @@ def test_export_round_trip_zip_and_card(small_model, make_adapter, tmp_path):
     # the exported folder, loaded by the library, draws the source adapter's image
     z = zipfile.ZipFile(result.zip_path)
     z.extractall(tmp_path / "unzipped")
-    load_adapter(small_model, tmp_path / "unzipped/my-student/peft", "unzipped_check")
+    load_adapter(small_model, tmp_path / "unzipped/my-student/flowopd", "unzipped_check")
     load_adapter(small_model, source, "source_check")
     try:
         images = []
@@ -59,7 +59,7 @@ def test_export_refuses_bad_names_formats_and_the_base(small_model, make_adapter
     source = make_adapter(small_model, tmp_path / "a", zero=True)
     with pytest.raises(UnsafePath, match="not a plain name"):
         export_adapter(source, tmp_path / "exports", name="../escape")
-    with pytest.raises(ExportError, match="choose from peft"):
+    with pytest.raises(ExportError, match="choose from flowopd"):
         export_adapter(source, tmp_path / "exports", formats=("comfyui",))
     with pytest.raises(ExportError, match="base model has no adapter"):
         export_adapter(base_source("m"), tmp_path / "exports")
@@ -71,7 +71,7 @@ def test_a_wrong_export_is_not_called_ready(small_model, make_adapter, tmp_path,
     from flowopd_studio.services import export
 
     other = make_adapter(small_model, tmp_path / "other", zero=False, seed=8)
-    broken = export.ExportFormat(lambda src, dst: export._write_peft(other, dst), export.load_adapter, "broken")
+    broken = export.ExportFormat(lambda src, dst: export._write_flowopd(other, dst), export.load_adapter, "broken")
     monkeypatch.setitem(export.FORMATS, "broken", broken)
     source = make_adapter(small_model, tmp_path / "a", zero=False, seed=7)
     with pytest.raises(ExportError, match="differs"):

@@ -103,18 +103,18 @@ def test_save_grid_writes_exports_and_downloads(client, app):
 def test_export_and_download_a_verified_zip(client, app):
     from gradio_client.exceptions import AppError
 
-    download, status, card = client.predict("example:opd", "", ["peft"], True, api_name="/export")
+    download, status, card = client.predict("example:opd", "", ["flowopd"], True, api_name="/export")
     assert "**Ready**" in status and "Verified" in status
     with zipfile.ZipFile(download) as z:
         names = set(z.namelist())
         readme = z.read("opd/README.md").decode()
-    assert {"opd/peft/pytorch_lora_weights.safetensors", "opd/peft/adapter.json", "opd/export.json"} <= names
+    assert {"opd/flowopd/pytorch_lora_weights.safetensors", "opd/flowopd/adapter.json", "opd/export.json"} <= names
     assert "small random" in readme and "test fixture, stage opd" in readme and readme.strip() == card.strip()
     assert (app[1].data_folder / "exports" / "opd.zip").is_file()
     with pytest.raises(AppError, match="not a plain name"):
-        client.predict("example:opd", "../../escape", ["peft"], False, api_name="/export")
+        client.predict("example:opd", "../../escape", ["flowopd"], False, api_name="/export")
     with pytest.raises(AppError, match="not in the list"):
-        client.predict("base", "", ["peft"], False, api_name="/export")
+        client.predict("base", "", ["flowopd"], False, api_name="/export")
 
 
 def test_results_show_the_committed_reproduction(client):
