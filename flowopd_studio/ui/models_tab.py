@@ -133,8 +133,14 @@ def teacher_request(state: AppState, order: list[tuple[str, str]], name: str, ta
     with state.store() as store:
         name, task = teachers.check_name(store, name), teachers.check_task(task)
         base = base_models.current_base(store, state.model_ref)
-    fixed = {"rewards": parse_weights(rewards, "Reward(s)", REWARD_NAMES),
-             "prompt_tasks": parse_weights(prompts, "Prompt set", TASKS), "model": base.ref}
+    from flowopd.config_base import config_class
+
+    own = {f.name for f in config_class(algorithm).describe()}  # an SFT teacher has no rewards or prompt set
+    fixed = {"model": base.ref}
+    if "rewards" in own:
+        fixed["rewards"] = parse_weights(rewards, "Reward(s)", REWARD_NAMES)
+    if "prompt_tasks" in own:
+        fixed["prompt_tasks"] = parse_weights(prompts, "Prompt set", TASKS)
     settings = {field: v for (algo, field), v in zip(order, values) if algo == algorithm}
     config = build_config(algorithm, settings, fixed, "Teacher settings")
     request = teachers.TeacherRequest(name, task, algorithm, config)

@@ -40,11 +40,16 @@ def app(small_model, tmp_path, spawned):
 
 
 def _form(name: str, **changes) -> list:
-    from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values
+    """The teacher form's values for a GRPO teacher: every algorithm's settings widgets are inputs (hidden
+    groups), so each gets its quick preset; ``changes`` apply to GRPO's."""
+    from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values, teacher_algorithms
     from flowopd_studio.ui.config_form import form_order
 
-    values = {**preset_values("grpo", "quick", TEACHER_OWN), **changes}
-    return [name, "text", "text=1", "text=1", "grpo", *(values[f] for f in form_order("grpo", TEACHER_OWN))]
+    values = []
+    for algorithm in teacher_algorithms():
+        preset = {**preset_values(algorithm, "quick", TEACHER_OWN), **(changes if algorithm == "grpo" else {})}
+        values += [preset[f] for f in form_order(algorithm, TEACHER_OWN)]
+    return [name, "text", "text=1", "text=1", "grpo", *values]
 
 
 def test_define_a_teacher_and_start_its_run(app, spawned):
@@ -92,3 +97,20 @@ def test_import_a_lora_and_refuse_a_missing_one(app, spawned, small_model, make_
     assert table["data"][0][:4] == ["imported", "prefer", "import", "import"]
     with pytest.raises(AppError, match="LoRA path .* does not exist"):
         client.predict(str(tmp_path / "missing"), "other", "text", api_name="/import_lora")
+
+
+def test_an_sft_teacher_request_carries_no_rewards(small_model, tmp_path) -> None:
+    """The teacher form's rewards and prompt set go only to algorithms that have them (SFT learns an image set)."""
+    import json
+
+    from flowopd_studio.ui.models_tab import teacher_request
+    from flowopd_studio.ui.state import AppState
+
+    state = AppState(small_model, "small random", home=tmp_path / "home")
+    data = tmp_path / "set"
+    data.mkdir()
+    request, cli = teacher_request(state, [("sft", "data"), ("sft", "steps")], "style", "text", "text=1", "text=1",
+                                   "sft", str(data), 20)
+    config = json.loads(request)["config"]
+    assert config["data"] == str(data) and config["steps"] == 20
+    assert "rewards" not in config and "prompt_tasks" not in config and "sft" in cli
