@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     from flowopd_studio.ui import build_app
     from flowopd_studio.ui.state import AppState
 
-    state = AppState(load_model(opts.model), opts.model or "built-in tiny-base", model_ref=opts.model,
-                     home=opts.home, demo=opts.demo)
+    name = opts.model or "built-in tiny-base"
+    if opts.demo and opts.model and os.path.exists(opts.model):  # a read-only page shows no path of this machine
+        name = os.path.basename(os.path.normpath(opts.model))
+    state = AppState(load_model(opts.model), name, model_ref=opts.model, home=opts.home, demo=opts.demo)
     if opts.model is None:  # the built-in examples' teachers were trained on the built-in model
         from flowopd_studio.services.examples import register_builtin_teachers
 

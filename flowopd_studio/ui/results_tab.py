@@ -3,6 +3,7 @@ of any finished ``reproduce`` run in the store."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import gradio as gr
@@ -41,25 +42,38 @@ def render(state: AppState) -> ResultsWidgets:
     return ResultsWidgets(pick, refresh, table, plots, report)
 
 
+@functools.lru_cache(maxsize=64)
+def _image(path: str, mtime: float) -> Image.Image:
+    """A plot, decoded once per file version (re-decoding a dozen PNGs made a page load take over a second)."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
 def show(state: AppState, title: str | None):
     """The table, the plots (as images: nothing is served from outside the data folder) and the report."""
     found = {r.title: r for r in all_results(state)}
     if not found:
         return {"headers": ["row"], "data": []}, [], "No reproduction yet: run `flowopd reproduce --record`."
     r = found.get(title) or next(iter(found.values()))
-    plots = []
-    for path in r.plots:
-        with Image.open(path) as im:
-            plots.append((im.convert("RGB"), path.stem))
+    plots = [(_image(str(path), path.stat().st_mtime), path.stem) for path in r.plots]
     return {"headers": r.headers, "data": r.table}, plots, r.report
 
 
-def listen(w: ResultsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> None:
+def listen(w: ResultsWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
+           **_: object) -> None:
     outputs = [w.table, w.plots, w.report]
     w.pick.change(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_show",
                   concurrency_limit=None)
-    demo.load(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_load",
-              api_visibility="undocumented", concurrency_limit=None)
+    if tabs is None:
+        demo.load(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_load",
+                  api_visibility="undocumented", concurrency_limit=None)
+        return
+
+    def opened(title: str | None, evt: gr.SelectData):  # drawn when the tab opens, not on every page load
+        return show(state, title) if evt.value == "Results" else (gr.skip(),) * len(outputs)
+
+    tabs.select(opened, inputs=[w.pick], outputs=outputs, api_name="results_load", api_visibility="undocumented",
+                concurrency_limit=None, show_progress="hidden")
 
     def refresh(current):
         titles = [r.title for r in all_results(state)]
