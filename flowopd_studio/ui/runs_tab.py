@@ -47,7 +47,7 @@ class RunsWidgets:
 
 
 def render(state: AppState) -> RunsWidgets:
-    timer = gr.Timer(TIMER_S)
+    timer = gr.Timer(TIMER_S, active=False)  # polls only while the Runs tab is open (listen)
     table = gr.Dataframe(headers=rv.TABLE_COLUMNS, interactive=False, label="Runs (select a row to open it)",
                          max_height=280, elem_id="runs-table")
     with gr.Row():
@@ -234,7 +234,8 @@ def delete_run(state: AppState, run_id: str):
     return _command(state, run_id, act), gr.Row(visible=False), ""
 
 
-def listen(w: RunsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> None:
+def listen(w: RunsWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
+           **_: object) -> None:
     hidden = dict(show_progress="hidden", api_visibility="undocumented")
     read = dict(hidden, concurrency_limit=None)
     plot_in = [w.run_id, w.compare, w.smoothing]
@@ -251,12 +252,25 @@ def listen(w: RunsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -> 
             .then(partial(run_plots, state), plot_in, w.plots, **api("run_plots"))
 
     def load(request: gr.Request):  # a plain function: gradio finds the gr.Request hint (not through a partial)
-        return on_load(state, request)
+        run_id, message = on_load(state, request)
+        asked = bool(request and request.query_params.get("run"))  # ?run=ID: open the Runs tab on that run
+        return (run_id, message, gr.Tabs(selected="runs") if asked and tabs is not None else gr.skip(),
+                gr.Timer(active=True) if asked else gr.skip())
+
+    def poll_when_open(evt: gr.SelectData):
+        return gr.Timer(active=evt.value == "Runs")
+
+    if tabs is not None:  # the timer polls while the Runs tab is open; every open browser tab polled before
+        tabs.select(poll_when_open, None, w.timer, api_visibility="private", show_progress="hidden",
+                    concurrency_limit=None)
+    else:
+        w.timer.active = True
 
     w.timer.tick(partial(tick, state), [*plot_in, w.sample_choice], [w.table, w.compare, *status_out, *w.plots,
                                                                      *samples_out], api_name="runs_tick", **read)
     then_view(w.run_id.submit(partial(open_run, state), w.run_id, w.run_id, api_name="open_run", **hidden), True)
-    then_view(demo.load(load, None, [w.run_id, w.message], api_name="runs_load", **read)
+    then_view(demo.load(load, None, [w.run_id, w.message, tabs if tabs is not None else w.message, w.timer],
+                        api_name="runs_load", **read)
               .then(partial(runs_table, state), None, [w.table, w.compare], api_name="runs_table", **read))
     then_view(w.table.select(_selected, None, w.run_id, api_visibility="private", show_progress="hidden"))
     gr.on([w.compare.input, w.smoothing.release], partial(run_plots, state), plot_in, w.plots,

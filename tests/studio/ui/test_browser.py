@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("FLOWOPD_ARTIFACTS", Path(__file__).resolve().parents[3] / "test-artifacts"))
+OPENED: dict[str, str] = {}  # the teacher run's id, for the ?run= test
 TABS = ["Models & teachers", "Distill", "Runs", "Compare", "Export", "Results", "Generate"]
 # Small enough to train in seconds on the built-in model, large enough to log a few steps.
 QUICK = {"epochs": 4, "batch_size": 8, "group_size": 4, "train_batch_size": 4, "num_steps": 4,
@@ -118,10 +119,21 @@ def test_a_quick_teacher_run_moves_while_the_page_is_open_then_stops(page) -> No
             break
         page.wait_for_timeout(1000)
     assert len(seen - {0}) >= 2, f"the run's step did not move on the page (saw {sorted(seen)})"
+    OPENED["run"] = re.search(r"r[0-9a-f]{10}", header.inner_text()).group(0)
     page.get_by_text(re.compile(r"sampled steps")).first.wait_for(timeout=60_000)  # samples came in live
     _shot(page, "runs")
     page.get_by_role("button", name="Stop").click()
     page.locator("#runs-header").get_by_text(re.compile("stopped|finished")).first.wait_for(timeout=120_000)
+
+
+def test_a_run_link_opens_the_runs_tab_on_that_run(page, app_url) -> None:
+    run_id = OPENED.get("run")
+    assert run_id, "the teacher-run test did not run first"
+    page.goto(f"{app_url}?run={run_id}")
+    page.get_by_role("tab", name="Runs", selected=True).wait_for(timeout=60_000)
+    page.locator("#runs-header").get_by_text(run_id).first.wait_for(timeout=60_000)
+    page.goto(f"{app_url}?run=../../etc")
+    page.get_by_text("refused").first.wait_for(timeout=60_000)
 
 
 def test_export_and_download_a_built_in_example(page, tmp_path) -> None:
