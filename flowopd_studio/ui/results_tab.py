@@ -4,10 +4,12 @@ of any finished ``reproduce`` run in the store."""
 from __future__ import annotations
 
 import functools
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
 from ..services.results import Results, committed, run_reports
 from .state import AppState
@@ -42,11 +44,12 @@ def render(state: AppState) -> ResultsWidgets:
     return ResultsWidgets(pick, refresh, table, plots, report)
 
 
-@functools.lru_cache(maxsize=64)
-def _image(path: str, mtime: float) -> Image.Image:
-    """A plot, decoded once per file version (re-decoding a dozen PNGs made a page load take over a second)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+@functools.lru_cache(maxsize=256)
+def _image(path: str, mtime: float) -> str:
+    """A temporary copy of a plot, made once per file version: the gallery then serves a file it may read (the
+    committed plots live outside the data folder) without re-encoding a dozen images on every call."""
+    folder = Path(tempfile.mkdtemp(prefix="flowopd-results-"))
+    return str(shutil.copyfile(path, folder / Path(path).name))
 
 
 def show(state: AppState, title: str | None):
