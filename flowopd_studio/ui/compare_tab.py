@@ -4,6 +4,7 @@ as a PNG. At page load it shows the built-in examples (``flowopd_studio/examples
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -172,8 +173,10 @@ def default_compare(state: AppState):
     return tuple(out)
 
 
-def save_grid(state: AppState, image: Image.Image | None, name: str):
-    """Write the grid to the data folder's exports/ (not in demo mode) and offer a copy for download."""
+def save_grid(state: AppState, image: Image.Image | None, name: str, models: list[str] | None = None):
+    """Write the grid to the data folder's exports/ (not in demo mode) and offer a copy for download. ``models``
+    (the ticked columns) go to a ``.json`` beside it, so an export's model card attaches only a grid that shows
+    its adapter."""
     if image is None:
         raise gr.Error("There is no grid yet: press Compare first")
     try:
@@ -186,6 +189,7 @@ def save_grid(state: AppState, image: Image.Image | None, name: str):
         return str(copy), "Ready to download (demo: not kept on the server)."
     target = export_path(state.data_folder, name)
     image.save(target)
+    target.with_suffix(".json").write_text(json.dumps({"models": list(models or [])}) + "\n")
     return str(copy), f"Saved to the data folder as exports/{name}; press Download PNG."
 
 
@@ -207,5 +211,5 @@ def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs
     # The choices follow the store: new runs and teachers appear on a page load or on opening a tab.
     for event in (demo.load, *([tabs.select] if tabs is not None else [])):
         event(refresh, outputs=[w.models], api_visibility="private", show_progress="hidden", concurrency_limit=None)
-    w.save.click(lambda img, name: save_grid(state, img, name), inputs=[w.grid, w.file_name],
+    w.save.click(lambda img, name, models: save_grid(state, img, name, models), inputs=[w.grid, w.file_name, w.models],
                  outputs=[w.download, w.note], api_name="save_grid")

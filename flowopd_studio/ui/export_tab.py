@@ -4,6 +4,7 @@ image identical to the source's) before it is offered for download."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import gradio as gr
@@ -50,7 +51,8 @@ def render(state: AppState) -> ExportWidgets:
             name = gr.Textbox(label="Export name (optional)", placeholder="e.g. my-student (letters, digits, . _ -)")
             formats = gr.CheckboxGroup([(f"{k}: {f.help}", k) for k, f in FORMATS.items()], value=["flowopd"],
                                        label="Formats")
-            with_grid = gr.Checkbox(True, label="Include the latest saved comparison grid in the model card")
+            with_grid = gr.Checkbox(True, label="Include the latest saved comparison grid that shows this adapter "
+                                          "in the model card")
     button = gr.Button("Export and verify", variant="primary", elem_id="export-button")
     status = gr.Markdown(elem_id="export-status")
     download = gr.DownloadButton("Download the LoRA (.zip)", elem_id="export-download")
@@ -59,12 +61,19 @@ def render(state: AppState) -> ExportWidgets:
     return ExportWidgets(source, refresh, name, formats, with_grid, button, status, download, card)
 
 
+def _grid_models(grid) -> list[str]:
+    try:
+        return list(json.loads(grid.with_suffix(".json").read_text()).get("models", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def card_for(state: AppState, source: Source, store, with_grid: bool) -> ModelCard:
     rewards = source.config.get("rewards") if isinstance(source.config.get("rewards"), dict) else None
     grid = None
-    if with_grid:
+    if with_grid:  # the newest saved grid that shows this adapter (its .json names the grid's columns)
         grids = sorted(exports_folder(state.data_folder).glob("*.png"), key=lambda p: p.stat().st_mtime)
-        grid = grids[-1] if grids else None
+        grid = next((g for g in reversed(grids) if source.key in _grid_models(g)), None)
     return ModelCard(source.label, state.model_name, source.kind, source.origin, source.task,
                      list(rewards) if rewards else ([source.task] if source.task else list(REWARDS)),
                      dict(source.config), known_scores(source, store), grid)

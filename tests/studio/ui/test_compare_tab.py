@@ -92,12 +92,17 @@ def test_save_grid_writes_exports_and_downloads(client, app):
     grid, *_ = client.predict("a photo of a circle", "the prompts above", 1, "0", 2, 3.0, ["base"],
                               api_name="/compare")
     with pytest.raises(AppError, match="not a plain name"):
-        client.predict(handle_file(grid), "../escape.png", api_name="/save_grid")
-    download, note = client.predict(handle_file(grid), "my-grid", api_name="/save_grid")
+        client.predict(handle_file(grid), "../escape.png", ["base"], api_name="/save_grid")
+    download, note = client.predict(handle_file(grid), "my-grid", ["base", "example:opd"], api_name="/save_grid")
     saved = app[1].data_folder / "exports" / "my-grid.png"
     assert saved.is_file() and "exports/my-grid.png" in note
     assert open(download, "rb").read() == saved.read_bytes()
     assert not (app[1].data_folder.parent / "escape.png").exists()
+    # An export's model card shows only a saved grid that has the exported adapter as a column.
+    _, _, card = client.predict("example:opd", "", ["flowopd"], True, api_name="/export")
+    assert "comparison.png" in card
+    _, _, card = client.predict("example:teacher-text", "", ["flowopd"], True, api_name="/export")
+    assert "comparison.png" not in card
 
 
 def test_export_and_download_a_verified_zip(client, app):
