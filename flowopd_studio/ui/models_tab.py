@@ -167,6 +167,11 @@ def inspect_lora(state: AppState, path: str) -> str:
 def import_lora(state: AppState, path: str, name: str, task: str):
     with state.store() as store:
         base = base_models.current_base(store, state.model_ref)
+        if base.ref != state.model_ref:  # checking against another base would mean loading it inside an event
+            raise ValueError(f"LoRA path: imports are checked against the model this app serves "
+                             f"({state.model_name}), but new runs train on {base.name}: choose the app's model as "
+                             f"the base, or launch the app with --model {base.ref or 'the built-in model'} to import "
+                             "LoRAs for it")
         base_models.ensure_registered(store, base)
         info, run_id = lora_import.import_lora(store, state.model, path, name, teachers.check_task(task), base.name,
                                                state.model_ref)

@@ -114,3 +114,17 @@ def test_an_sft_teacher_request_carries_no_rewards(small_model, tmp_path) -> Non
     config = json.loads(request)["config"]
     assert config["data"] == str(data) and config["steps"] == 20
     assert "rewards" not in config and "prompt_tasks" not in config and "sft" in cli
+
+
+def test_an_import_for_another_base_than_the_app_serves_is_refused(small_model, small_model_dir, tmp_path) -> None:
+    from flowopd_studio.services import base_models
+    from flowopd_studio.ui.models_tab import import_lora
+    from flowopd_studio.ui.state import AppState
+
+    state = AppState(small_model, "small random", home=tmp_path / "home")
+    with state.store() as store:
+        base_models.choose_base(store, "tiny folder", str(small_model_dir))  # new runs train on another model
+    with pytest.raises(ValueError, match="imports are checked against the model this app serves"):
+        import_lora(state, str(tmp_path), "imported", "text")
+    with state.store() as store:
+        assert store.teachers() == []
