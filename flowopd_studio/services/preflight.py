@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from .base_models import BaseModel
 
 RUN_OVERHEAD_S = 10.0  # worker start-up and model load (docs/storage.md: 5.7-7.3 s to start a worker)
-# Built-in tiny model, 2-core CPU, one process with 1 thread (2 epochs of 32 images each, measured
-# 2026-12-02 by the author of this module; the runs' images_per_s metric): GRPO 2.36-2.52, OPD 2.04-2.11.
-FALLBACK_IMAGES_PER_S = {"grpo": 2.4, "opd": 2.1}
+# Built-in tiny model, 2-core CPU, the quick pipeline run by real workers with nothing else training (2026-12-02):
+# a quick teacher's 512 images in 99-123 s and the distillation's 512 in 168 s, start-up included. (With another
+# process training on the same cores, speeds halve: GRPO 2.4, OPD 2.1 images/s.)
+FALLBACK_IMAGES_PER_S = {"grpo": 5.0, "opd": 3.2}
 ODE_IMAGES_PER_S, SFT_IMAGES_PER_S = 7.1, 120.0  # docs/speed-tiny.json: ODE 20 steps with CFG; pretraining
 # SD3.5 Medium: 2.47 B transformer parameters, 5.6 B in the text encoders (CLIP-L, CLIP-G, T5-XXL), 24 layers
 # of width 1536 with 24 heads; 512 px images are 1024 latent patches, the text 77 + 256 tokens.
