@@ -371,6 +371,9 @@ QUICK_FIELDS: dict[str, dict[str, Any]] = {
     # NFT (flowopd.nft_config): the teachers' size; NFT's ODE rollouts cost less per image than GRPO's SDE.
     "nft": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                 checkpoint_every=2, sample_every=2),
+    # AWM (flowopd.awm_config): NFT's size (the same ODE rollouts and forward-process training).
+    "awm": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
+                checkpoint_every=2, sample_every=2),
 }
 
 

@@ -20,8 +20,8 @@ from flowopd.events import StopRequested
 
 RUNS_HELP = "Queue, watch, stop, resume and delete runs executed by background workers."
 # Commands that can record themselves in the run store while they run in the foreground.
-RECORDABLE = (("train", "grpo"), ("train", "opd"), ("train", "nft"), ("train", "sft"), ("coldstart",), ("eval",),
-              ("reproduce",), ("pretrain",))
+RECORDABLE = (("train", "grpo"), ("train", "opd"), ("train", "nft"), ("train", "awm"), ("train", "sft"),
+              ("coldstart",), ("eval",), ("reproduce",), ("pretrain",))
 RECORD_HELP = ("record this run in the run store as it happens (it shows in `flowopd runs list` and the app's "
                "Runs tab; metrics, samples, artifacts, progress)")
 HOME_HELP = "the run store's data folder for --record (default: $FLOWOPD_HOME, else ~/.flowopd)"

@@ -16,7 +16,7 @@ from flowopd.pretrain_config import PretrainConfig
 from flowopd.reproduce.config import ReproduceConfig
 
 TEACHERS = {"compose": "runs/t-compose", "text": "runs/t-text"}
-KINDS = ["coldstart", "eval", "grpo", "nft", "opd", "pretrain", "reproduce", "tiny"]
+KINDS = ["awm", "coldstart", "eval", "grpo", "nft", "opd", "pretrain", "reproduce", "tiny"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +31,7 @@ def example(kind: str):
 def test_registry_holds_every_stage_config() -> None:
     assert set(KINDS) <= set(config_kinds())
     assert config_class("grpo") is GRPOConfig and config_class("reproduce") is ReproduceConfig
-    with pytest.raises(ValueError, match="unknown config kind 'nope': use one of coldstart, eval"):
+    with pytest.raises(ValueError, match="unknown config kind 'nope': use one of awm, coldstart, eval"):
         config_class("nope")
 
 

@@ -2,6 +2,7 @@
 
 * :func:`flowopd.trainers.grpo.train_grpo`: Stage 1, a Flow-GRPO teacher on one reward, or GRPO-Mix on several.
 * :func:`flowopd.trainers.nft.train_nft`: a DiffusionNFT teacher on one reward, or NFT-Mix on several.
+* :func:`flowopd.trainers.awm.train_awm`: an Advantage Weighted Matching teacher on one reward, or several.
 * :func:`flowopd.trainers.coldstart.run_coldstart`: the student's first LoRA (merge, merge-avg, sft, none).
 * :func:`flowopd.trainers.opd.train_opd`: Stage 2, on-policy distillation of the routed teachers, with MAR.
 
@@ -16,8 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"train_grpo": "grpo", "train_nft": "nft", "train_opd": "opd", "run_coldstart": "coldstart",
-            "TrainResult": "loop"}
+_EXPORTS = {"train_grpo": "grpo", "train_nft": "nft", "train_awm": "awm", "train_opd": "opd",
+            "run_coldstart": "coldstart", "TrainResult": "loop"}
 __all__ = sorted(_EXPORTS)
 
 

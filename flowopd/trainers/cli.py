@@ -1,4 +1,4 @@
-"""``flowopd train grpo|opd|nft|sft`` and ``flowopd coldstart``: thin wrappers over the trainers.
+"""``flowopd train grpo|opd|nft|awm|sft`` and ``flowopd coldstart``: thin wrappers over the trainers.
 
 :func:`register` adds the commands to the ``flowopd`` parser; it imports nothing heavy (torch, the
 trainers and the model load inside the handlers). A bad config raises ``ValueError`` naming the field,
@@ -28,6 +28,8 @@ EXAMPLES = {
            "with data/text from: flowopd world dataset --task text --n 256 --out data/text",
     "nft": "flowopd train nft --config nft-prefer.json --out runs/nft-prefer\n"
            'with nft-prefer.json = {"rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, "epochs": 8}',
+    "awm": "flowopd train awm --config awm-prefer.json --out runs/awm-prefer\n"
+           'with awm-prefer.json = {"rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, "epochs": 8}',
     "coldstart": "flowopd coldstart --config merge.json --out runs/merge\n"
                  'with merge.json = {"mode": "merge", "teachers": {"compose": "runs/teacher-compose/adapter", '
                  '"text": "runs/teacher-text/adapter"}}',
@@ -50,6 +52,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         from .grpo import train_grpo as train
     elif args.stage == "nft":
         from .nft import train_nft as train
+    elif args.stage == "awm":
+        from .awm import train_awm as train
     else:
         from .opd import train_opd as train
     accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
@@ -116,13 +120,15 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Na
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train grpo``, ``train opd`` and ``coldstart`` to the ``flowopd`` command parser."""
-    about = "Train a GRPO or NFT teacher (or GRPO-Mix, NFT-Mix) or distil the student (OPD)."
+    about = "Train a GRPO, NFT, AWM or SFT teacher (or GRPO-Mix, NFT-Mix) or distil the student (OPD)."
     train = subparsers.add_parser("train", help=about, description=about)
     tsub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
     for stage, text in (("grpo", "Flow-GRPO on one reward (a teacher) or several with weights (GRPO-Mix)."),
                         ("opd", "On-policy distillation of the task teachers into the student, with MAR."),
                         ("nft", "DiffusionNFT on one reward (a teacher) or several with weights (NFT-Mix): ODE "
-                                "rollouts, trained on the forward process.")):
+                                "rollouts, trained on the forward process."),
+                        ("awm", "Advantage Weighted Matching on one reward (a teacher) or several with weights: ODE "
+                                "rollouts, an advantage-weighted flow-matching loss on the policy's own samples.")):
         p = _add(tsub, stage, cmd_train, text, EXAMPLES[stage])
         p.set_defaults(stage=stage)
         p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")

@@ -64,11 +64,12 @@ class NFTTrainer(RLTrainer):
     """DiffusionNFT on the adapter ``cfg.adapter_name`` with its frozen old copy; see the module docstring."""
 
     stage = "nft"
+    config_class: type = NFTConfig  # a subclass trainer (AWM) names its own
 
     def __init__(self, model: FlowModel, cfg: NFTConfig, out_dir: str | Path, *,
                  accelerator: Accelerator | None = None, resume: bool = True):
-        if not isinstance(cfg, NFTConfig):
-            raise TypeError(f"train_nft needs an NFTConfig, got {type(cfg).__name__}")
+        if not isinstance(cfg, self.config_class):
+            raise TypeError(f"train_{self.stage} needs an {self.config_class.__name__}, got {type(cfg).__name__}")
         for name in cfg.rewards:
             get_reward(name)  # an unknown reward fails now, not after the first rollout
         super().__init__(model, cfg, out_dir, accelerator)
@@ -119,8 +120,12 @@ class NFTTrainer(RLTrainer):
         records = sample_groups(task_weights, cfg.batch_size // cfg.group_size, cfg.group_size, rng)
         seeds = [rng.randrange(2**31) for _ in records]
         self.note(f"epoch {epoch + 1}/{cfg.epochs}: sampling {len(records)} images")
-        return rollout(self.model, self.old, records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
+        return rollout(self.model, self.sampler(), records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
                        noise_level=0.0, generator=torch.Generator(), chunk=cfg.train_batch_size)
+
+    def sampler(self) -> str:
+        """The adapter the rollouts sample from: NFT's frozen old adapter."""
+        return self.old
 
     def microbatch_steps(self, rng: random.Random) -> list[int]:
         """A micro-batch trains at ``timesteps_per_sample`` noise levels: slot j is each row's j-th one."""
@@ -133,16 +138,24 @@ class NFTTrainer(RLTrainer):
                                                                                    cfg.timesteps_per_sample)
                 for i in range(n)]
 
-    def step_loss(self, roll: Rollout, r: torch.Tensor, levels: list[list[int]], rows: list[int],
-                  j: int) -> tuple[torch.Tensor, dict]:
-        """NFT loss of rows ``rows`` at their j-th noise level, and its metrics."""
-        cfg, model, rank = self.cfg, self.model, self.acc.process_index
+    def noised(self, roll: Rollout, levels: list[list[int]], rows: list[int],
+               j: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x0, eps, t, x_t)`` of rows ``rows`` at their j-th noise level: the clean samples [B, C, H, W], the
+        fresh noise (seeded by epoch, process, row and j, so a resume and a recomputation draw the same), the
+        levels [B] and ``x_t = (1 - t) x0 + t eps``."""
+        cfg, rank = self.cfg, self.acc.process_index
         x0 = roll.latents[rows, -1]
         t = roll.sigmas[[levels[i][j] for i in rows]].to(x0.device)
         eps = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(
             epoch_seed(cfg.seed, self.epoch, rank, f"eps:{i}:{j}"))) for i in rows]).to(x0.device)
         tt = t.view(-1, *([1] * (x0.ndim - 1)))
-        x_t = (1 - tt) * x0 + tt * eps
+        return x0, eps, t, (1 - tt) * x0 + tt * eps
+
+    def step_loss(self, roll: Rollout, r: torch.Tensor, levels: list[list[int]], rows: list[int],
+                  j: int) -> tuple[torch.Tensor, dict]:
+        """NFT loss of rows ``rows`` at their j-th noise level, and its metrics."""
+        cfg, model = self.cfg, self.model
+        x0, eps, t, x_t = self.noised(roll, levels, rows, j)
         cond, uncond = roll.embeds(rows)
         with torch.no_grad():
             with use_adapter(model, self.old):

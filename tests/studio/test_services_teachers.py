@@ -67,7 +67,7 @@ def test_form_fields_come_from_describe_and_errors_name_the_field():
         teacher_algorithms,
     )
 
-    assert teacher_algorithms() == ["grpo", "nft", "sft"]  # kinds with a config and a stage
+    assert teacher_algorithms() == ["grpo", "nft", "awm", "sft"]  # kinds with a config and a stage
     names = [f.name for f in form_fields("grpo", TEACHER_OWN)]
     assert "epochs" in names and "rewards" not in names and len(names) == len(GRPOConfig.describe()) - 4
     values = preset_values("grpo", "quick", TEACHER_OWN)

@@ -1,6 +1,6 @@
 """The registry of worker stages: stage name -> :class:`Stage` (freeze, run, checkpoint_step).
 
-Stages: ``pretrain``, ``eval``, the trainers ``grpo``, ``coldstart``, ``opd`` and ``nft`` (their shared loop is
+Stages: ``pretrain``, ``eval``, the trainers ``grpo``, ``coldstart``, ``opd``, ``nft`` and ``awm`` (their shared loop is
 ``training.py``), the supervised teacher ``sft`` and the whole benchmark ``reproduce``. Wiring in another
 means writing a module like ``pretrain.py`` (its heavy imports inside the functions, so this registry stays
 cheap to import) and adding its ``STAGE`` to :data:`STAGES`.
@@ -9,6 +9,7 @@ cheap to import) and adding its ``STAGE`` to :data:`STAGES`.
 from __future__ import annotations
 
 from ..errors import UnknownStage
+from .awm import STAGE as AWM
 from .base import Stage, StopStage
 from .coldstart import STAGE as COLDSTART
 from .eval import STAGE as EVAL
@@ -20,7 +21,7 @@ from .reproduce import STAGE as REPRODUCE
 from .sft import STAGE as SFT
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (PRETRAIN, EVAL, GRPO, COLDSTART, OPD, REPRODUCE, SFT,
-                                                            NFT)}
+                                                            NFT, AWM)}
 
 __all__ = ["STAGES", "Stage", "StopStage", "get_stage"]
 

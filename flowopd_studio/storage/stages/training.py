@@ -2,10 +2,10 @@
 
 Freezing resolves references so the stored snapshot stands on its own: ``model`` may be the id of a
 pretrain run (its ``checkpoint/`` folder); an adapter field (OPD ``teachers``, ``init``, ``mar_anchor``;
-cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart``, ``opd``, ``nft`` or ``sft`` run (its
+cold-start ``teachers``) may be the id of a ``grpo``, ``coldstart``, ``opd``, ``nft``, ``awm`` or ``sft`` run (its
 ``adapter/`` folder, which a queued run writes before the next one starts). Folders become absolute paths.
 
-:func:`run_rl` runs a GRPO, OPD or NFT trainer with the run folder as its ``out_dir`` (``checkpoint/`` and
+:func:`run_rl` runs a GRPO, OPD, NFT or AWM trainer with the run folder as its ``out_dir`` (``checkpoint/`` and
 ``adapter/`` inside it). The trainer's callback logs every epoch's metrics at its optimizer step and polls
 the run's commands: *stop* (or SIGTERM) ends the run after a checkpoint; *checkpoint now* and *sample now*
 stop the trainer, which saves, and the loop restarts it at once from that checkpoint (an exact resume,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 log = logging.getLogger(__name__)
-ADAPTER_STAGES = ("grpo", "coldstart", "opd", "sft", "nft")
+ADAPTER_STAGES = ("grpo", "coldstart", "opd", "sft", "nft", "awm")
 
 
 def resolve_model(model: Any, store: Store) -> str | None:
@@ -109,12 +109,14 @@ def _sample(model, cfg, step: int, reporter: Reporter) -> None:
 
 
 def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
-    """Train a ``grpo``, ``opd`` or ``nft`` run to its last epoch (finished) or a stop command (stopped)."""
+    """Train a ``grpo``, ``opd``, ``nft`` or ``awm`` run to its last epoch (finished) or a stop command (stopped)."""
     import torch
 
+    from flowopd.awm_config import AWMConfig
     from flowopd.configs import GRPOConfig, OPDConfig
     from flowopd.models import load_model
     from flowopd.nft_config import NFTConfig
+    from flowopd.trainers.awm import train_awm
     from flowopd.trainers.dist import make_accelerator
     from flowopd.trainers.grpo import train_grpo
     from flowopd.trainers.nft import train_nft
@@ -123,7 +125,7 @@ def run_rl(kind: str, config: dict, run_dir: Path, reporter: Reporter) -> str:
     from ..recorder import StoreCallback
 
     config_cls, train = {"grpo": (GRPOConfig, train_grpo), "opd": (OPDConfig, train_opd),
-                         "nft": (NFTConfig, train_nft)}[kind]
+                         "nft": (NFTConfig, train_nft), "awm": (AWMConfig, train_awm)}[kind]
     cfg = config_cls.from_dict(dict(config))
     accelerator = make_accelerator()
     reporter.set_device(accelerator.device.type)

@@ -1,0 +1,62 @@
+"""Stage ``awm`` in the run store, in-process: a run finishes with its metrics and adapter, a stopped run
+resumes exactly, and an OPD run takes the AWM run's id as a teacher."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowopd_studio.storage.queue import resume, stop, submit
+from flowopd_studio.storage.stages import get_stage
+from flowopd_studio.storage.worker import execute
+
+FAST = dict(batch_size=8, group_size=4, train_batch_size=4, num_steps=3, optimizer_steps_per_epoch=2, eval_steps=3,
+            ema=False, sample_every=0, checkpoint_every=1, lora_rank=4, lora_alpha=8.0, timesteps_per_sample=2)
+
+
+def _awm(model_dir, epochs: int = 2, **extra) -> dict:
+    return dict(FAST, epochs=epochs, rewards={"prefer": 1.0}, prompt_tasks={"prefer": 1.0}, model=str(model_dir),
+                **extra)
+
+
+def _run(store, fake_spawn, stage: str, config: dict) -> str:
+    run = submit(store, stage, config, spawn=None)
+    assert fake_spawn[-1] == run.id
+    assert execute(store.home, run.id) == 0
+    return run.id
+
+
+def test_awm_stage_is_registered_and_freezes_the_full_config(store, small_model_dir) -> None:
+    assert get_stage("awm").name == "awm"
+    run = submit(store, "awm", _awm(small_model_dir), start=False)
+    assert run.config["clip_range"] == 1.0 and run.config["guidance"] == 1.0 and run.config["ref_weight"] == 0.003
+    with pytest.raises(ValueError, match="timesteps_per_sample=9 is invalid"):
+        submit(store, "awm", _awm(small_model_dir, timesteps_per_sample=9), start=False)
+
+
+def test_awm_run_finishes_then_teaches_an_opd_student(store, fake_spawn, small_model_dir, loss_steps) -> None:
+    run_id = _run(store, fake_spawn, "awm", _awm(small_model_dir))
+    run = store.get_run(run_id)
+    assert run.status == "finished", run.error
+    assert (run.step, run.total_steps) == (4, 4) and loss_steps(store, run_id) == [2, 4]
+    assert {"loss", "reward/prefer", "policy_loss", "ratio", "awm/fm_loss"} <= {
+        r["name"] for r in store.metrics(run_id)}
+    assert [a["kind"] for a in store.artifacts(run_id)] == ["checkpoint", "adapter"]  # the store keeps the last
+    opd = _run(store, fake_spawn, "opd", dict({k: v for k, v in FAST.items() if k != "timesteps_per_sample"},
+                                              epochs=1, teachers={"prefer": run_id}, prompt_tasks={"prefer": 1.0},
+                                              model=str(small_model_dir), log_rewards=False))
+    assert store.get_run(opd).status == "finished", store.get_run(opd).error
+
+
+def test_awm_stop_then_resume_continues_exactly(store, fake_spawn, small_model_dir, loss_steps) -> None:
+    config = _awm(small_model_dir, epochs=3, lr=1e-2)
+    straight = _run(store, fake_spawn, "awm", config)
+    run = submit(store, "awm", config, spawn=None)
+    assert stop(store, run.id) == "stopping"
+    assert execute(store.home, run.id) == 0
+    assert (store.get_run(run.id).status, store.get_run(run.id).step) == ("stopped", 2)
+    assert resume(store, run.id).resume_step == 2
+    assert execute(store.home, run.id) == 0
+    assert store.get_run(run.id).status == "finished"
+    assert loss_steps(store, run.id) == [2, 4, 6]
+    losses = [r["value"] for r in store.metrics(run.id, "loss")]
+    assert losses == pytest.approx([r["value"] for r in store.metrics(straight, "loss")], rel=1e-5)
