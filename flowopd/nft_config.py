@@ -14,57 +14,29 @@ from .config_base import ConfigBase, fail, option
 from .configs import LR_SCHEDULES, PRECISIONS, REWARD_NAMES, _weights
 from .models.presets import SD35_MEDIUM
 
-__all__ = ["NFTConfig"]
+__all__ = ["ForwardRLConfig", "NFTConfig"]
 
 
 @dataclass
-class NFTConfig(ConfigBase, kind="nft"):
-    """A DiffusionNFT teacher (arXiv 2509.16117; algorithm.md B 1.10) on one reward, or on several with weights
-    (the NFT-Mix baseline): ODE rollouts, optimality weights from group advantages, the implicit positive and
-    negative policies of the trained and the frozen old adapter, trained on the forward (noising) process.
-
-    A marked copy of the on-policy stages' shared fields (``flowopd.configs._RLConfig``) without the SDE
-    fields, which NFT does not use.
+class ForwardRLConfig(ConfigBase):
+    """Fields the forward-process teachers (DiffusionNFT, AWM) share: CFG-free ODE rollouts of a policy, group
+    advantages, an optimizer over a LoRA. A marked copy of the on-policy stages' shared fields
+    (``flowopd.configs._RLConfig``) without the SDE fields, which forward-process training does not use. Each
+    subclass adds its algorithm's group (with ``rewards``, ``prompt_tasks``, ``timesteps_per_sample`` and
+    ``adapter_name``, which :meth:`check` reads) and may re-declare a field to give it its own help.
     """
 
     # model and rollouts
     model: str | None = option(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = built-in",
                                group="rollouts")
     seed: int = option(0, "random seed of prompts, noise, timesteps and initialisation", min=0, group="rollouts")
-    num_steps: int = option(10, "ODE (Euler) steps of a rollout; its sigmas are the noise levels NFT trains at (10 "
-                            "in the code's single-reward configs, 25 for multi-reward)", min=1, max=1000,
-                            group="rollouts")
+    num_steps: int = option(10, "ODE (Euler) steps of a rollout; its sigmas are the noise levels trained at",
+                            min=1, max=1000, group="rollouts")
     eval_steps: int = option(20, "ODE steps of the callback's samples (40 for SD3.5)", min=1, max=1000,
                              group="rollouts")
     guidance: float = option(1.0, "classifier-free guidance scale of the rollouts and of the trained velocity; 1.0 = "
-                             "CFG-free, as DiffusionNFT is designed (it trains the conditional velocity alone); "
+                             "CFG-free (the conditional velocity alone, as forward-process RL is designed); "
                              "> 1 trains the guided velocity, as Flow-GRPO's code does", min=0, group="rollouts")
-    # NFT
-    rewards: dict = option({"prefer": 1.0}, "reward name -> weight; several rewards at once is NFT-Mix", group="NFT")
-    prompt_tasks: dict = option({"prefer": 1.0}, "task -> sampling weight of its train prompts", group="NFT")
-    beta: float = option(1.0, "mixing weight beta: v+ = beta v + (1 - beta) v_old, v- = (1 + beta) v_old - beta v "
-                         "(1.0 in the code's configs, 0.1 for OCR and multi-reward)", min=0, min_open=True, group="NFT")
-    adv_clip: float = option(5.0, "optimality r = 1/2 + 1/2 clip(A / adv_clip, -1, 1) of a group advantage A (the "
-                             "paper's Z_c; the code's adv_clip_max 5, which also scales the loss by "
-                             "adv_clip / beta)", min=0, min_open=True, group="NFT")
-    global_std: bool = option(True, "normalise advantages by the std of all rewards (the code), else per group",
-                              group="NFT")
-    adaptive_weight: bool = option(True, "weight each sample's squared x0 error by 1 / its stop-gradient mean "
-                                   "absolute error (the paper's adaptive weighting, the code); false = the plain "
-                                   "velocity MSE of the paper's loss equation", group="NFT")
-    timesteps_per_sample: int = option(4, "noise levels each clean sample trains at, drawn without replacement from "
-                                       "the rollout's sigmas, with fresh noise each (the code trains 9 of 10)",
-                                       min=1, group="NFT")
-    ref_weight: float = option(1e-4, "weight of the pull towards the base, mean (v - v_base)^2 (the code's 1e-4); "
-                               "0 turns it off", min=0, group="NFT")
-    old_decay_rate: float = option(0.001, "the old adapter's soft update after each epoch: old <- d old + (1 - d) "
-                                   "theta, d = min(old_decay_rate (step - old_decay_flat), old_decay_max); "
-                                   "0 = the old adapter copies the policy (fully on-policy)", min=0, group="NFT")
-    old_decay_max: float = option(0.5, "the soft update's largest decay d (the code: 0.5; OCR 0.999)",
-                                  min=0, max=1, max_open=True, group="NFT")
-    old_decay_flat: int = option(0, "optimizer steps before the decay starts to grow (d = 0 until then; OCR: 75)",
-                                 min=0, group="NFT")
-    adapter_name: str = option("teacher", "name of the trained LoRA adapter (the old one is <name>_old)", group="NFT")
     # batches
     epochs: int = option(40, "sample-then-train rounds", min=1, group="batches")
     batch_size: int = option(64, "images sampled per epoch and process", min=1, group="batches")
@@ -120,6 +92,49 @@ class NFTConfig(ConfigBase, kind="nft"):
         if not self.adapter_name.strip() or "." in self.adapter_name:
             fail("adapter_name", self.adapter_name, "use a non-empty name without dots, e.g. 'teacher'")
 
+
+@dataclass
+class NFTConfig(ForwardRLConfig, kind="nft"):
+    """A DiffusionNFT teacher (arXiv 2509.16117; algorithm.md B 1.10) on one reward, or on several with weights
+    (the NFT-Mix baseline): ODE rollouts, optimality weights from group advantages, the implicit positive and
+    negative policies of the trained and the frozen old adapter, trained on the forward (noising) process.
+
+    Rollout, batch, optimiser and LoRA fields and their checks are :class:`ForwardRLConfig`'s.
+    """
+
+    # rollouts (re-declared for their own help; the other shared fields are ForwardRLConfig's)
+    num_steps: int = option(10, "ODE (Euler) steps of a rollout; its sigmas are the noise levels NFT trains at (10 "
+                            "in the code's single-reward configs, 25 for multi-reward)", min=1, max=1000,
+                            group="rollouts")
+    guidance: float = option(1.0, "classifier-free guidance scale of the rollouts and of the trained velocity; 1.0 = "
+                             "CFG-free, as DiffusionNFT is designed (it trains the conditional velocity alone); "
+                             "> 1 trains the guided velocity, as Flow-GRPO's code does", min=0, group="rollouts")
+    # NFT
+    rewards: dict = option({"prefer": 1.0}, "reward name -> weight; several rewards at once is NFT-Mix", group="NFT")
+    prompt_tasks: dict = option({"prefer": 1.0}, "task -> sampling weight of its train prompts", group="NFT")
+    beta: float = option(1.0, "mixing weight beta: v+ = beta v + (1 - beta) v_old, v- = (1 + beta) v_old - beta v "
+                         "(1.0 in the code's configs, 0.1 for OCR and multi-reward)", min=0, min_open=True, group="NFT")
+    adv_clip: float = option(5.0, "optimality r = 1/2 + 1/2 clip(A / adv_clip, -1, 1) of a group advantage A (the "
+                             "paper's Z_c; the code's adv_clip_max 5, which also scales the loss by "
+                             "adv_clip / beta)", min=0, min_open=True, group="NFT")
+    global_std: bool = option(True, "normalise advantages by the std of all rewards (the code), else per group",
+                              group="NFT")
+    adaptive_weight: bool = option(True, "weight each sample's squared x0 error by 1 / its stop-gradient mean "
+                                   "absolute error (the paper's adaptive weighting, the code); false = the plain "
+                                   "velocity MSE of the paper's loss equation", group="NFT")
+    timesteps_per_sample: int = option(4, "noise levels each clean sample trains at, drawn without replacement from "
+                                       "the rollout's sigmas, with fresh noise each (the code trains 9 of 10)",
+                                       min=1, group="NFT")
+    ref_weight: float = option(1e-4, "weight of the pull towards the base, mean (v - v_base)^2 (the code's 1e-4); "
+                               "0 turns it off", min=0, group="NFT")
+    old_decay_rate: float = option(0.001, "the old adapter's soft update after each epoch: old <- d old + (1 - d) "
+                                   "theta, d = min(old_decay_rate (step - old_decay_flat), old_decay_max); "
+                                   "0 = the old adapter copies the policy (fully on-policy)", min=0, group="NFT")
+    old_decay_max: float = option(0.5, "the soft update's largest decay d (the code: 0.5; OCR 0.999)",
+                                  min=0, max=1, max_open=True, group="NFT")
+    old_decay_flat: int = option(0, "optimizer steps before the decay starts to grow (d = 0 until then; OCR: 75)",
+                                 min=0, group="NFT")
+    adapter_name: str = option("teacher", "name of the trained LoRA adapter (the old one is <name>_old)", group="NFT")
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> NFTConfig:
         """DiffusionNFT's SD3.5-M settings (``config/nft.py``): lr 3e-4, group 24, beta 1, 10 CFG-free ODE
