@@ -4,10 +4,33 @@ examples folder made of them."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No worker process starts: run ids the queue would start are collected (this pid stands in)."""
+    started: list[str] = []
+
+    def spawn(home: Path, run_id: str) -> int:
+        started.append(run_id)
+        return os.getpid()
+
+    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
+    return started
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A store in a temporary data folder (tests/studio/storage/ has its own)."""
+    from flowopd_studio.storage.store import Store
+
+    with Store(tmp_path / "home") as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -3,30 +3,7 @@ distillation; later runs name earlier run ids) and the pre-flight's numbers."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-
-
-@pytest.fixture
-def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    started: list[str] = []
-
-    def spawn(home: Path, run_id: str) -> int:
-        started.append(run_id)
-        return os.getpid()
-
-    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
-    return started
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    from flowopd_studio.storage.store import Store
-
-    with Store(tmp_path / "home") as s:
-        yield s
 
 
 @pytest.fixture

@@ -4,33 +4,9 @@ teachers row), importing a LoRA (detection, refusal of a mismatched one, a quick
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture
-def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """No worker process starts: run ids the queue would start are collected (this pid stands in)."""
-    started: list[str] = []
-
-    def spawn(home: Path, run_id: str) -> int:
-        started.append(run_id)
-        return os.getpid()
-
-    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
-    return started
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    from flowopd_studio.storage.store import Store
-
-    with Store(tmp_path / "home") as s:
-        yield s
-
 
 BUILTIN = None
 

@@ -4,39 +4,8 @@ chain of queued runs (no real worker: the queue's spawn is replaced), and a bad 
 from __future__ import annotations
 
 import json
-import os
-import warnings
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture
-def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    started: list[str] = []
-
-    def spawn(home: Path, run_id: str) -> int:
-        started.append(run_id)
-        return os.getpid()
-
-    monkeypatch.setattr("flowopd_studio.storage.queue.spawn_worker", spawn)
-    return started
-
-
-@pytest.fixture
-def app(small_model, tmp_path, spawned):
-    from gradio_client import Client
-
-    from flowopd_studio.ui import build_app
-    from flowopd_studio.ui.state import AppState
-
-    home = tmp_path / "home"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        demo = build_app(AppState(small_model, "small random", home=home))
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield Client(demo.local_url, verbose=False), home
-    demo.close()
 
 
 def _form(name: str, team: dict, train: list, anchor: str = "base", **changes) -> list:
