@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StopRequested as err:
         print(f"flowopd: stopped: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (`| head`)
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("flowopd: interrupted (a trainer's last checkpoint is kept: run the same command to continue)",
               file=sys.stderr)
