@@ -95,7 +95,7 @@ class StoreCallback(TrainingCallback):
         if progress.stage == self.stage or self.stage is None:
             self.reporter.progress(progress.step, progress.total, progress.eta_s, line)
         else:  # a sub-stage (reproduce): its line shows; the run's step and ETA stay the outer stage's
-            self.reporter.progress(self.reporter.step, None, self.reporter._progress.get("eta_s"), line)
+            self.reporter.progress(self.reporter.step, None, self.reporter.eta_s, line)
 
     def should_stop(self) -> bool:
         for kind in self.reporter.commands():

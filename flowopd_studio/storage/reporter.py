@@ -105,6 +105,11 @@ class Reporter:
         if time.monotonic() - self._last_progress >= self.flush_every_s:
             self._write_progress()
 
+    @property
+    def eta_s(self) -> float | None:
+        """The run's latest estimate of the seconds left (None before one)."""
+        return self._progress.get("eta_s")
+
     def _write_progress(self) -> None:
         self._check_owner()
         self._last_progress = time.monotonic()
