@@ -246,8 +246,8 @@ def test_score(cli, images: dict[str, Path]) -> None:
 
 def test_score_bad_inputs(cli, images: dict[str, Path], tmp_path: Path) -> None:
     circle = images["circle"]
-    _fails_with(cli("score", "--reward", "pickscore", "--prompt", "x", circle), "unknown reward 'pickscore'",
-                "compose, text, prefer, quality")
+    _fails_with(cli("score", "--reward", "clipscore", "--prompt", "x", circle), "unknown reward 'clipscore'",
+                "compose, text, prefer, quality", "pickscore[:FOLDER]")
     _fails_with(cli("score", "--reward", "text", "--prompt", "no quotes here", circle), "quoted target")
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")

@@ -42,9 +42,10 @@ def test_registry_by_name() -> None:
 
 
 def test_unknown_reward_lists_names() -> None:
-    with pytest.raises(ValueError, match="unknown reward 'pickscore'") as err:
-        get_reward("pickscore")
+    with pytest.raises(ValueError, match="unknown reward 'clipscore'") as err:
+        get_reward("clipscore")
     assert all(name in str(err.value) for name in NAMES)
+    assert "or a real-image reward: ocr, pickscore[:FOLDER]" in str(err.value)  # flowopd.reward_names
 
 
 def test_register_reward(monkeypatch: pytest.MonkeyPatch, blank_image) -> None:
