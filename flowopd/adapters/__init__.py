@@ -9,7 +9,9 @@ are kept apart: switching restores every LoRA parameter's ``requires_grad``.
 * :mod:`.lora`: add, train and remove adapters;
 * :mod:`.switching`: run one adapter, or the base;
 * :mod:`.merge`: run an adapter folded into the base weights;
-* :mod:`.files`: adapter folders on disk (save, load, replace) and their checks.
+* :mod:`.files`: adapter folders on disk (save, load, replace) and their checks;
+* :mod:`.formats`: other LoRA formats (diffusers, ComfyUI, peft): detection and key conversions;
+* :mod:`.export`: writing an adapter in those formats (and fused into the base), loading them back.
 """
 
 from .files import (
