@@ -1,10 +1,11 @@
 """Export an adapter (a teacher, a cold start, a student) as a LoRA, verified before it is called ready.
 
-:func:`export_adapter` writes ``out_dir/<name>/`` with one folder per format, a model card (``README.md``),
-the comparison grid when one is given and ``export.json``, checks that every format loads back onto the base
-model and gives a fixed-seed image identical to the source adapter's, then zips the folder to
-``out_dir/<name>.zip``. Formats are entries of :data:`FORMATS` (a writer and a loader): the SD3.5 issue adds
-``diffusers``, ``comfyui`` or ``fused`` there, and every caller gets them through the same function.
+:func:`export_adapter` writes ``out_dir/<name>/`` with one folder per format (:data:`FORMATS`: ``flowopd``,
+``diffusers``, ``comfyui``, ``peft``, ``fused``), a model card (``README.md``, also in each format's folder), the
+comparison grid when one is given and ``export.json``. Given the base model, it checks that every format loads
+back and draws a fixed-seed image identical to the source adapter's (``fused``: to the source folded into the
+base the same way), then zips the folder to ``out_dir/<name>.zip``. The CLI (``flowopd export``) and the app's
+Export tab both call it.
 """
 
 from __future__ import annotations
@@ -14,48 +15,29 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowopd.adapters import META_NAME, WEIGHTS_NAME, drop_adapter, load_adapter, read_adapter_metadata, use_adapter
+from flowopd.adapters import AdapterError, merged_adapter, read_adapter_metadata, use_adapter
+from flowopd.adapters.formats import check_base
 from flowopd.models.base import FlowModel
 from flowopd.sampling import generate
 
 from .adapter_cache import cached_adapter
+from .export_formats import FORMATS, VERIFY_NAME, ExportFormat
 from .files import safe_name
 from .sources import Source
+
+__all__ = ["FORMATS", "VERIFY_NAME", "ExportError", "ExportFormat", "ExportResult", "ModelCard", "check_formats",
+           "export_adapter", "known_scores", "run_card", "verify"]
 
 VERIFY_PROMPT = "a photo of a red square left of a triangle"
 VERIFY_SEED = 0
 VERIFY_STEPS = 8
-VERIFY_NAME = "studio_export_check"
 
 
 class ExportError(RuntimeError):
     """An export could not be written, or what was written does not give the source's images."""
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """``write(adapter_folder, target_folder)`` writes the format; ``load(model, target_folder, name)`` loads
-    it back as adapter ``name`` (for the verification)."""
-
-    write: Callable[[Path, Path], None]
-    load: Callable[[FlowModel, Path, str], object]
-    help: str
-
-
-def _write_flowopd(adapter: Path, target: Path) -> None:
-    target.mkdir(parents=True)
-    for name in (WEIGHTS_NAME, META_NAME):
-        shutil.copy2(adapter / name, target / name)
-
-
-FORMATS: dict[str, ExportFormat] = {
-    "flowopd": ExportFormat(_write_flowopd, load_adapter, "our adapter folder (flowopd.adapters.save_adapter: LoRA "
-                                                    "weights in safetensors and adapter.json)"),
-}
 
 
 @dataclass
@@ -92,24 +74,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "adapter"
 
 
-def _image(model: FlowModel, name: str) -> bytes:
-    with use_adapter(model, name):
-        images = generate(model, [VERIFY_PROMPT], seeds=[VERIFY_SEED], num_steps=VERIFY_STEPS, guidance=3.0)
+def _image(model: FlowModel) -> bytes:
+    images = generate(model, [VERIFY_PROMPT], seeds=[VERIFY_SEED], num_steps=VERIFY_STEPS, guidance=3.0)
     return images.cpu().numpy().tobytes()
 
 
 def verify(model: FlowModel, source: Path, exported: Path, fmt: str) -> str:
     """Load ``exported`` (format ``fmt``) and compare its fixed-seed image with the source adapter's; returns
     the image's sha256, or raises ExportError."""
-    want = _image(model, cached_adapter(model, source))
-    drop_adapter(model, VERIFY_NAME)
+    name = cached_adapter(model, source)
+    # A folded LoRA rounds differently from the LoRA matmuls: compare it with the source folded the same way.
+    with (merged_adapter if FORMATS[fmt].merged else use_adapter)(model, name):
+        want = _image(model)
     try:
-        FORMATS[fmt].load(model, exported, VERIFY_NAME)
-        got = _image(model, VERIFY_NAME)
+        with FORMATS[fmt].load(model, exported):
+            got = _image(model)
     except Exception as err:
         raise ExportError(f"the {fmt} export does not load back onto the base model ({err})") from err
-    finally:
-        drop_adapter(model, VERIFY_NAME)
     if got != want:
         raise ExportError(f"the {fmt} export loads but its seed-{VERIFY_SEED} image differs from the source "
                           "adapter's: not exported")
@@ -126,8 +107,9 @@ def card_markdown(card: ModelCard, meta: dict, formats: tuple[str, ...], sha: st
              f"targets {', '.join(meta.get('target_modules', []))}",
              f"- Formats: {', '.join(f'`{f}/` ({FORMATS[f].help})' for f in formats)}"]
     if sha:
-        lines.append(f"- Verified: loaded back onto the base model, the image of \"{VERIFY_PROMPT}\" (seed "
-                     f"{VERIFY_SEED}, {VERIFY_STEPS} ODE steps) is identical to the source adapter's "
+        folded = " (`fused`: to the source folded into the base the same way)" if "fused" in formats else ""
+        lines.append(f"- Verified: each format, loaded back onto the base model, draws the image of \"{VERIFY_PROMPT}"
+                     f"\" (seed {VERIFY_SEED}, {VERIFY_STEPS} ODE steps) identical to the source adapter's{folded} "
                      f"(sha256 {sha[:16]}...)")
     if card.scores:
         keys = list(card.scores)
@@ -137,10 +119,49 @@ def card_markdown(card: ModelCard, meta: dict, formats: tuple[str, ...], sha: st
         lines += ["", "## Comparison", "", "![comparison grid](comparison.png)"]
     if card.config:
         lines += ["", "## Training config", "", "```json", json.dumps(card.config, indent=1, sort_keys=True), "```"]
-    lines += ["", "## Use", "", "```python", "from flowopd.adapters import load_adapter, use_adapter",
-              f'load_adapter(model, "flowopd", "{slug(card.name).replace(".", "_")}")  # model: the base model above',
-              "```", ""]
+    lines += ["", "## Use", "", "BASE is the base model above; each folder holds one format.", ""]
+    for f in formats:
+        lines += [f"`{f}/`:", "", "```python", FORMATS[f].usage, "```", ""]
     return "\n".join(lines)
+
+
+def check_formats(adapter: Path, formats: tuple[str, ...]) -> dict:
+    """The adapter folder's metadata, once every format is known and suits the adapter's base.
+
+    Raises:
+        ExportError: an unknown format, or one that needs another base (the message names those that fit).
+        flowopd.adapters.AdapterError: ``adapter`` is not an adapter folder.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"formats {unknown or '(none)'}: choose from {', '.join(FORMATS)}")
+    meta = read_adapter_metadata(adapter)
+    try:
+        for fmt in formats:
+            check_base(fmt, meta.get("base_model"))
+    except AdapterError as err:
+        raise ExportError(str(err)) from None
+    return meta
+
+
+def run_card(adapter: Path, base_model: str) -> ModelCard:
+    """A card for an adapter folder of a trainer's run folder (``OUT/adapter``): the run's config (its
+    checkpoint's ``config.json``, or a reproduce stage's ``result.json``), rewards and scores when found."""
+    run = adapter.resolve().parent
+    config, scores = {}, {}
+    for path in (run / "result.json", run / "checkpoint" / "config.json", run / "sft.json", run / "coldstart.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            metrics = data.get("metrics") if path.name == "result.json" else None
+            scores = scores or {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+            config = config or (data.get("config") if path.name == "result.json" else data) or {}
+    rewards = config.get("rewards") if isinstance(config, dict) else None
+    return ModelCard(run.name if adapter.name == "adapter" else adapter.name, base_model, origin=str(adapter),
+                     rewards=list(rewards) if isinstance(rewards, dict | list) else [],
+                     config=config if isinstance(config, dict) else {}, scores=scores)
 
 
 def export_adapter(source: Source | Path, out_dir: str | Path, card: ModelCard | None = None,
@@ -162,10 +183,7 @@ def export_adapter(source: Source | Path, out_dir: str | Path, card: ModelCard |
     folder_in = source.folder if isinstance(source, Source) else Path(source)
     if folder_in is None:
         raise ExportError("the base model has no adapter to export: pick a teacher, a cold start or a student")
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ExportError(f"formats {unknown or '(none)'}: choose from {', '.join(FORMATS)}")
-    meta = read_adapter_metadata(folder_in)
+    meta = check_formats(folder_in, formats)
     label = source.label if isinstance(source, Source) else folder_in.name
     name = safe_name(name or slug(label), "export name")
     out = Path(out_dir)
@@ -174,20 +192,24 @@ def export_adapter(source: Source | Path, out_dir: str | Path, card: ModelCard |
     shutil.rmtree(work, ignore_errors=True)
     try:
         for fmt in formats:
-            FORMATS[fmt].write(folder_in, work / fmt)
-        sha = None
-        if model is not None:
-            for fmt in formats:
-                sha = verify(model, folder_in, work / fmt, fmt)
+            try:
+                FORMATS[fmt].write(folder_in, work / fmt, model)
+            except (AdapterError, ValueError) as err:
+                raise ExportError(f"format {fmt}: {err}") from None
+        shas = {fmt: verify(model, folder_in, work / fmt, fmt) for fmt in formats} if model is not None else {}
+        # the image of the source adapter itself (a fused format's is the folded source's)
+        sha = next((shas[f] for f in shas if not FORMATS[f].merged), next(iter(shas.values()), None))
         card = card or ModelCard(name, meta.get("base_model", "?"))
         if card.grid is not None:
             shutil.copy2(card.grid, work / "comparison.png")
         text = card_markdown(card, meta, tuple(formats), sha)
-        (work / "README.md").write_text(text)
+        for where in (work, *(work / fmt for fmt in formats)):  # a format's folder carries the card too
+            (where / "README.md").write_text(text)
         (work / "export.json").write_text(json.dumps({
             "name": name, "formats": list(formats), "source": str(folder_in), "adapter": meta,
             "verified": sha is not None,
-            "verify": {"prompt": VERIFY_PROMPT, "seed": VERIFY_SEED, "steps": VERIFY_STEPS, "sha256": sha},
+            "verify": {"prompt": VERIFY_PROMPT, "seed": VERIFY_SEED, "steps": VERIFY_STEPS, "sha256": sha,
+                       "sha256_by_format": shas},
             "exported_at": time.time()}, indent=1))
         shutil.rmtree(final, ignore_errors=True)
         work.rename(final)

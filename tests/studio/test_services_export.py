@@ -59,8 +59,11 @@ def test_export_refuses_bad_names_formats_and_the_base(small_model, make_adapter
     source = make_adapter(small_model, tmp_path / "a", zero=True)
     with pytest.raises(UnsafePath, match="not a plain name"):
         export_adapter(source, tmp_path / "exports", name="../escape")
-    with pytest.raises(ExportError, match="choose from flowopd"):
-        export_adapter(source, tmp_path / "exports", formats=("comfyui",))
+    with pytest.raises(ExportError, match="choose from flowopd, diffusers, comfyui, peft, fused"):
+        export_adapter(source, tmp_path / "exports", formats=("onnx",))
+    with pytest.raises(ExportError, match="format 'comfyui' needs an SD3 base model; this adapter was trained on the "
+                                          "built-in tiny model .*: use flowopd, peft or fused"):
+        export_adapter(source, tmp_path / "exports", formats=("flowopd", "comfyui"))
     with pytest.raises(ExportError, match="base model has no adapter"):
         export_adapter(base_source("m"), tmp_path / "exports")
     assert not (tmp_path / "escape").exists()
@@ -68,10 +71,12 @@ def test_export_refuses_bad_names_formats_and_the_base(small_model, make_adapter
 
 def test_a_wrong_export_is_not_called_ready(small_model, make_adapter, tmp_path, monkeypatch):
     """A format whose file does not give the source's images fails the verification and leaves nothing."""
-    from flowopd_studio.services import export
+    from flowopd.adapters import load_adapter
+    from flowopd_studio.services import export, export_formats
 
     other = make_adapter(small_model, tmp_path / "other", zero=False, seed=8)
-    broken = export.ExportFormat(lambda src, dst: export._write_flowopd(other, dst), export.load_adapter, "broken")
+    broken = export.ExportFormat(lambda src, dst, model: export_formats._write_flowopd(other, dst),
+                                 export_formats.as_adapter(load_adapter), "broken")
     monkeypatch.setitem(export.FORMATS, "broken", broken)
     source = make_adapter(small_model, tmp_path / "a", zero=False, seed=7)
     with pytest.raises(ExportError, match="differs"):
