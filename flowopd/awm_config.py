@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_base import option
+from .configs import sd35_reward_overrides
 from .models.presets import SD35_MEDIUM
 from .nft_config import ForwardRLConfig
 
@@ -64,4 +65,4 @@ class AWMConfig(ForwardRLConfig, kind="awm"):
         base = dict(model=SD35_MEDIUM, num_steps=14, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
                     mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
                     train_batch_size=8, lr=3e-4, timesteps_per_sample=6)
-        return cls(**{**base, **overrides})
+        return cls(**{**base, **sd35_reward_overrides(cls, overrides), **overrides})

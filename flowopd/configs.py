@@ -19,6 +19,7 @@ from .datasets import RESIZE_MODES
 from .eval_config import EvalConfig
 from .models.presets import SD35_MEDIUM
 from .pretrain_config import PretrainConfig, TinyConfig
+from .reward_names import reward_problem, sd35_rewards
 from .world.prompts import TASKS
 
 # These three mirror flowopd.opd (a test checks it); not imported, so configs load without torch.
@@ -28,7 +29,8 @@ MERGE_COMBINATIONS = ("cat", "svd")
 PRECISIONS = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 # The names in flowopd.rewards.REWARDS (a test checks it), so a GRPO config is checked without importing torch;
-# flowopd.rewards.register_reward adds a new name here too.
+# flowopd.rewards.register_reward adds a new name here too. Real-image rewards (ocr, pickscore, geneval,
+# remote:URL, ...) are named as flowopd.reward_names says.
 REWARD_NAMES: list[str] = ["compose", "text", "prefer", "quality"]
 _fail = fail  # the short name the checks below use
 __all__ = ["ColdStartConfig", "EvalConfig", "GRPOConfig", "OPDConfig", "PretrainConfig", "SFTConfig", "TinyConfig"]
@@ -44,6 +46,24 @@ def _weights(name: str, value: Any, allowed: tuple[str, ...] | list[str] = TASKS
             _fail(name, value, f"the weight of {key!r} must be a finite number >= 0")
     if sum(value.values()) <= 0:
         _fail(name, value, "give at least one entry a positive weight")
+
+
+def _reward_weights(name: str, value: Any) -> None:
+    """Reward -> weight: registered rewards (REWARD_NAMES) and real-image ones (:mod:`flowopd.reward_names`)."""
+    for key in value if isinstance(value, dict) else ():
+        problem = reward_problem(key, REWARD_NAMES)
+        if problem:
+            _fail(name, value, problem)
+    _weights(name, value, list(value) if isinstance(value, dict) else REWARD_NAMES, what="reward")
+
+
+def sd35_reward_overrides(cls: type, overrides: dict) -> dict:
+    """``{"rewards": ...}``: the paper's reward of each prompt task (GenEval, OCR, PickScore, DeQA), for an SD3.5
+    preset whose overrides name no rewards (flowopd.reward_names.SD35_TASK_REWARDS)."""
+    if "rewards" in overrides:
+        return {}
+    rewards = sd35_rewards(overrides.get("prompt_tasks", cls.field_info("prompt_tasks").default))
+    return {"rewards": rewards} if rewards else {}
 
 
 @dataclass
@@ -183,15 +203,17 @@ class GRPOConfig(_RLConfig, kind="grpo"):
 
     def check(self) -> None:
         self._check_common()
-        _weights("rewards", self.rewards, REWARD_NAMES, what="registered reward")
+        _reward_weights("rewards", self.rewards)
         _weights("prompt_tasks", self.prompt_tasks)
         if self.group_size < 2:
             _fail("group_size", self.group_size, "GRPO needs >= 2 images per prompt for a group baseline")
 
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> GRPOConfig:
-        """Flow-GRPO's SD3.5-M teacher settings (B 2): G 24, lr 3e-4, beta 0.04."""
-        return cls._sd35(**{"batch_size": 48, "group_size": 24, "train_batch_size": 8, "lr": 3e-4, **overrides})
+        """Flow-GRPO's SD3.5-M teacher settings (B 2): G 24, lr 3e-4, beta 0.04; rewards: the paper's reward of
+        each prompt task unless given (compose -> geneval, text -> ocr, prefer -> pickscore, quality -> deqa)."""
+        return cls._sd35(**{"batch_size": 48, "group_size": 24, "train_batch_size": 8, "lr": 3e-4,
+                            **sd35_reward_overrides(cls, overrides), **overrides})
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_base import ConfigBase, fail, option
-from .configs import LR_SCHEDULES, PRECISIONS, REWARD_NAMES, _weights
+from .configs import LR_SCHEDULES, PRECISIONS, _reward_weights, _weights, sd35_reward_overrides
 from .models.presets import SD35_MEDIUM
 
 __all__ = ["ForwardRLConfig", "NFTConfig"]
@@ -74,7 +74,7 @@ class ForwardRLConfig(ConfigBase):
                                min=0, group="bookkeeping")
 
     def check(self) -> None:
-        _weights("rewards", self.rewards, REWARD_NAMES, what="registered reward")
+        _reward_weights("rewards", self.rewards)
         _weights("prompt_tasks", self.prompt_tasks)
         if self.batch_size % self.group_size:
             fail("group_size", self.group_size, f"it must divide batch_size={self.batch_size} (whole groups)")
@@ -142,4 +142,4 @@ class NFTConfig(ForwardRLConfig, kind="nft"):
         base = dict(model=SD35_MEDIUM, num_steps=10, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
                     mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
                     train_batch_size=8, lr=3e-4, timesteps_per_sample=9)
-        return cls(**{**base, **overrides})
+        return cls(**{**base, **sd35_reward_overrides(cls, overrides), **overrides})

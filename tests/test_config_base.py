@@ -77,8 +77,8 @@ def test_describe_gives_choices_bounds_and_nested_defaults() -> None:
     (lambda: GRPOConfig(lr=float("nan")), r"lr=nan is invalid: use a number"),
     (lambda: GRPOConfig(ema="yes"), r"ema='yes' is invalid: use true or false"),
     (lambda: OPDConfig(teachers=dict(TEACHERS), init=3), r"init=3 is invalid: use a string or null"),
-    (lambda: GRPOConfig(rewards={"aesthetic": 1.0}), r"'aesthetic' is not a registered reward; use names from "
-                                                     r"compose, text, prefer, quality"),
+    (lambda: GRPOConfig(rewards={"clipscore": 1.0}), r"'clipscore' is not a registered reward; use names from "
+                                                     r"compose, text, prefer, quality, or a real-image reward"),
     (lambda: PretrainConfig(model={"image_size": 8}), r"model: image_size=8 is invalid: use a whole number from 16 "
                                                       r"to 256"),
 ])
@@ -171,7 +171,7 @@ def test_config_command_prints_the_field_table(cli) -> None:
 
 def test_runs_submit_refuses_an_unknown_reward(cli, tmp_path: Path) -> None:
     config = tmp_path / "grpo.json"
-    config.write_text(json.dumps({"rewards": {"aesthetic": 1.0}, "epochs": 1}))
+    config.write_text(json.dumps({"rewards": {"clipscore": 1.0}, "epochs": 1}))
     code, out, err = cli("runs", "--home", tmp_path / "home", "submit", "grpo", "--config", config)
     assert code == 2 and out == ""
-    assert f"config file {config}: rewards={{'aesthetic': 1.0}} is invalid: 'aesthetic' is not a registered" in err
+    assert f"config file {config}: rewards={{'clipscore': 1.0}} is invalid: 'clipscore' is not a registered" in err
