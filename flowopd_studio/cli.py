@@ -54,6 +54,9 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
         register_runs(sub)
     else:
         sub.add_parser("runs", help=RUNS_HELP, description=RUNS_HELP, add_help=False)
+    from .export_cli import register as register_export  # cheap: the export loads in its handler
+
+    register_export(sub)
     for path in RECORDABLE:
         command = _find(parser, path)
         group = command.add_argument_group("run store")
