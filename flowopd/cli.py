@@ -31,6 +31,9 @@ EXAMPLES = {
     "world dataset": "flowopd world dataset --task text --n 256 --out data/text\n"
                      "then: flowopd train sft --data data/text --out runs/sft-text",
     "score": 'flowopd score --reward text --prompt \'a sign that says "TEA"\' out/000_seed7.png',
+    "reward serve": "flowopd reward serve --reward ocr --port 18087\n"
+                    'then train with {"rewards": {"remote:http://HOST:18087": 1.0}}',
+    "reward check": "flowopd reward check http://127.0.0.1:18085   # is GenEval's reward server up?",
     "config": "flowopd config grpo   # every field of a GRPO config: type, default, allowed values, help",
     "runs": "flowopd runs submit pretrain --config pretrain.json --name base-8k",  # more in storage/cli.py
 }
@@ -182,6 +185,24 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"{score:.4f}\t{name}")
 
 
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port} is invalid: use a port number from 0 to 65535 (0 = any free port)")
+
+
+def cmd_reward_serve(args: argparse.Namespace) -> None:
+    _check_port(args.port)
+    from .rewards.serve import serve
+
+    serve(args.reward, args.host, args.port)
+
+
+def cmd_reward_check(args: argparse.Namespace) -> None:
+    from .rewards.remote import RemoteReward
+
+    print(json.dumps(RemoteReward(args.url, timeout=args.timeout, retries=1).health()))
+
+
 def _short(text: str, width: int = 32) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
@@ -269,10 +290,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("score", cmd_score, "Score image files with a registered reward.")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--reward", required=True, help="compose, text, prefer or quality")
+    p.add_argument("--reward", required=True, help="compose, text, prefer or quality (the tiny world's), or a "
+                   "real-image reward: ocr, pickscore[:FOLDER], aesthetic[:FOLDER], geneval[:URL], deqa[:URL], "
+                   "remote:URL")
     p.add_argument("--prompt", required=True, help="the prompt the images were generated from")
     p.add_argument("--metadata", help='JSON record, e.g. \'{"include": [{"class": "circle", "count": 2}]}\'; '
                    "without it, compose reads the clauses from a composition --prompt")
+
+    reward = sub.add_parser("reward", help="Reward servers: serve a reward over HTTP, check a server.",
+                            description="Reward servers: serve a reward over HTTP, check a server.")
+    rsub = reward.add_subparsers(dest="reward_command", required=True, metavar="COMMAND")
+    p = add("reward serve", cmd_reward_serve, "Serve a reward over HTTP until interrupted, for runs that name it "
+            "remote:http://HOST:PORT: POST /compute takes {\"images\": [base64 PNG], \"prompts\": [...], "
+            "\"metadata\": [...]} and answers {\"scores\": [...]}; GET /health answers {\"status\": \"ok\"}.", rsub)
+    p.add_argument("--reward", required=True, help="the reward to serve: any name `score --reward` takes")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 serves "
+                   "other machines: the server has no authentication, keep it on a trusted network)")
+    p.add_argument("--port", type=int, default=18087, help="port (default %(default)s)")
+    p = add("reward check", cmd_reward_check, "Ask a reward server's /health and print its JSON answer.", rsub)
+    p.add_argument("url", help="the server's address, e.g. http://127.0.0.1:18085")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default %(default)s)")
 
     p = add("config", cmd_config, "Print the fields of a config kind: type, default, allowed values and help.")
     p.add_argument("kind", choices=config_kinds(), metavar="KIND", help=f"one of {', '.join(config_kinds())}")

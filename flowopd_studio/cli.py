@@ -91,15 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _attach_recorder(args, argv)
         args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, json.JSONDecodeError) as err:
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (`| head`)
+        sys.stderr.close()
+        return 0
+    except (ValueError, FileNotFoundError, FloatingPointError, ConnectionError, json.JSONDecodeError) as err:
+        # ConnectionError: a reward server that is down or answers garbage (flowopd.rewards.remote)
         print(f"flowopd: error: {err}", file=sys.stderr)
         return 2
     except StopRequested as err:
         print(f"flowopd: stopped: {err}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # the output was piped into a command that stopped reading (`| head`)
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("flowopd: interrupted (a trainer's last checkpoint is kept: run the same command to continue)",
               file=sys.stderr)
