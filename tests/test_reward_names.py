@@ -55,3 +55,15 @@ def test_which_task_a_reward_scores(tmp_path, monkeypatch):
     assert reward_argument("pickscore") == str(tmp_path / ".cache/flowopd/rewards/pickscore")
     assert reward_argument("pickscore:~/ps") == str(tmp_path / "ps")
     assert reward_argument("geneval") == "http://127.0.0.1:18085" and reward_argument("ocr") is None
+
+
+def test_a_real_image_reward_scores_its_tasks_prompts_in_a_mix():
+    from flowopd.trainers.rollout import reward_applies
+
+    tasks, text, compose = ["compose", "text", "prefer"], {"task": "text"}, {"task": "compose"}
+    assert reward_applies("ocr", text, tasks) and not reward_applies("ocr", compose, tasks)
+    assert reward_applies("geneval:http://h:1", compose, tasks) and not reward_applies("geneval", text, tasks)
+    assert not reward_applies("pickscore:/x", text, tasks) and reward_applies("pickscore:/x", {"task": "prefer"}, tasks)
+    assert reward_applies("deqa", text, tasks) and reward_applies("remote:http://h:1", compose, tasks)  # every prompt
+    assert reward_applies("ocr", compose, ["compose"])  # its task is not trained: it scores every prompt
+    assert reward_applies("text", text, tasks) and not reward_applies("text", compose, tasks)  # the tiny world's

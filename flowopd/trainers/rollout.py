@@ -20,6 +20,7 @@ from accelerate import Accelerator
 
 from ..adapters import use_adapter
 from ..models.base import FlowModel, PromptEmbeds
+from ..reward_names import reward_task
 from ..rewards import get_reward
 from ..sampling import sample, sigma_max_of
 from ..world.prompts import TASKS
@@ -132,7 +133,10 @@ def reward_applies(name: str, record: Mapping, prompt_tasks: Sequence[str]) -> b
 
     So GRPO-Mix on ``{"compose": 1, "text": 1}`` gives a text prompt the text reward alone, while an extra
     ``"quality"`` reward (not a prompt task there) adds to every sample, as the released code's DeQA term.
+    A real-image reward counts as the task it stands for (:func:`flowopd.reward_names.reward_task`: ``ocr`` as
+    text, ``geneval`` as compose, ``pickscore`` as prefer, ``deqa`` as quality); ``remote:URL`` scores all.
     """
+    name = reward_task(name) or ""  # "" is no task: a reward of every prompt
     return name not in prompt_tasks or record.get("task") == name
 
 
