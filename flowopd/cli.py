@@ -321,4 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .reproduce.cli import register as register_reproduce  # cheap: the benchmark loads in its handler
 
     register_reproduce(sub)
+    from .bench.cli import register as register_bench  # cheap: torch and the benchmark load in its handler
+
+    register_bench(sub)
     return parser

@@ -1,7 +1,7 @@
 """The command root: ``flowopd ...`` and ``python -m flowopd ...``.
 
 It composes the library's commands (:func:`flowopd.cli.build_parser`: generate, eval, pretrain, train,
-coldstart, reproduce, world, score, config) with the run store's ``runs`` commands and the store's
+coldstart, reproduce, bench, world, score, config) with the run store's ``runs`` commands and the store's
 ``--record`` option. The store loads only when it is used: the ``runs`` parser is built when the command
 line asks for ``runs`` (``--help`` lists it from one line of help), and the recorder when ``--record`` is
 given. Library errors (bad input) become one ``flowopd: error: ...`` line on stderr and exit status 2.

@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from .. import metric_names as names
 from ..adapters import replace_adapter
 from ..configs import OPDConfig
-from ..models.base import FlowModel
+from ..models.base import FlowModel, PromptEmbeds
 from ..opd import alternate_task, distill_step_loss, route_teachers, routed_velocity
 from ..sampling import sde_step, std_dev_t
 from .dist import MetricSums
@@ -90,6 +90,12 @@ class OPDTrainer(RLTrainer):
             return {alternate_task(epoch, self.cfg.epochs_per_task): 1.0}
         return self.cfg.prompt_tasks
 
+    def teacher_velocity(self, teachers: list[str], x: torch.Tensor, sigma: float, cond: PromptEmbeds,
+                         uncond: PromptEmbeds | None) -> torch.Tensor:
+        """Velocity [B, ...] of each row's routed teacher adapter (``flowopd.bench`` overrides it to measure
+        the released code's layout: one full model copy per teacher)."""
+        return routed_velocity(self.model, teachers, x, sigma, cond, uncond, self.cfg.guidance)
+
     def step_loss(self, roll: Rollout, routes: list[str], rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
         """Distillation loss (+ MAR) of rows ``rows`` at step ``j``, and the KL metrics."""
         cfg = self.cfg
@@ -97,7 +103,7 @@ class OPDTrainer(RLTrainer):
         student = self.transition(self.name, roll, rows, j)
         with torch.no_grad():
             x, (cond, uncond) = roll.latents[rows, j], roll.embeds(rows)
-            v_t = routed_velocity(self.model, [routes[i] for i in rows], x, s, cond, uncond, cfg.guidance)
+            v_t = self.teacher_velocity([routes[i] for i in rows], x, s, cond, uncond)
             teacher = sde_step(v_t, x, s, s_next, cfg.noise_level, sigma_max=roll.sigma_max,
                                prev_sample=roll.latents[rows, j + 1])
             anchor_mean = self.transition(self.anchor, roll, rows, j).mean if cfg.beta_mar > 0 else None
