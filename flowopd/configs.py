@@ -27,6 +27,7 @@ LOSS_MODES, WEIGHTINGS, ROUTINGS = ("kl", "pg", "paper"), ("code", "paper", "uni
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")
 PRECISIONS = ("no", "fp16", "bf16")
+EMA_WARMUPS = ("mean", "legacy")  # flowopd.trainers.ema's warm-ups
 LR_SCHEDULES = ("constant", "cosine", "linear")
 # The names in flowopd.rewards.REWARDS (a test checks it), so a GRPO config is checked without importing torch;
 # flowopd.rewards.register_reward adds a new name here too. Real-image rewards (ocr, pickscore, geneval,
@@ -129,9 +130,15 @@ class _RLConfig(ConfigBase):
     lora_rank: int = option(8, "LoRA rank r of a new adapter (32 for SD3.5)", min=1, group="LoRA and EMA")
     lora_alpha: float = option(16.0, "LoRA alpha of a new adapter; the update is (alpha / r) B A (64 for SD3.5)",
                                min=0, min_open=True, group="LoRA and EMA")
-    ema: bool = option(True, "keep an EMA of the LoRA weights and evaluate it", group="LoRA and EMA")
-    ema_decay: float = option(0.9, "EMA decay (warmed up as min((1 + k) / (10 + k), decay))",
+    ema: bool = option(True, "keep an EMA of the LoRA weights and export and evaluate it (false: the live weights)",
+                       group="LoRA and EMA")
+    ema_decay: float = option(0.9, "EMA decay, reached after the warm-up (ema_warmup)",
                               min=0, max=1, min_open=True, max_open=True, group="LoRA and EMA")
+    ema_warmup: str = option("mean", "mean: the first EMA update copies the live weights, the next keep their running "
+                             "mean until ema_decay is reached (no initial weight left behind) | legacy: "
+                             "min((1 + step) / (10 + step), decay) from the initial weights, which leaves a third "
+                             "of a 16-step run's EMA at the base (docs/grpo-tuning.md; runs before 2026-12-02)",
+                             choices=EMA_WARMUPS, group="LoRA and EMA")
     ema_every: int = option(8, "update the EMA every this many optimizer steps", min=1, group="LoRA and EMA")
     mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)",
                                   choices=PRECISIONS, group="LoRA and EMA")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config_base import ConfigBase, fail, option
-from .configs import LR_SCHEDULES, PRECISIONS, _reward_weights, _weights, sd35_reward_overrides
+from .configs import EMA_WARMUPS, LR_SCHEDULES, PRECISIONS, _reward_weights, _weights, sd35_reward_overrides
 from .models.presets import SD35_MEDIUM
 
 __all__ = ["ForwardRLConfig", "NFTConfig"]
@@ -64,11 +64,17 @@ class ForwardRLConfig(ConfigBase):
     ema: bool = option(False, "export an EMA of the LoRA weights instead of the live ones (off: over a few dozen "
                        "steps the EMA keeps much of the initial weights, and live weights scored higher in "
                        "docs/grpo-tuning.md)", group="LoRA and EMA")
-    ema_decay: float = option(0.9, "EMA decay (warmed up as min((1 + k) / (10 + k), decay))",
+    ema_decay: float = option(0.9, "EMA decay, reached after the warm-up (ema_warmup)",
                               min=0, max=1, min_open=True, max_open=True, group="LoRA and EMA")
+    ema_warmup: str = option("mean", "mean: the first EMA update copies the live weights, the next keep their running "
+                             "mean until ema_decay is reached | legacy: min((1 + step) / (10 + step), decay) from "
+                             "the initial weights", choices=EMA_WARMUPS, group="LoRA and EMA")
     ema_every: int = option(8, "update the EMA every this many optimizer steps", min=1, group="LoRA and EMA")
     mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)",
                                   choices=PRECISIONS, group="LoRA and EMA")
+    sft_data: dict = option({}, "task -> image-set folder (flowopd world dataset) trained with the plain flow-matching "
+                            "loss beside the RL loss, every task weighted alike: the joint <source>-mix baseline "
+                            "of supervised and reward teachers; {} = none", group="batches")
     checkpoint_every: int = option(10, "save a resumable checkpoint every this many epochs", min=1, group="bookkeeping")
     sample_every: int = option(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never",
                                min=0, group="bookkeeping")
@@ -89,6 +95,12 @@ class ForwardRLConfig(ConfigBase):
                  f"use at most num_steps={self.num_steps}: the noise levels are the rollout's sigmas")
         if len(self.adam_betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.adam_betas):
             fail("adam_betas", self.adam_betas, "use two numbers in [0, 1), e.g. [0.9, 0.999]")
+        for task, folder in self.sft_data.items():
+            if not isinstance(folder, str) or not folder:
+                fail("sft_data", self.sft_data, f"give task {task!r} an image-set folder (a path string)")
+            if task in self.prompt_tasks:
+                fail("sft_data", self.sft_data, f"task {task!r} is also in prompt_tasks: teach a task by its reward "
+                     "or by its image set, not both")
         if not self.adapter_name.strip() or "." in self.adapter_name:
             fail("adapter_name", self.adapter_name, "use a non-empty name without dots, e.g. 'teacher'")
 

@@ -7,19 +7,49 @@ from contextlib import contextmanager
 
 import torch
 
+from ..configs import EMA_WARMUPS
+
+
+def ema_decay(update: int, decay: float, warmup: str = "mean") -> float:
+    """The decay of the EMA's ``update``-th update (0-based).
+
+    * ``mean``: ``min(decay, k / (k + 1))``: the first update copies the live weights and the next ones keep
+      the running mean of the updates until ``decay`` is reached, so no initial (base) weight is left behind.
+    * ``legacy``: ``min(decay, (1 + s) / (10 + s))`` at optimizer step ``s = (update + 1) * every``, averaging
+      from the initial weights: after 16 steps with ``every`` 8 a third of the EMA is still the initial
+      weights (``docs/grpo-tuning.md``). Runs before 2026-12-02 used it.
+
+    Example:
+        >>> [round(ema_decay(k, 0.9), 3) for k in range(4)]
+        [0.0, 0.5, 0.667, 0.75]
+    """
+    if warmup == "mean":
+        return min(decay, update / (update + 1))
+    if warmup == "legacy":
+        raise ValueError("the legacy warm-up depends on the optimizer step: use LoraEMA")
+    raise ValueError(f"unknown EMA warm-up {warmup!r}: use one of {', '.join(EMA_WARMUPS)}")
+
 
 class LoraEMA:
-    """EMA of the student's LoRA, updated every ``every`` steps with decay ``min(decay, (1 + k) / (10 + k))``."""
+    """EMA of the student's LoRA, updated every ``every`` optimizer steps, with the warm-up ``warmup``
+    (:func:`ema_decay`). The update count follows from the step, so a resumed run continues the same EMA."""
 
-    def __init__(self, params: list[torch.nn.Parameter], decay: float, every: int):
-        self.params, self.decay, self.every = params, decay, every
+    def __init__(self, params: list[torch.nn.Parameter], decay: float, every: int, warmup: str = "mean"):
+        if warmup not in EMA_WARMUPS:
+            raise ValueError(f"unknown EMA warm-up {warmup!r}: use one of {', '.join(EMA_WARMUPS)}")
+        self.params, self.decay, self.every, self.warmup = params, decay, every, warmup
         self.shadow = [p.detach().clone() for p in params]
+
+    def decay_at(self, step: int) -> float:
+        """The decay of the update made at optimizer step ``step`` (a multiple of ``every``)."""
+        if self.warmup == "legacy":
+            return min(self.decay, (1 + step) / (10 + step))
+        return ema_decay(step // self.every - 1, self.decay)
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         if step % self.every == 0:
-            decay = min(self.decay, (1 + step) / (10 + step))
-            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - self.decay_at(step))
 
     def state_dict(self) -> dict:
         return {"shadow": [s.cpu() for s in self.shadow]}

@@ -136,7 +136,7 @@ class RLTrainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.lr_schedule))
         self.last_lr = self.opt.param_groups[0]["lr"]
-        self.ema = LoraEMA(self.params, cfg.ema_decay, cfg.ema_every) if cfg.ema else None
+        self.ema = LoraEMA(self.params, cfg.ema_decay, cfg.ema_every, cfg.ema_warmup) if cfg.ema else None
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
