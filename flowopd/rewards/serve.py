@@ -44,7 +44,7 @@ def decode_image(text: object, index: int) -> Image.Image:
         data = base64.b64decode(text, validate=True)
         with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as image:
             return image.convert("RGB")
-    except (binascii.Error, OSError, ValueError) as err:
+    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as err:  # the bomb: a huge image
         raise BadRequest(f"images[{index}] is not a base64 PNG or JPEG ({err})") from None
 
 
