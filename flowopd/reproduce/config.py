@@ -26,12 +26,17 @@ from typing import Any
 from ..config_base import ConfigBase, option
 
 BUDGETS = ("smoke", "default")
+TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
+JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
 # config.json without the field is compared with this value (so an old folder continues as it ran).
-LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce"}
+LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce", "ema_warmup": "legacy", "teachers": {},
+                                 "joint": "auto", "sft_images": 512, "nft": {}, "awm": {}, "sft": {}}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
-            "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every")
+            "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every",
+            "data", "sft_data")
+SFT_RESERVED = ("seed", "model", "data", "sample_every")  # an sft teacher's run length is its own (steps)
 
 
 @dataclass(frozen=True)
@@ -94,19 +99,42 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
     eval_merged: bool = option(False, "evaluate each adapter folded into the base weights (same images up to float "
                                       "rounding, ~25 % faster on the tiny model); the presets set true, false = "
                                       "through the LoRA layers (runs before 2026-12-02)", group="evaluation")
+    ema_warmup: str = option("mean", "EMA warm-up of every GRPO and OPD stage: mean (no initial weight left behind) | "
+                             "legacy (the published runs before 2026-12-02)", choices=("mean", "legacy"),
+                             group="budgets")
     beta_mar: float = option(0.02, "MAR weight of the opd and opd-sft rows (opd-no-mar is the 0 row)", min=0,
                              min_open=True, group="budgets")
     checkpoint_every: int = option(4, "epochs between resumable trainer checkpoints", min=1, group="budgets")
+    teachers: dict = option({}, "task -> teacher source: grpo | nft | awm | sft (a supervised LoRA on the world's "
+                            "renders of the task); a task not named gets grpo, the paper's", group="teachers")
+    joint: str = option("auto", "algorithm of the joint <source>-mix rows (one adapter on every teacher's objective at "
+                        "once: the RL loss on reward tasks, the flow-matching loss on image-set tasks): auto = the "
+                        "teachers' forward-process source (nft or awm; none when every teacher is grpo, whose "
+                        "joint row is grpo-mix) | nft | awm | none", choices=JOINT_SOURCES, group="teachers")
+    sft_images: int = option(512, "renders per image set of an sft teacher (written once to OUT/data/<task>)", min=1,
+                             group="teachers")
     rl: dict = option({}, "extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)",
                       group="overrides")
+    nft: dict = option({}, "extra NFTConfig fields of nft teachers and the nft-mix rows", group="overrides")
+    awm: dict = option({}, "extra AWMConfig fields of awm teachers and the awm-mix rows", group="overrides")
+    sft: dict = option({}, "extra SFTConfig fields of sft teachers (e.g. steps, lr)", group="overrides")
     grpo: dict = option({}, "extra GRPOConfig fields (e.g. beta)", group="overrides")
     opd: dict = option({}, "extra OPDConfig fields (e.g. loss_mode, weighting)", group="overrides")
     coldstart: dict = option({}, "extra ColdStartConfig fields (e.g. sft_steps, sft_samples_per_task)",
                              group="overrides")
 
     def check(self) -> None:
-        for name in ("rl", "grpo", "opd", "coldstart"):
-            taken = sorted(set(getattr(self, name)) & set(RESERVED))
+        from ..world.prompts import TASKS
+
+        for task, source in self.teachers.items():
+            if task not in TASKS or source not in TEACHER_SOURCES:
+                raise ValueError(f"teachers[{task!r}] = {source!r} is invalid: map a task ({', '.join(TASKS)}) to "
+                                 f"a source ({', '.join(TEACHER_SOURCES)})")
+        if self.joint == "auto" and {"nft", "awm"} <= set(self.teachers.values()):
+            raise ValueError("joint='auto' is ambiguous: the teachers use both nft and awm; set joint to nft, awm "
+                             "or none")
+        for name in ("rl", "grpo", "opd", "coldstart", "nft", "awm", "sft"):
+            taken = sorted(set(getattr(self, name)) & set(SFT_RESERVED if name == "sft" else RESERVED))
             if taken:
                 raise ValueError(f"{name} sets {taken}, which the benchmark sets itself: change the budgets "
                                  f"(teacher, distill) or beta_mar instead")
@@ -126,11 +154,27 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,
                         checkpoint_every=1, rl={"ema": False, "lora_rank": 2, "lora_alpha": 4.0},
                         coldstart={"sft_steps": 2, "sft_batch_size": 4, "sft_samples_per_task": 2, "eval_steps": 2,
-                                   "lora_rank": 2, "lora_alpha": 4.0})
-        for key in ("rl", "grpo", "opd", "coldstart"):  # merge the dicts rather than replace them
+                                   "lora_rank": 2, "lora_alpha": 4.0}, sft_images=4,
+                        **{k: {"ema": False, "lora_rank": 2, "lora_alpha": 4.0, "timesteps_per_sample": 1}
+                           for k in ("nft", "awm")},
+                        sft={"steps": 2, "batch_size": 2, "lora_rank": 2, "lora_alpha": 4.0})
+        for key in ("rl", "grpo", "opd", "coldstart", "nft", "awm", "sft"):  # merge the dicts rather than replace
             if key in overrides:
                 overrides[key] = {**base.get(key, {}), **overrides[key]}
         return cls(**{**base, **overrides})
+
+    def source(self, task: str) -> str:
+        """The teacher source of ``task`` (grpo unless ``teachers`` names another)."""
+        return self.teachers.get(task, "grpo")
+
+    def joint_source(self) -> str | None:
+        """The algorithm of the ``<source>-mix`` rows, or None when there are none (see ``joint``)."""
+        if self.joint != "auto":
+            return None if self.joint == "none" else self.joint
+        rl = {s for s in self.teachers.values() if s in ("nft", "awm")}
+        if rl:
+            return rl.pop()
+        return "awm" if "sft" in self.teachers.values() else None
 
     @classmethod
     def _from_fields(cls, data: dict) -> ReproduceConfig:

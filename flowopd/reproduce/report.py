@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..world.prompts import TASKS
 from .claims import claims
-from .plan import ROWS, SEESAW
+from .plan import SEESAW
 
 COLUMNS = (*TASKS, "average")
 ROW_LABELS = {
@@ -22,6 +22,21 @@ ROW_LABELS = {
     "opd": "**Flow-OPD (merge init, MAR)**", "opd-no-mar": "Flow-OPD w/o MAR", "opd-sft": "Flow-OPD (SFT init)",
     "grpo-mix-long": "GRPO-Mix (whole-pipeline compute)",
 }
+SOURCE_NAMES = {"grpo": "GRPO", "nft": "DiffusionNFT", "awm": "AWM", "sft": "SFT"}
+
+
+def row_label(row: str, teachers: Mapping[str, str] | None = None) -> str:
+    """The main table's label of ``row``; teachers carry their source, joint rows their algorithm."""
+    if row.startswith("teacher-") and teachers is not None:
+        task = row.removeprefix("teacher-")
+        return f"{SOURCE_NAMES[teachers.get(task, 'grpo')]} teacher: {task}"
+    for suffix, what in (("-mix-long", "whole-pipeline compute"), ("-mix", "distillation compute")):
+        source = row.removesuffix(suffix)
+        if row.endswith(suffix) and source in SOURCE_NAMES and source != "grpo":
+            return f"{SOURCE_NAMES[source]}-Mix joint ({what})"
+    return ROW_LABELS.get(row, row)
+
+
 SEESAW_LABELS = {"base": "base", **{name: f"+{task}" for name, task in zip(SEESAW, TASKS)}}
 MAR_ROWS = ("base", "teacher-quality", "grpo-mix", "opd-no-mar", "opd")
 
@@ -55,6 +70,7 @@ def _minutes(seconds: float) -> str:
 def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: Path) -> str:
     """The report's markdown text (see the module docstring); plot paths are made relative to ``out``."""
     seeds, wall, cfg = results["seeds"], results["wall_time_s"], details["config"]
+    labels = {row: row_label(row, cfg.get("teachers", {})) for row in results["rows"]}
     lines = ["# Flow-OPD on the tiny world: reproduction report", "",
              f"Budget `{cfg['budget']}`, {seeds} seed(s) (training seeds 0..{seeds - 1}; the evaluation protocol "
              f"uses fixed seeds, so `base` is evaluated once), {cfg['eval_steps']} ODE evaluation steps, "
@@ -67,7 +83,7 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              "Every metric is in [0, 1]; Average is their mean. Cells are the mean over seeds"
              + (" ± the standard deviation over seeds (ddof 1)." if seeds > 1 else "."), "",
              "## Main table (the paper's Table 1)", "",
-             *table(results["rows"], ROW_LABELS, ROWS, "model"), "",
+             *table(results["rows"], labels, tuple(results["rows"]), "model"), "",
              "## Seesaw: GRPO with the rewards stacked one by one", "",
              "Each row is a GRPO run from the base on the rewards (and prompts) of all tasks up to its own, with a "
              "teacher's budget; `+compose` is the compose teacher.", "",
@@ -75,7 +91,7 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              "## MAR ablation", "",
              f"Manifold Anchor Regularization towards the base, weight {cfg['beta_mar']} (`opd`) versus none "
              "(`opd-no-mar`), both from the merge cold start.", "",
-             *table(results["rows"], ROW_LABELS, MAR_ROWS, "model"), "",
+             *table(results["rows"], labels, MAR_ROWS, "model"), "",
              "## The paper's claims on the tiny world", "",
              "Differences are paired by seed; the ± is the standard deviation of the per-seed differences "
              "(the spread). A difference within the spread is no result.", "",
@@ -89,7 +105,7 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
     teachers = [stage[f"teacher-{t}"] for t in TASKS]
     upstream = {"opd": teachers + [stage["coldstart-merge"]], "opd-no-mar": teachers + [stage["coldstart-merge"]],
                 "opd-sft": teachers + [stage["coldstart-sft"]], "coldstart-merge": teachers}
-    for row in ROWS:
+    for row in results["rows"]:
         parts = [comp[row], *upstream.get(row, [])]
         lines.append(f"| `{row}` | {comp[row]['optimizer_steps']} | {comp[row]['images']} | "
                      f"{sum(p['optimizer_steps'] for p in parts)} | {sum(p['images'] for p in parts)} |")

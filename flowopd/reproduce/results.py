@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Mapping
 
 from ..world.prompts import TASKS
-from .plan import ROWS, SEESAW, StageSpec
+from .plan import SEESAW, StageSpec, rows
 
 METRICS = (*TASKS, "average")
 PerSeed = Mapping[int, Mapping[str, dict]]  # seed -> stage name -> the stage's result
@@ -70,13 +70,14 @@ def per_seed_metrics(results: PerSeed, stage: str) -> list[dict[str, float]]:
 def summarize(plan: list[StageSpec], results: PerSeed, config: dict) -> tuple[dict, dict]:
     """``(results.json, details.json)`` from the per-seed stage results (aliases resolved already)."""
     first = results[min(results)]
-    rows = {row: mean_std(per_seed_metrics(results, row)) for row in ROWS}
+    table = rows(plan)
+    summary_rows = {row: mean_std(per_seed_metrics(results, row)) for row in table}
     compute = {row: {"optimizer_steps": int(first[row]["optimizer_steps"]), "images": int(first[row]["images"])}
-               for row in ROWS}
+               for row in table}
     ran = [spec.name for spec in plan if not spec.same_as]
     wall = {name: sum(float(results[s][name]["wall_time_s"]) for s in results) for name in ran}
     wall["total"] = sum(wall.values())
-    summary = {"rows": rows, "compute": compute, "wall_time_s": wall, "seeds": len(results),
+    summary = {"rows": summary_rows, "compute": compute, "wall_time_s": wall, "seeds": len(results),
                "machine": machines(results)}
     evaluated = [spec.name for spec in plan if spec.evaluate]
     details = {

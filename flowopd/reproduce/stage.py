@@ -115,23 +115,55 @@ def stage_seed(seed: int, name: str) -> int:
 
 
 def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: TrainingCallback | None,
-              seed: int) -> dict:
+              seed: int, set_size: int) -> dict:
+    """Train a GRPO, OPD, NFT, AWM or SFT stage (resuming its checkpoint); image sets of ``set_size`` renders
+    are written first where the stage needs them."""
     from ..trainers.checkpoint import checkpoint_step
-    from ..trainers.grpo import train_grpo
-    from ..trainers.opd import train_opd
 
     cfg = spec.config
-    curve = _CurveFile(folder / CURVE_FILE, checkpoint_step(folder), cfg.optimizer_steps_per_epoch)
+    sft = spec.kind == "sft"
+    curve = _CurveFile(folder / CURVE_FILE, checkpoint_step(folder), 1 if sft else cfg.optimizer_steps_per_epoch)
     replay(callback, curve.rows)
     before = sum(r.get("epoch_time_s", 0.0) for r in curve.rows)
     start = time.perf_counter()
-    train = train_grpo if spec.kind == "grpo" else train_opd
-    result = train(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True,
-                   accelerator=accelerator)
+    if sft:
+        ensure_image_set(Path(cfg.data), spec.name.removeprefix("teacher-"), set_size, accelerator)
+        result = TRAINERS["sft"]()(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True)
+    else:
+        for task in cfg.sft_data if spec.kind in ("nft", "awm") else ():
+            ensure_image_set(Path(cfg.sft_data[task]), task, set_size, accelerator)
+        result = TRAINERS[spec.kind]()(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True,
+                                       accelerator=accelerator)
     if result.stopped:
         raise ReproduceStopped(f"{spec.name} (seed {seed}) stopped at step {result.step}; run again to continue")
-    return {"optimizer_steps": result.step, "images": result.epoch * cfg.batch_size,
+    return {"optimizer_steps": result.step, "images": 0 if sft else result.epoch * cfg.batch_size,
             "train_time_s": before + time.perf_counter() - start, "curve": curve.rows}
+
+
+def _trainer(module: str, name: str):
+    def load():
+        import importlib
+
+        return getattr(importlib.import_module(f"flowopd.trainers.{module}"), name)
+    return load
+
+
+# kind -> a function returning its train function (imported when a stage of that kind runs)
+TRAINERS = {kind: _trainer(kind, f"train_{kind}") for kind in ("grpo", "opd", "nft", "awm", "sft")}
+
+
+def ensure_image_set(folder: Path, task: str, images: int, accelerator) -> None:
+    """Write the world's renders of ``task`` to ``folder`` (an sft teacher's or a joint row's image set) unless
+    it is there; the same files for every seed, written by the main process through a temporary folder."""
+    from ..world.dataset import METADATA_FILE, write_dataset
+
+    if not (folder / METADATA_FILE).is_file() and accelerator.is_main_process:
+        tmp = folder.with_name(f".{folder.name}-{os.getpid()}")
+        write_dataset(task, images, tmp)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if not folder.exists():
+            os.replace(tmp, folder)
+    accelerator.wait_for_everyone()
 
 
 def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCallback | None) -> dict:
@@ -164,7 +196,7 @@ def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator
         if spec.kind == "coldstart":
             record = _train_coldstart(spec, folder, model, callback)
         else:
-            record = _train_rl(spec, folder, model, accelerator, callback, seed)
+            record = _train_rl(spec, folder, model, accelerator, callback, seed, cfg.sft_images)
     record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), "machine": machine(),
               **record}
     write_json(path, record)

@@ -111,7 +111,8 @@ class AWMTrainer(NFTTrainer):
         logp_old = self.old_logps(roll, levels)
         metrics = MetricSums()
         self.accumulate(list(range(len(roll))),
-                        lambda rows, j: self.awm_step_loss(roll, a, levels, logp_old, rows, j), metrics)
+                        self.joint(lambda rows, j: self.awm_step_loss(roll, a, levels, logp_old, rows, j), epoch),
+                        metrics)
         self.update_old()
         return {**metrics.means(self.acc), **reward_metrics(gathered),
                 "reward_std": float(adv.rewards.std(correction=0)), "advantage_abs": float(adv.advantages.abs().mean())}

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -45,6 +46,7 @@ from ..rewards import get_reward
 from .checkpoint import find_checkpoint
 from .dist import MetricSums
 from .grpo import gather_advantages
+from .image_sets import ImageSetLosses
 from .loop import Callback, RLTrainer, TrainResult
 from .rollout import (
     Rollout,
@@ -76,6 +78,7 @@ class NFTTrainer(RLTrainer):
         self.old = f"{self.name}_old"
         self.init_student(None, resume)
         self.init_old(resume)
+        self.image_sets = ImageSetLosses(model, cfg.sft_data, self.name, cfg.seed) if cfg.sft_data else None
 
     def init_old(self, resume: bool) -> None:
         """The old adapter: the checkpoint's on resume, else a copy of the student's initial weights."""
@@ -107,6 +110,22 @@ class NFTTrainer(RLTrainer):
     def save_adapters(self, folder: Path) -> None:
         super().save_adapters(folder)
         save_adapter(self.model, self.old, folder / OLD_ADAPTER_DIR)
+
+    def joint(self, micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
+              epoch: int) -> Callable[[list[int], int], tuple[torch.Tensor, dict]]:
+        """``micro_loss`` with the image sets' flow-matching losses beside it (``sft_data``; see
+        :mod:`flowopd.trainers.image_sets`), or ``micro_loss`` itself without image sets."""
+        if self.image_sets is None:
+            return micro_loss
+        calls = itertools.count()
+
+        def with_sets(rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
+            loss, values = micro_loss(rows, j)
+            total, extra = self.image_sets.joint(loss, len(self.cfg.prompt_tasks), len(rows), epoch,
+                                                 self.acc.process_index, next(calls))
+            return total, {**values, **extra}
+
+        return with_sets
 
     # --- rollout, scoring, loss -----------------------------------------------------------------------------
 
@@ -183,7 +202,8 @@ class NFTTrainer(RLTrainer):
         levels = self.noise_levels(epoch, len(roll))
         metrics = MetricSums()
         metrics.add(names.OPTIMALITY, r)
-        self.accumulate(list(range(len(roll))), lambda rows, j: self.step_loss(roll, r, levels, rows, j), metrics)
+        self.accumulate(list(range(len(roll))),
+                        self.joint(lambda rows, j: self.step_loss(roll, r, levels, rows, j), epoch), metrics)
         decay = self.update_old()
         return {**metrics.means(self.acc), **reward_metrics(gathered), names.OLD_DECAY: decay,
                 "reward_std": float(adv.rewards.std(correction=0)), "advantage_abs": float(adv.advantages.abs().mean())}

@@ -1,0 +1,62 @@
+"""Teachers of any source in the benchmark: the plan per task, the joint <source>-mix rows, and a smoke run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowopd.reproduce.config import ReproduceConfig
+from flowopd.reproduce.plan import build_plan, long_mix_budget, rows
+from flowopd.reproduce.runner import reproduce
+
+SOURCES = {"text": "sft", "prefer": "awm", "quality": "awm"}
+
+
+def test_the_plan_takes_each_tasks_teacher_source_and_adds_the_joint_rows(tmp_path) -> None:
+    cfg = ReproduceConfig.preset("default", teachers=SOURCES)
+    plan = {s.name: s for s in build_plan(cfg, 0, tmp_path / "seed0")}
+    assert [plan[f"teacher-{t}"].kind for t in ("compose", "text", "prefer", "quality")] == ["grpo", "sft", "awm",
+                                                                                           "awm"]
+    assert plan["teacher-text"].config.data == str(tmp_path / "data" / "text")
+    joint = plan["awm-mix"].config
+    assert joint.sft_data == {"text": str(tmp_path / "data" / "text")}
+    assert joint.rewards == joint.prompt_tasks == {"compose": 1.0, "prefer": 1.0, "quality": 1.0}
+    assert (joint.epochs, joint.batch_size) == (cfg.distill.epochs, cfg.distill.batch_size)  # the distillation's
+    assert plan["awm-mix-long"].config.epochs == plan["grpo-mix-long"].config.epochs
+    table = rows(list(plan.values()))
+    assert table.index("awm-mix") == table.index("grpo-mix") + 1 and table[-1] == "awm-mix-long"
+
+
+def test_an_sft_teacher_counts_by_its_forward_backward_passes_in_the_long_budget(tmp_path) -> None:
+    cfg = ReproduceConfig.preset("default", teachers={"text": "sft"}, sft={"steps": 600, "batch_size": 32})
+    teachers = [s for s in build_plan(cfg, 0, tmp_path) if s.name.startswith("teacher-")]
+    # 3 GRPO teachers of 16 steps; 600 x 32 images at one level = 60 steps of 32 rollouts x 10 levels
+    assert long_mix_budget(cfg, 0, teachers).optimizer_steps == 3 * 16 + 60 + cfg.distill.optimizer_steps
+
+
+def test_only_grpo_teachers_keep_the_published_plan(tmp_path) -> None:
+    names = [s.name for s in build_plan(ReproduceConfig.preset("default"), 0, tmp_path)]
+    assert not [n for n in names if n.endswith("-mix") and n != "grpo-mix"]
+
+
+@pytest.mark.parametrize("teachers, message", [({"text": "dpo"}, "teachers\\['text'\\]"),
+                                                ({"lettering": "sft"}, "teachers\\['lettering'\\]"),
+                                                ({"text": "nft", "prefer": "awm"}, "joint='auto' is ambiguous")])
+def test_bad_teacher_sources_are_refused_naming_the_field(teachers, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReproduceConfig.preset("smoke", teachers=teachers)
+
+
+@pytest.mark.slow
+def test_a_smoke_benchmark_with_sft_and_awm_teachers_reports_the_joint_rows(tmp_path, small_model_dir: Path) -> None:
+    cfg = ReproduceConfig.preset("smoke", model=str(small_model_dir), teachers=SOURCES)
+    summary = reproduce(cfg, tmp_path)
+    assert {"awm-mix", "awm-mix-long", "teacher-text"} <= set(summary["rows"])
+    train = json.loads((tmp_path / "seed0" / "teacher-text" / "train.json").read_text())
+    assert train["kind"] == "sft" and train["optimizer_steps"] == 2
+    assert (tmp_path / "data" / "text" / "metadata.jsonl").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "SFT teacher: text" in report and "AWM-Mix joint (distillation compute)" in report
+    assert "vs the same-compute mix baseline `awm-mix`" in report
