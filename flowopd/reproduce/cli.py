@@ -19,10 +19,29 @@ EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
            "--budget smoke\n"
            "  overrides: flowopd reproduce --out runs/r --config over.json   with over.json = "
            '{"teacher": {"epochs": 12}, "rl": {"lr": 5e-4}}\n'
+           "  teachers of other sources (with the joint awm-mix baseline): flowopd reproduce --out runs/r "
+           "--teachers text=sft,prefer=awm,quality=awm\n"
            "  an interrupted run continues where it stopped: run the same command again")
-DESCRIPTION = ("Run the tiny reproduction benchmark: base evaluation, a GRPO teacher per task, GRPO-Mix, cold "
-               "start, Flow-OPD with and without MAR (and from SFT init), GRPO-Mix with the whole pipeline's "
-               "compute, and the seesaw runs; writes OUT/results.json, OUT/report.md and OUT/plots/*.png.")
+DESCRIPTION = ("Run the tiny reproduction benchmark: base evaluation, a teacher per task (GRPO, or the source "
+               "--teachers names), GRPO-Mix and the joint <source>-mix of other sources, cold start, Flow-OPD with "
+               "and without MAR (and from SFT init), the mixes with the whole pipeline's compute, and the seesaw "
+               "runs; writes OUT/results.json, OUT/report.md and OUT/plots/*.png.")
+
+
+def parse_teachers(text: str) -> dict[str, str]:
+    """``"text=sft,prefer=awm"`` -> ``{"text": "sft", "prefer": "awm"}`` (checked by ReproduceConfig).
+
+    Example:
+        >>> parse_teachers("text=sft, prefer=awm")
+        {'text': 'sft', 'prefer': 'awm'}
+    """
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, sep, source = item.partition("=")
+        if not sep:
+            raise ValueError(f"--teachers {text!r} is invalid: write TASK=SOURCE pairs, e.g. text=sft,prefer=awm")
+        out[task.strip()] = source.strip()
+    return out
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
@@ -33,6 +52,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         overrides["budget"] = args.budget
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    if args.teachers:
+        overrides["teachers"] = parse_teachers(args.teachers)
     if args.model is not None:  # an existing folder is stored absolute: the stage configs hold it
         overrides["model"] = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     cfg = read_config(args.config, ReproduceConfig, overrides)  # checked before the benchmark (torch) loads
@@ -72,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "per seed (three seeds as three --only-seed processes: about 4.3 h; more than one "
                         "session, see benchmarks/carry_run.py)")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
+    p.add_argument("--teachers", metavar="TASK=SOURCE,...",
+                   help="teacher source per task: grpo (default), nft, awm or sft (a LoRA on the world's renders "
+                        "of the task); sources other than grpo add the joint <source>-mix rows")
     p.add_argument("--config", help="JSON file of ReproduceConfig fields overriding the budget's")
     p.add_argument("--only-seed", type=int, metavar="K",
                    help="run seed K only (0 <= K < --seeds) and skip the report: seeds can run in parallel "

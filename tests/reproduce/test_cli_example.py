@@ -13,7 +13,7 @@ def test_every_example_parses_and_its_model_exists() -> None:
     parser = argparse.ArgumentParser(prog="flowopd")
     register(parser.add_subparsers(dest="command"))
     commands = [line.split("flowopd ", 1)[1].split("   ")[0] for line in EXAMPLE.splitlines() if "flowopd " in line]
-    assert len(commands) == 3
+    assert len(commands) == 4
     for command in commands:
         args = parser.parse_args(shlex.split(command))
         assert args.command == "reproduce" and args.out
