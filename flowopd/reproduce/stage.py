@@ -56,18 +56,25 @@ def config_of(spec: StageSpec) -> dict | None:
     return None if spec.config is None else json.loads(spec.config.to_json())
 
 
+# Stage config fields whose default changed behaviour when they were added: their value before.
+STAGE_LEGACY = {"ema_warmup": "legacy"}
+
+
 def stored_config(spec: StageSpec, stored: dict | None) -> dict | None:
     """A stage's stored config, with the fields its config class gained since at their defaults.
 
-    A field added later (with a default that keeps the old behaviour) is no difference: the stage's results
-    stay valid, so a benchmark can be continued by newer code.
+    A field added later (with a default that keeps the old behaviour, or its value before it existed in
+    :data:`STAGE_LEGACY`) is no difference: the stage's results stay valid, so a benchmark can be continued by
+    newer code.
     """
     if stored is None or spec.config is None:
         return stored
     added = {}
     for f in dataclasses.fields(spec.config):
         if f.name not in stored and f.init:
-            if f.default is not dataclasses.MISSING:
+            if f.name in STAGE_LEGACY:
+                added[f.name] = STAGE_LEGACY[f.name]
+            elif f.default is not dataclasses.MISSING:
                 added[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 added[f.name] = f.default_factory()

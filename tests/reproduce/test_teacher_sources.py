@@ -60,3 +60,22 @@ def test_a_smoke_benchmark_with_sft_and_awm_teachers_reports_the_joint_rows(tmp_
     report = (tmp_path / "report.md").read_text()
     assert "SFT teacher: text" in report and "AWM-Mix joint (distillation compute)" in report
     assert "vs the same-compute mix baseline `awm-mix`" in report
+
+
+def test_a_folder_from_before_ema_warmup_continues_only_with_the_legacy_rule(tmp_path) -> None:
+    from flowopd.reproduce.plan import build_plan
+    from flowopd.reproduce.runner import check_folder
+    from flowopd.reproduce.stage import config_of, stored_config
+
+    old = ReproduceConfig.preset("default").to_dict()
+    for name in ("ema_warmup", "teachers", "joint", "sft_images", "nft", "awm", "sft"):
+        del old[name]  # config.json as written before these fields existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"fields \['ema_warmup'\] differ"):
+        check_folder(ReproduceConfig.preset("default"), tmp_path)
+    legacy = ReproduceConfig.preset("default", ema_warmup="legacy")
+    check_folder(legacy, tmp_path)  # the way it ran: accepted
+    teacher = next(s for s in build_plan(legacy, 0, tmp_path / "seed0") if s.name == "teacher-text")
+    before = config_of(teacher)
+    del before["ema_warmup"]  # a stage's train.json from before the field
+    assert stored_config(teacher, before) == config_of(teacher)
