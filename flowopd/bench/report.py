@@ -18,7 +18,8 @@ def markdown(report: dict) -> str:
         "",
         f"{r['device_name']} ({r['device']}), {r['dtype']} base, {r['copy_dtype']} full copies; shape {r['shape']} "
         f"at {r['resolution']} px (latents {'x'.join(map(str, r['latent_shape']))}, {r['text_tokens']} text tokens); "
-        f"{r['teachers']} teachers + anchor + student; batch {r['batch']} (micro-batch {r['micro_batch']}), "
+        f"{r['teachers']} teacher{'s' * (r['teachers'] != 1)} + anchor + student; "
+        f"batch {r['batch']} (micro-batch {r['micro_batch']}), "
         f"{r['steps']} SDE steps ({r['trained_steps']} trained), LoRA r {r['lora_rank']}; "
         f"median of {r['iters']} timed iteration(s) after a warm-up.",
         "",
