@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from ..models.base import FlowModel
@@ -50,11 +51,23 @@ def restore_state(model: FlowModel, state: AdapterState, flags: dict[nn.Paramete
         p.requires_grad_(flag)
 
 
+def cached_lora_layers(model: FlowModel) -> list[LoraLayer]:
+    """The transformer's LoRA layers, found once per set of adapters (a walk over every module costs about
+    0.2 s on SD3.5 Medium's 6,000 modules, and distillation switches adapters dozens of times a step)."""
+    key = (id(model.transformer), tuple(adapter_names(model)))
+    cache = model.__dict__.get("_lora_layer_cache")
+    if cache is None or cache[0] != key:
+        cache = model.__dict__["_lora_layer_cache"] = (key, list(lora_layers(model).values()))
+    return cache[1]
+
+
 @contextmanager
 def use_adapter(model: FlowModel, name: str | None) -> Iterator[None]:
     """Run the transformer with adapter ``name`` only, or with none (the base) when ``name`` is None.
 
-    Restores the previous adapter state on exit, and never changes which parameters require gradients.
+    Restores the previous adapter state on exit, and never changes which parameters require gradients: it
+    sets each LoRA layer's active adapter and its disabled flag (what peft's forward reads) directly, rather
+    than through peft's ``set_adapter``, which also rewrites every LoRA parameter's ``requires_grad``.
 
     Example::
 
@@ -63,12 +76,17 @@ def use_adapter(model: FlowModel, name: str | None) -> Iterator[None]:
     """
     if name is not None:
         require_adapter(model, name)
-    if not lora_layers(model):  # no adapters at all: the transformer is the base already
+    layers = cached_lora_layers(model) if adapter_names(model) else []
+    if not layers:  # no adapters at all: the transformer is the base already
         yield
         return
-    previous, flags = active_state(model), lora_grad_flags(model)
+    previous = [(layer._active_adapter, layer._disable_adapters) for layer in layers]
     try:
-        restore_state(model, ([name] if name is not None else [], name is None), flags)
+        for layer in layers:
+            if name is not None:
+                layer._active_adapter = [name]
+            layer._disable_adapters = name is None
         yield
     finally:
-        restore_state(model, previous, flags)
+        for layer, (active, disabled) in zip(layers, previous):
+            layer._active_adapter, layer._disable_adapters = active, disabled

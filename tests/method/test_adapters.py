@@ -170,3 +170,20 @@ def test_loading_warns_only_about_the_adapters_own_missing_keys(model, randomise
     with caplog.at_level("WARNING"):
         load_adapter(model, torn, "c")
     assert "missing keys" in caplog.text and ".c." in caplog.text
+
+
+def test_switching_finds_new_adapters_and_other_targets_after_the_layers_were_cached(model, batch, randomise):
+    add_lora(model, "student", rank=4, alpha=8)
+    randomise(model, "student")
+    with torch.no_grad(), use_adapter(model, "student"):  # caches the LoRA layers of this adapter set
+        v_student = velocity(model, batch, "student")
+    targets = tuple(model.lora_target_modules)[:1]  # an adapter on fewer layers: other LoRA layers hold no key
+    add_lora(model, "narrow", rank=2, alpha=2, target_modules=targets)
+    randomise(model, "narrow", seed=5)
+    v_narrow = velocity(model, batch, "narrow")
+    assert not torch.allclose(v_narrow, velocity(model, batch, None), atol=1e-5)
+    torch.testing.assert_close(velocity(model, batch, "student"), v_student)  # unchanged by the new adapter
+    x, cond = batch
+    with torch.no_grad(), use_adapter(model, "narrow"):
+        velocity(model, batch, None)  # a nested switch to the base ...
+        torch.testing.assert_close(model.velocity(x, 0.6, cond), v_narrow)  # ... restores the outer adapter
