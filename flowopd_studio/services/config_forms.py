@@ -8,6 +8,7 @@ JSON text, an empty text is None for an optional field.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flowopd.config_base import FieldInfo, config_class, config_kinds
@@ -97,8 +98,33 @@ def build_config(kind: str, values: dict[str, Any], fixed: dict[str, Any], where
         raise ValueError(f"{where}: {err}") from None
 
 
-def parse_weights(text: str, field: str, allowed: tuple[str, ...] | list[str]) -> dict[str, float]:
+def _name_and_weight(part: str) -> tuple[str, str]:
+    """``"text=1"``, ``"text:1"`` or ``"text"`` -> (name, weight); a name may hold colons itself (``ocr``,
+    ``pickscore:/models/pickscore``, ``remote:http://host:8000``), so ``:`` gives a weight only when it is the
+    part's one colon and a number follows it.
+
+    Example:
+        >>> _name_and_weight("remote:http://h:8000"), _name_and_weight("text:0.5")
+        (('remote:http://h:8000', '1'), ('text', '0.5'))
+    """
+    if "=" in part:
+        name, _, weight = part.rpartition("=")
+        return name.strip(), weight.strip() or "1"
+    name, sep, weight = part.partition(":")
+    if sep and ":" not in weight:
+        try:
+            float(weight)
+            return name.strip(), weight.strip()
+        except ValueError:
+            pass
+    return part.strip(), "1"
+
+
+def parse_weights(text: str, field: str, allowed: tuple[str, ...] | list[str],
+                  accepts: Callable[[str], bool] | None = None) -> dict[str, float]:
     """``"text=1, compose=0.5"`` (or a bare ``"text"``, weight 1; or JSON) -> ``{"text": 1.0, "compose": 0.5}``.
+
+    ``accepts(name)`` admits names beyond ``allowed`` (the real-image rewards, ``ocr`` or ``remote:URL``).
 
     Raises:
         ValueError: naming ``field`` and the fix (unknown name, bad number, empty).
@@ -112,11 +138,10 @@ def parse_weights(text: str, field: str, allowed: tuple[str, ...] | list[str]) -
     else:
         pairs = []
         for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
-            name, _, weight = part.partition("=") if "=" in part else part.partition(":")
-            pairs.append((name.strip(), weight.strip() or "1"))
+            pairs.append(_name_and_weight(part))
     out: dict[str, float] = {}
     for name, weight in pairs:
-        if name not in allowed:
+        if name not in allowed and not (accepts is not None and accepts(name)):
             raise ValueError(f"{field}: {name!r} is unknown: use names from {', '.join(allowed)}")
         try:
             out[name] = float(weight)

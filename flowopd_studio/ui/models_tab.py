@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from flowopd.configs import PRESET_NAMES, REWARD_NAMES
+from flowopd.reward_names import reward_problem
 from flowopd.world.prompts import TASKS
 
 from ..services import base_models, lora_import, teachers
@@ -138,7 +139,8 @@ def teacher_request(state: AppState, order: list[tuple[str, str]], name: str, ta
     own = {f.name for f in config_class(algorithm).describe()}  # an SFT teacher has no rewards or prompt set
     fixed = {"model": base.ref}
     if "rewards" in own:
-        fixed["rewards"] = parse_weights(rewards, "Reward(s)", REWARD_NAMES)
+        fixed["rewards"] = parse_weights(rewards, "Reward(s)", REWARD_NAMES,
+                                         accepts=lambda name: reward_problem(name, REWARD_NAMES) is None)
     if "prompt_tasks" in own:
         fixed["prompt_tasks"] = parse_weights(prompts, "Prompt set", TASKS)
     settings = {field: v for (algo, field), v in zip(order, values) if algo == algorithm}

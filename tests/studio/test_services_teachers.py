@@ -57,6 +57,10 @@ def test_form_fields_come_from_describe_and_errors_name_the_field():
     assert parse_weights("text=1, compose:0.5", "Rewards", ["text", "compose"]) == {"text": 1.0, "compose": 0.5}
     with pytest.raises(ValueError, match="Rewards: 'ocr' is unknown"):
         parse_weights("ocr=1", "Rewards", ["text"])
+    real = lambda name: name.startswith(("ocr", "pickscore", "remote:"))  # noqa: E731
+    assert parse_weights("ocr, pickscore:/models/ps=0.5, remote:http://127.0.0.1:8000, text:2", "Rewards", ["text"],
+                         accepts=real) == {"ocr": 1.0, "pickscore:/models/ps": 0.5, "remote:http://127.0.0.1:8000": 1.0,
+                                           "text": 2.0}
 
 
 def test_base_model_choice_is_validated_and_stored(store, tmp_path, small_model_dir):

@@ -46,8 +46,8 @@ def test_bad_input_gets_an_error_naming_the_field(app, spawned):
     with pytest.raises(AppError, match="group_size=3 is invalid: it must divide batch_size"):
         client.predict(*_form("ok", group_size=3), api_name="/teacher_config")
     args = _form("ok")
-    args[2] = "ocr=1"
-    with pytest.raises(AppError, match="Reward\\(s\\): 'ocr' is unknown"):
+    args[2] = "clipscore=1"
+    with pytest.raises(AppError, match="Reward\\(s\\): 'clipscore' is unknown"):
         client.predict(*args, api_name="/teacher_config")
     with pytest.raises(AppError, match="Base model path .* is not a folder"):
         client.predict("tiny folder", "/no/such/folder", api_name="/choose_base")
