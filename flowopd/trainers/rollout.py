@@ -23,7 +23,7 @@ from ..models.base import FlowModel, PromptEmbeds
 from ..reward_names import reward_task
 from ..rewards import get_reward
 from ..sampling import sample, sigma_max_of
-from ..world.prompts import TASKS
+from ..world.prompts import PROMPT_SETS
 from ..world.splits import load_prompts
 from .dist import gather
 
@@ -129,7 +129,8 @@ def rollout(model: FlowModel, adapter: str | None, records: list[dict], seeds: l
 
 
 def reward_applies(name: str, record: Mapping, prompt_tasks: Sequence[str]) -> bool:
-    """A reward named after a trained task scores that task's prompts only; any other reward scores all.
+    """A reward named after a trained task scores that task's prompts only (and mixed prompts labelled with
+    that task, ``record["tasks"]``); any other reward scores all.
 
     So GRPO-Mix on ``{"compose": 1, "text": 1}`` gives a text prompt the text reward alone, while an extra
     ``"quality"`` reward (not a prompt task there) adds to every sample, as the released code's DeQA term.
@@ -137,7 +138,7 @@ def reward_applies(name: str, record: Mapping, prompt_tasks: Sequence[str]) -> b
     text, ``geneval`` as compose, ``pickscore`` as prefer, ``deqa`` as quality); ``remote:URL`` scores all.
     """
     name = reward_task(name) or ""  # "" is no task: a reward of every prompt
-    return name not in prompt_tasks or record.get("task") == name
+    return name not in prompt_tasks or record.get("task") == name or name in (record.get("tasks") or {})
 
 
 @dataclass
@@ -176,8 +177,9 @@ class GatheredScores:
 
 def gather_scores(accelerator: Accelerator, roll: Rollout, scores: Scores) -> GatheredScores:
     """:class:`Scores` of every process, on every process."""
-    task_ids = torch.tensor([TASKS.index(r["task"]) if r.get("task") in TASKS else -1 for r in roll.records])
-    tasks = [TASKS[i] if i >= 0 else "other" for i in gather(accelerator, task_ids).tolist()]
+    task_ids = torch.tensor([PROMPT_SETS.index(r["task"]) if r.get("task") in PROMPT_SETS else -1
+                             for r in roll.records])
+    tasks = [PROMPT_SETS[i] if i >= 0 else "other" for i in gather(accelerator, task_ids).tolist()]
     raw = {name: gather(accelerator, v) for name, v in scores.raw.items()}
     return GatheredScores(gather(accelerator, scores.total), raw, tasks)
 

@@ -8,6 +8,12 @@ Every prompt is a record (a JSON-serialisable dict) with at least ``prompt``, ``
 - ``text``: ``target``, the word between the first pair of double quotes.
 - ``prefer``: ``include`` clauses describing the subject (the reward itself judges the look).
 - ``quality``: a prompt drawn from another task, its metadata kept, ``source_task`` naming it.
+
+A *mixed* prompt (prompt set ``mixed``, not a task of its own) touches two tasks at once, e.g.
+``a sign that says "AK" and two red circles``: its ``task`` is ``mixed``, ``tasks`` holds its task labels with
+weights (``{"compose": 0.5, "text": 0.5}``, read by :func:`task_weights`), and it carries both tasks' metadata
+(``target`` for the text reward, ``include``/``exclude`` for the compose reward), so both rewards score it.
+Its words are all in the base model's vocabulary ("and" joins the parts; "beside" would map to ``<unk>``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ import random
 from .scene import ALPHABET, BACKGROUNDS, MAX_WORD_LEN, PALETTE, SHAPES, SIZES, Scene, SceneObject
 
 TASKS = ("compose", "text", "prefer", "quality")
+MIXED = "mixed"
+PROMPT_SETS = (*TASKS, MIXED)  # what ``load_prompts`` reads: each task's split, plus the mixed split
+MIXED_TASKS = ("compose", "text")  # the tasks every mixed prompt touches
+MIXED_TAGS = ("object", "counting")  # a word and one object (``a red circle``), or a word and 2-3 objects
 COMPOSE_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 RELATIONS = ("left of", "right of", "above", "below")
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
@@ -108,6 +118,8 @@ def relation_holds(rel: str, a: tuple[float, float], b: tuple[float, float], *, 
 def scene_for(record: dict, rng: random.Random) -> Scene:
     """A random scene that satisfies ``record`` exactly (what a perfect generator would draw)."""
     background = rng.choice(BACKGROUNDS)
+    if record.get("target") and record.get("include"):
+        return _mixed_scene(record, background, rng)
     if record.get("target"):
         return Scene(text=record["target"], background=background)
     specs: list[tuple[str, str, dict]] = []
@@ -126,6 +138,85 @@ def scene_for(record: dict, rng: random.Random) -> Scene:
     objects = tuple(SceneObject(shape, color, size, x, y)
                     for (shape, color, _), size, (x, y) in zip(specs, sizes, centres))
     return Scene(objects=objects, background=background)
+
+
+def task_weights(record: dict) -> dict[str, float]:
+    """The prompt's task labels with weights summing to 1: its ``tasks`` normalised, else ``{task: 1.0}``.
+
+    Example:
+        >>> task_weights({"task": "mixed", "tasks": {"compose": 1, "text": 3}}), task_weights({"task": "text"})
+        ({'compose': 0.25, 'text': 0.75}, {'text': 1.0})
+    """
+    tasks = record.get("tasks")
+    if tasks is None:
+        if not record.get("task"):
+            raise ValueError(f"prompt {record.get('prompt')!r} has neither a task nor task labels (tasks)")
+        return {str(record["task"]): 1.0}
+    if not isinstance(tasks, dict) or not tasks or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0 for w in tasks.values()):
+        raise ValueError(f"prompt {record.get('prompt')!r}: tasks={tasks!r} is invalid: use a mapping of tasks to "
+                         'weights >= 0, e.g. {"compose": 0.5, "text": 0.5}')
+    total = float(sum(tasks.values()))
+    if not 0 < total < float("inf"):
+        raise ValueError(f"prompt {record.get('prompt')!r}: tasks={tasks!r} needs a positive, finite total weight")
+    return {str(t): float(w) / total for t, w in tasks.items() if w > 0}
+
+
+def primary_task(record: dict) -> str:
+    """The one task a one-hot router sends ``record`` to: its highest-weight task label, ties going to the
+    earliest in :data:`TASKS` (so an even ``compose``/``text`` mix goes to ``compose``).
+
+    Example:
+        >>> primary_task({"tasks": {"text": 0.5, "compose": 0.5}}), primary_task({"task": "text"})
+        ('compose', 'text')
+    """
+    weights = task_weights(record)
+    order = {t: i for i, t in enumerate(TASKS)}
+    return min(weights, key=lambda t: (-weights[t], order.get(t, len(TASKS)), t))
+
+
+def mixed_record(word: str, rng: random.Random) -> dict:
+    """A random mixed prompt: ``word`` written as a text prompt, ``and`` one to three objects of one shape.
+
+    Example:
+        >>> r = mixed_record("AK", random.Random(0))
+        >>> r["prompt"], r["tasks"], r["target"], r["include"]
+        ('the word "AK" and three purple squares', {'compose': 0.5, 'text': 0.5}, 'AK', \
+[{'class': 'square', 'count': 3, 'color': 'purple'}])
+    """
+    tag = rng.choice(MIXED_TAGS)
+    shape, color = rng.choice(SHAPES), rng.choice(COLORS) if rng.random() < 0.75 else None
+    count = 1 if tag == "object" else rng.randint(2, 3)
+    noun = f"{color} {shape}" if color else shape
+    phrase = f"{_article(noun)} {noun}" if count == 1 else f"{NUMBER_WORDS[count]} {noun}s"
+    clause = {"class": shape, "count": count, **({"color": color} if color else {})}
+    record = {"prompt": f"{rng.choice(TEXT_TEMPLATES).format(w=word)} and {phrase}", "task": MIXED, "tag": tag,
+              "tasks": dict.fromkeys(MIXED_TASKS, 0.5), "target": word, "include": [clause]}
+    if count > 1:  # a number word asks for an exact count (GenEval's rule, as the compose grammar)
+        record["exclude"] = [{"class": shape, "count": count + 1}]
+    return record
+
+
+# Mixed scenes: the word keeps its place in the middle rows (34 %-66 % of the side); small objects go to the
+# bands above and below it, at least 5 % of the side away from the ink, so neither reader sees the other's part.
+MIXED_BAND_CENTRES = ((0.15, 0.18), (0.82, 0.85))
+
+
+def _mixed_scene(record: dict, background: tuple[int, int, int], rng: random.Random) -> Scene:
+    specs = [(c["class"], c.get("color") or rng.choice(COLORS)) for c in record["include"] for _ in range(c["count"])]
+    half, gap = SIZES["small"] / 2, SIZES["small"] + 0.08
+    for _ in range(2000):
+        placed: list[tuple[float, float]] = []
+        for _spec in specs:
+            band = rng.choice(MIXED_BAND_CENTRES)
+            x, y = rng.uniform(half + 0.04, 1 - half - 0.04), rng.uniform(*band)
+            if any(abs(y - py) < 0.5 and abs(x - px) < gap for px, py in placed):
+                break
+            placed.append((x, y))
+        if len(placed) == len(specs):
+            objects = tuple(SceneObject(s, c, "small", x, y) for (s, c), (x, y) in zip(specs, placed))
+            return Scene(objects=objects, text=record["target"], background=background)
+    raise RuntimeError(f"could not place the {len(specs)} objects of {record['prompt']!r} around its word")
 
 
 def sample_record(task: str, rng: random.Random) -> dict:

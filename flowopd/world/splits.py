@@ -5,6 +5,10 @@ rewrites them from ``SPLIT_SEED`` (the result is identical). Test prompts are ne
 ``text`` test words never occur in any train prompt, nor in pretraining, and a fifth of the
 ``color_attr`` combinations are likewise held out. The other compose categories have only 3 to 24
 possible prompts, so their test prompts repeat train prompts (with other seeds), as in GenEval.
+
+The ``mixed`` split (prompts that touch two tasks, :func:`flowopd.world.prompts.mixed_record`) is drawn after
+the four tasks' splits from its own seed, ``SPLIT_SEED + 1``, so adding it left their files unchanged. Its
+test prompts write held-out ``text`` test words (one each, never trained on); its train prompts other words.
 """
 
 from __future__ import annotations
@@ -14,12 +18,23 @@ import random
 from functools import lru_cache
 from pathlib import Path
 
-from .prompts import COMPOSE_TAGS, TASKS, compose_record, prefer_record, random_word, sample_record, text_record
+from .prompts import (
+    COMPOSE_TAGS,
+    MIXED,
+    PROMPT_SETS,
+    TASKS,
+    compose_record,
+    mixed_record,
+    prefer_record,
+    random_word,
+    sample_record,
+    text_record,
+)
 
 SPLIT_SEED = 20260508
 PROMPT_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
-TEST_SIZES = {"compose": 16 * len(COMPOSE_TAGS), "text": 64, "prefer": 48, "quality": 48}
-TRAIN_SIZES = {"compose": 3000, "text": 3000, "prefer": 1500, "quality": 1500}
+TEST_SIZES = {"compose": 16 * len(COMPOSE_TAGS), "text": 64, "prefer": 48, "quality": 48, MIXED: 48}
+TRAIN_SIZES = {"compose": 3000, "text": 3000, "prefer": 1500, "quality": 1500, MIXED: 1000}
 
 
 def _held_out(rng: random.Random) -> tuple[frozenset[str], frozenset[str]]:
@@ -67,7 +82,24 @@ def build_splits(seed: int = SPLIT_SEED) -> dict[str, dict[str, list[dict]]]:
             record = sample_record(task, rng)
             if not (record.get("target") in words or record["prompt"] in attr):
                 train.append(record)
+    out[MIXED] = build_mixed(words, seed + 1)
     return out
+
+
+def build_mixed(test_words: frozenset[str], seed: int) -> dict[str, list[dict]]:
+    """The mixed split: ``TEST_SIZES["mixed"]`` test prompts of distinct held-out words, then train prompts of
+    other words (no prompt twice)."""
+    rng = random.Random(seed)
+    test = [mixed_record(w, rng) for w in rng.sample(sorted(test_words), TEST_SIZES[MIXED])]
+    train: list[dict] = []
+    seen: set[str] = set()
+    while len(train) < TRAIN_SIZES[MIXED]:
+        word = random_word(rng)
+        record = mixed_record(word, rng)
+        if word not in test_words and record["prompt"] not in seen:
+            seen.add(record["prompt"])
+            train.append(record)
+    return {"test": test, "train": train}
 
 
 def write_splits(directory: Path = PROMPT_DIR, seed: int = SPLIT_SEED) -> list[Path]:
@@ -107,9 +139,10 @@ def read_prompt_file(path: str | Path) -> list[dict]:
 
 
 def load_prompts(task: str, split: str) -> list[dict]:
-    """The committed prompt records of ``task`` (one of TASKS) and ``split`` ("train" or "test")."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    """The committed prompt records of ``task`` (one of ``PROMPT_SETS``: the four tasks, or ``mixed``) and
+    ``split`` ("train" or "test")."""
+    if task not in PROMPT_SETS:
+        raise ValueError(f"unknown task {task!r}: use one of {', '.join(PROMPT_SETS)}")
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     return read_prompt_file(PROMPT_DIR / f"{task}_{split}.jsonl")
@@ -117,7 +150,7 @@ def load_prompts(task: str, split: str) -> list[dict]:
 
 @lru_cache(maxsize=1)
 def _prompt_index() -> dict[str, dict]:
-    return {r["prompt"]: r for t in TASKS for s in ("train", "test") for r in load_prompts(t, s)}
+    return {r["prompt"]: r for t in PROMPT_SETS for s in ("train", "test") for r in load_prompts(t, s)}
 
 
 def record_for_prompt(prompt: str) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowopd.pretrain import PretrainConfig, scene_batch
-from flowopd.world.prompts import COMPOSE_TAGS, TASKS
+from flowopd.world.prompts import COMPOSE_TAGS, MIXED, PROMPT_SETS, TASKS
 from flowopd.world.splits import (
     PROMPT_DIR,
     TEST_SIZES,
@@ -35,7 +35,7 @@ def _quoted_words(records: list[dict]) -> set[str]:
 
 
 def test_committed_files_equal_regeneration(splits: dict) -> None:
-    for task in TASKS:
+    for task in PROMPT_SETS:
         for split in ("train", "test"):
             assert load_prompts(task, split) == splits[task][split], f"{task}_{split}.jsonl is stale"
 
@@ -43,7 +43,7 @@ def test_committed_files_equal_regeneration(splits: dict) -> None:
 def test_regeneration_is_deterministic_and_written_identically(splits: dict, tmp_path: Path) -> None:
     assert build_splits() == splits
     paths = write_splits(tmp_path)
-    assert len(paths) == 2 * len(TASKS)
+    assert len(paths) == 2 * len(PROMPT_SETS)
     for path in paths:
         assert path.read_bytes() == (PROMPT_DIR / path.name).read_bytes()
     assert build_splits(seed=1) != splits  # the seed matters
@@ -62,7 +62,7 @@ def test_text_test_words_never_in_training(splits: dict) -> None:
     test_words = {r["target"] for r in splits["text"]["test"]}
     assert len(test_words) == TEST_SIZES["text"]
     assert test_words == held_out()[0]
-    for task in TASKS:
+    for task in PROMPT_SETS:
         train = splits[task]["train"]
         assert not test_words & _quoted_words(train), task
         assert not any(re.search(rf"\b{w}\b", r["prompt"]) for r in train for w in test_words), task
@@ -72,7 +72,7 @@ def test_held_out_color_attr_prompts_not_in_training(splits: dict) -> None:
     attr = held_out()[1]
     test_attr = {r["prompt"] for r in splits["compose"]["test"] if r["tag"] == "color_attr"}
     assert test_attr and test_attr <= attr
-    for task in TASKS:
+    for task in PROMPT_SETS:
         assert not attr & {r["prompt"] for r in splits[task]["train"]}, task
 
 
@@ -125,8 +125,18 @@ def test_read_prompt_file_missing(tmp_path: Path) -> None:
         read_prompt_file(tmp_path)  # a folder is not a prompt file
 
 
+def test_mixed_split_sizes_words_and_labels(splits: dict) -> None:
+    test, train = splits[MIXED]["test"], splits[MIXED]["train"]
+    assert (len(test), len(train)) == (TEST_SIZES[MIXED], TRAIN_SIZES[MIXED])
+    assert {r["target"] for r in test} <= held_out()[0] and len({r["target"] for r in test}) == len(test)
+    assert len({r["prompt"] for r in train}) == len(train)
+    for record in test + train:
+        assert record["task"] == MIXED and record["tasks"] == {"compose": 0.5, "text": 0.5}
+        assert record["target"] in record["prompt"] and record["include"]
+
+
 def test_load_prompts_rejects_unknown_task_and_split() -> None:
-    with pytest.raises(ValueError, match="compose, text, prefer, quality") as err:
+    with pytest.raises(ValueError, match="compose, text, prefer, quality, mixed") as err:
         load_prompts("painting", "test")
     assert "painting" in str(err.value)
     with pytest.raises(ValueError, match="'train' or 'test'"):
