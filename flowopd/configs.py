@@ -20,10 +20,11 @@ from .eval_config import EvalConfig
 from .models.presets import SD35_MEDIUM
 from .pretrain_config import PretrainConfig, TinyConfig
 from .reward_names import reward_problem, sd35_rewards
-from .world.prompts import TASKS
+from .world.prompts import MIXED, MIXED_TASKS, PROMPT_SETS, TASKS
 
 # These three mirror flowopd.opd (a test checks it); not imported, so configs load without torch.
-LOSS_MODES, WEIGHTINGS, ROUTINGS = ("kl", "pg", "paper"), ("code", "paper", "uniform"), ("per-sample", "alternate")
+LOSS_MODES, WEIGHTINGS = ("kl", "pg", "paper"), ("code", "paper", "uniform")
+ROUTINGS = ("per-sample", "alternate", "blend")
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -279,9 +280,13 @@ class OPDConfig(_RLConfig, kind="opd"):
     init: str | None = option(None, "student's initial adapter folder (a cold start); None = a fresh LoRA",
                               group="distillation")
     prompt_tasks: dict = option({"compose": 1.0, "text": 1.0, "prefer": 1.0},
-                                "task -> sampling weight of its train prompts (per-sample routing)",
-                                group="distillation")
-    routing: str = option("per-sample", "per-sample (each prompt to its task's teacher) | alternate (a task per epoch)",
+                                "task -> sampling weight of its train prompts (per-sample and blend routing); "
+                                "'mixed' adds the mixed split's prompts, which touch compose and text at once "
+                                "(both need a teacher)", group="distillation")
+    routing: str = option("per-sample", "per-sample (each prompt to its task's teacher; a mixed prompt to its "
+                          "highest-weight task, ties to the first of compose, text, prefer, quality) | alternate (a "
+                          "task per epoch) | blend (the paper's alpha_k(c): a target mixing the teachers of the "
+                          "prompt's tasks, weighted by its task labels; per-sample on single-task prompts)",
                           choices=ROUTINGS, group="distillation")
     epochs_per_task: dict = option({}, "alternate routing: task -> epochs per cycle, e.g. "
                                    "{\"text\": 1, \"compose\": 3}",
@@ -304,12 +309,17 @@ class OPDConfig(_RLConfig, kind="opd"):
         self._check_common()
         if not self.teachers or set(self.teachers) - set(TASKS):
             _fail("teachers", self.teachers, f"map tasks ({', '.join(TASKS)}) to teacher adapter folders")
-        _weights("prompt_tasks", self.prompt_tasks)
+        _weights("prompt_tasks", self.prompt_tasks, PROMPT_SETS, "task or prompt set")
         if self.routing == "alternate":
             _weights("epochs_per_task", self.epochs_per_task)
             if any(not isinstance(n, int) for n in self.epochs_per_task.values()):
                 _fail("epochs_per_task", self.epochs_per_task, 'use whole epochs, e.g. {"text": 1, "compose": 3}')
-        tasks = sorted(self.epochs_per_task if self.routing == "alternate" else self.prompt_tasks)
+        tasks = sorted(self.epochs_per_task if self.routing == "alternate" else set(self.prompt_tasks) - {MIXED})
+        if self.routing != "alternate" and MIXED in self.prompt_tasks:
+            lacking = [t for t in MIXED_TASKS if t not in self.teachers]
+            if lacking:
+                _fail("teachers", self.teachers, f"the {MIXED!r} prompts touch {', '.join(MIXED_TASKS)}, and "
+                      f"{lacking} have no teacher: add teachers[{lacking[0]!r}] or drop {MIXED!r} from prompt_tasks")
         missing = [t for t in tasks if t not in self.teachers]
         if missing:
             _fail("teachers", self.teachers, f"tasks {missing} have no teacher (tasks: {tasks}, teachers: "

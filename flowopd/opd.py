@@ -1,4 +1,5 @@
-"""Flow-OPD's distillation losses (algorithm.md A.4, B 1.5-1.7), teacher routing and the routed teacher velocity.
+"""Flow-OPD's distillation losses (algorithm.md A.4, B 1.5-1.7); the teacher routing is re-exported from
+:mod:`flowopd.routing`.
 
 Per denoising step j of a student-sampled SDE trajectory, student and teacher define Gaussian transitions
 ``N(mu, std_dev_t^2 |dt| I)`` of equal covariance, so the reverse KL is analytic in the means.
@@ -14,24 +15,36 @@ Loss modes (:data:`LOSS_MODES`):
   gradient is zero: it only adds noise. Kept for fidelity, not for use.
 
 MAR (Manifold Anchor Regularization) is :func:`kl_loss` towards an anchor's mean, on all samples.
+
+Teacher routing (``per-sample``, ``alternate``, ``blend``) lives in :mod:`flowopd.routing`; its public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .adapters import use_adapter
 from .grpo import clipped_objective
-from .models.base import FlowModel, PromptEmbeds
+from .routing import (
+    ROUTINGS,
+    alternate_task,
+    blend_routes,
+    blend_velocity,
+    mix_targets,
+    route_teachers,
+    routed_velocity,
+)
 from .sampling import SDEStep, sde_step
 
 LOSS_MODES = ("kl", "pg", "paper")
 WEIGHTINGS = ("code", "paper", "uniform")
-ROUTINGS = ("per-sample", "alternate")
+__all__ = ["LOSS_MODES", "ROUTINGS", "WEIGHTINGS", "StepLoss", "alternate_task", "blend_routes", "blend_velocity",
+           "check_choice", "distill_step_loss", "kl_loss", "mix_targets", "paper_loss", "paper_weight", "pg_loss",
+           "route_teachers", "routed_velocity", "transition", "transition_mean"]
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -157,58 +170,3 @@ def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_pro
         raise FloatingPointError(f"distillation loss is {float(loss)} (mode {mode!r}): lower the learning rate "
                                  "or check the teacher adapters")
     return StepLoss(loss, kl.detach(), kl_anchor)
-
-
-def route_teachers(records: Sequence[Mapping], task_to_teacher: Mapping[str, str]) -> list[str]:
-    """The teacher adapter of every prompt record, by its ``task`` (one-hot routing, A.4).
-
-    Example:
-        >>> route_teachers([{"task": "text"}, {"task": "compose"}], {"compose": "t_c", "text": "t_t"})
-        ['t_t', 't_c']
-    """
-    tasks = [r.get("task") for r in records]
-    missing = sorted({str(t) for t in tasks if t not in task_to_teacher})
-    if missing:
-        known = ", ".join(f"{t} -> {a}" for t, a in task_to_teacher.items()) or "none"
-        raise ValueError(f"no teacher for task(s) {missing}: teachers are {known}; add a teacher for each task "
-                         "or drop those prompts")
-    return [task_to_teacher[t] for t in tasks]
-
-
-def alternate_task(epoch: int, epochs_per_task: Mapping[str, int]) -> str:
-    """The task of ``epoch`` under the released code's alternate schedule (e.g. ``{"text": 1, "compose": 3}``).
-
-    Example:
-        >>> [alternate_task(e, {"text": 1, "compose": 3}) for e in range(5)]
-        ['text', 'compose', 'compose', 'compose', 'text']
-    """
-    if not epochs_per_task or any(int(n) < 0 for n in epochs_per_task.values()) or sum(epochs_per_task.values()) < 1:
-        raise ValueError(f"epochs_per_task {dict(epochs_per_task)} must give each task >= 0 epochs and >= 1 in all")
-    k = epoch % sum(int(n) for n in epochs_per_task.values())
-    for task, n in epochs_per_task.items():
-        if k < int(n):
-            return task
-        k -= int(n)
-    raise AssertionError("unreachable")
-
-
-@torch.no_grad()
-def routed_velocity(model: FlowModel, teachers: Sequence[str | None], x: torch.Tensor, sigma, cond: PromptEmbeds,
-                    uncond: PromptEmbeds | None = None, guidance: float = 1.0) -> torch.Tensor:
-    """Velocity [B, ...] of each sample's own adapter (``None``: the base), one forward per distinct adapter.
-
-    Args:
-        teachers: B adapter names, from :func:`route_teachers`.
-        x: [B, ...] latents. sigma: float or [B]. cond, uncond: B prompt embeddings (uncond may be None).
-    """
-    if len(teachers) != x.shape[0]:
-        raise ValueError(f"got {len(teachers)} teacher names for a batch of {x.shape[0]}")
-    out = torch.empty_like(x, dtype=torch.float32)
-    sig = torch.as_tensor(sigma, dtype=torch.float32)
-    for name in dict.fromkeys(teachers):
-        idx = [i for i, t in enumerate(teachers) if t == name]
-        s = sig[idx] if sig.ndim else sig
-        with use_adapter(model, name):
-            out[idx] = model.velocity(x[idx], s, cond.subset(idx), None if uncond is None else uncond.subset(idx),
-                                      guidance)
-    return out

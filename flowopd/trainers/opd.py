@@ -1,12 +1,16 @@
 """Stage 2: on-policy distillation of the routed teachers into the student, with MAR (algorithm.md A.4, B 1.5-1.7).
 
-Per epoch the student samples SDE trajectories of prompts of all its tasks mixed (``per-sample`` routing) or
-of one task (``alternate``: the released code's epoch schedule). Every sample is routed one-hot to the
-teacher adapter of its prompt's task, and at each trained step the loss is ``flowopd.opd.distill_step_loss``
+Per epoch the student samples SDE trajectories of prompts of all its tasks mixed (``per-sample`` and ``blend``
+routing; ``prompt_tasks`` may add the ``mixed`` split, whose prompts touch two tasks) or of one task
+(``alternate``: the released code's epoch schedule). Every sample is routed one-hot to the teacher adapter of its
+prompt's task (a mixed prompt's highest-weight task), or with ``blend`` to the alpha-weighted mix of the
+teachers of its task labels (:mod:`flowopd.routing`), and at each trained step the loss is
+``flowopd.opd.distill_step_loss``
 (``kl`` | ``pg`` | ``paper``, with ``weighting``) plus ``beta_mar`` times the same KL towards the anchor
 (the base model with adapters disabled, or any adapter). The per-step KL to the teacher and to the anchor
 is logged as ``kl/teacher/step_<j>`` and ``kl/anchor/step_<j>``, the teacher KL per task as
-``kl/teacher/<task>``, and each sample's own task reward as ``reward/<task>`` (``log_rewards``).
+``kl/teacher/<task>`` (``kl/teacher/mixed`` for mixed prompts), and each sample's own task rewards as
+``reward/<task>`` (``log_rewards``; a mixed prompt is scored by each of its tasks' rewards).
 
 Teachers, anchor and student are named adapters on one frozen base: ``teacher_<task>`` (one per distinct
 folder), ``anchor`` (when ``mar_anchor`` is a folder) and ``cfg.adapter_name``; only the student trains.
@@ -25,8 +29,9 @@ from .. import metric_names as names
 from ..adapters import replace_adapter
 from ..configs import OPDConfig
 from ..models.base import FlowModel, PromptEmbeds
-from ..opd import alternate_task, distill_step_loss, route_teachers, routed_velocity
+from ..opd import alternate_task, blend_routes, distill_step_loss, route_teachers, routed_velocity
 from ..sampling import sde_step, std_dev_t
+from ..world.prompts import MIXED, MIXED_TASKS
 from .dist import MetricSums
 from .grpo import gather_advantages
 from .loop import Callback, RLTrainer, TrainResult
@@ -47,6 +52,8 @@ class OPDTrainer(RLTrainer):
             raise TypeError(f"train_opd needs an OPDConfig, got {type(cfg).__name__}")
         super().__init__(model, cfg, out_dir, accelerator)
         self.tasks = list(cfg.epochs_per_task if cfg.routing == "alternate" else cfg.prompt_tasks)
+        # The rewards that score samples: the tasks, with the mixed prompt set standing for the tasks it touches.
+        self.reward_tasks = list(dict.fromkeys(t for s in self.tasks for t in (MIXED_TASKS if s == MIXED else (s,))))
         self.teachers = self.load_teachers()
         self.anchor = self.load_anchor() if cfg.beta_mar > 0 else None
         self.init_student(cfg.init, resume)
@@ -83,6 +90,13 @@ class OPDTrainer(RLTrainer):
 
     def sample_tasks(self) -> list[str]:
         return self.tasks
+
+    def routes(self, records: list[dict]) -> list[str] | list[dict[str, float]]:
+        """Each record's teacher: its adapter's name (one-hot routings) or adapter -> weight (``blend``), as
+        :func:`flowopd.opd.routed_velocity` takes them."""
+        if self.cfg.routing == "blend":
+            return blend_routes(records, self.teachers)
+        return route_teachers(records, self.teachers)
 
     def epoch_tasks(self, epoch: int) -> Mapping[str, float]:
         """Prompt task weights of ``epoch``: all tasks (per-sample) or the schedule's one task (alternate)."""
@@ -121,10 +135,10 @@ class OPDTrainer(RLTrainer):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         roll = self.make_rollout(epoch, self.epoch_tasks(epoch))
-        routes = route_teachers(roll.records, self.teachers)
+        routes = self.routes(roll.records)
         keep, out = list(range(len(roll))), {}
         if cfg.log_rewards:
-            scores = score_rollout(self.model, roll, {t: 1.0 for t in self.tasks}, self.tasks)
+            scores = score_rollout(self.model, roll, dict.fromkeys(self.reward_tasks, 1.0), self.reward_tasks)
             out = reward_metrics(gather_scores(self.acc, roll, scores))
             if cfg.mask_zero_std:
                 keep = gather_advantages(self.acc, scores.total, cfg.group_size, mask_zero_std=True).keep
