@@ -19,7 +19,7 @@ from .datasets import RESIZE_MODES
 from .eval_config import EvalConfig
 from .models.presets import SD35_MEDIUM
 from .pretrain_config import PretrainConfig, TinyConfig
-from .reward_names import reward_problem, sd35_rewards
+from .reward_names import SD35_TASK_REWARDS, reward_problem, sd35_rewards
 from .world.prompts import MIXED, MIXED_TASKS, PROMPT_SETS, TASKS
 
 # These three mirror flowopd.opd (a test checks it); not imported, so configs load without torch.
@@ -57,6 +57,23 @@ def _reward_weights(name: str, value: Any) -> None:
         if problem:
             _fail(name, value, problem)
     _weights(name, value, list(value) if isinstance(value, dict) else REWARD_NAMES, what="reward")
+
+
+def _task_rewards(value: Any) -> None:
+    """``task_rewards``: tasks mapped to rewards a config may use."""
+    if not isinstance(value, dict):
+        _fail("task_rewards", value, 'map tasks to reward names, e.g. {"text": "ocr"}')
+    for task, reward in value.items():
+        if task not in TASKS:
+            _fail("task_rewards", value, f"{task!r} is not a task; use names from {', '.join(TASKS)}")
+        problem = reward_problem(reward, REWARD_NAMES)
+        if problem:
+            _fail("task_rewards", value, problem)
+
+
+def task_reward(task_rewards: dict, task: str) -> str:
+    """The reward that scores ``task``: ``task_rewards[task]``, else the tiny world's reward named ``task``."""
+    return task_rewards.get(task, task)
 
 
 def sd35_reward_overrides(cls: type, overrides: dict) -> dict:
@@ -247,6 +264,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     sft_best_of: int = option(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)",
                               min=1, group="SFT")
     sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
+    task_rewards: dict = option({}, "task -> the reward sft_best_of ranks its samples by (e.g. {\"text\": \"ocr\"}); "
+                                "a task not named: the tiny world's reward of its name", group="SFT")
     eval_steps: int = option(20, "ODE steps of the teacher samples (40 for SD3.5)", min=1, max=1000, group="SFT")
     guidance: float = option(3.0, "CFG scale of the teacher samples", min=0, group="SFT")
 
@@ -260,6 +279,7 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
             _weights("weights", self.weights)
             if set(self.weights) != set(self.teachers):
                 _fail("weights", self.weights, f"give one weight per teacher task {sorted(self.teachers)}, or none")
+        _task_rewards(self.task_rewards)
 
     def merge_weights(self) -> dict[str, float]:
         """Task -> weight, equal weights summing to 1 when none are given."""
@@ -269,7 +289,7 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     def sd35_medium(cls, **overrides: Any) -> ColdStartConfig:
         """SD3.5-M: r 32 / alpha 64, 40-step teacher samples at CFG 4.5, SFT lr 1e-4 (B 6 A9)."""
         return cls(**{"model": SD35_MEDIUM, "lora_rank": 32, "lora_alpha": 64.0, "eval_steps": 40, "guidance": 4.5,
-                      "sft_steps": 1000, "sft_batch_size": 24, **overrides})
+                      "sft_steps": 1000, "sft_batch_size": 24, "task_rewards": dict(SD35_TASK_REWARDS), **overrides})
 
 
 @dataclass
@@ -303,6 +323,10 @@ class OPDConfig(_RLConfig, kind="opd"):
                                  group="distillation")
     log_rewards: bool = option(True, "score every sample with its task's reward, logged as reward/<task> (costs time)",
                                group="distillation")
+    task_rewards: dict = option({}, "task -> the reward that scores it for log_rewards and mask_zero_std (e.g. "
+                                "{\"text\": \"ocr\"}; logged as reward/<name>); a task not named is scored by the "
+                                "tiny world's reward of its name. The paper preset names the SD3.5 rewards",
+                                group="distillation")
     adapter_name: str = option("student", "name of the trained LoRA adapter", group="distillation")
 
     def check(self) -> None:
@@ -328,11 +352,14 @@ class OPDConfig(_RLConfig, kind="opd"):
             _fail("mar_anchor", self.mar_anchor, "use 'base', a teacher's task or an adapter folder")
         if self.mask_zero_std and not self.log_rewards:
             _fail("mask_zero_std", self.mask_zero_std, "it needs the task rewards: set log_rewards to true")
+        _task_rewards(self.task_rewards)
 
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> OPDConfig:
-        """The released multi-teacher OPD settings (B 2): G 16, lr 1e-4, MAR 0.02 (paper)."""
-        return cls._sd35(**{"batch_size": 32, "group_size": 16, "train_batch_size": 4, "lr": 1e-4, **overrides})
+        """The released multi-teacher OPD settings (B 2): G 16, lr 1e-4, MAR 0.02 (paper); the paper's reward of
+        each task scores it (task_rewards)."""
+        return cls._sd35(**{"batch_size": 32, "group_size": 16, "train_batch_size": 4, "lr": 1e-4,
+                            "task_rewards": dict(SD35_TASK_REWARDS), **overrides})
 
 
 @dataclass

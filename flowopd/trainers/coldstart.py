@@ -26,7 +26,7 @@ import torch
 from .. import metric_names as names
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
 from ..coldstart import merge_adapters
-from ..configs import ColdStartConfig
+from ..configs import ColdStartConfig, task_reward
 from ..events import Clock, StopRequested, TrainingCallback, as_callback, begin
 from ..flow_matching import clipped_step, flow_matching_loss
 from ..layout import COLDSTART_FILE, adapter_dir
@@ -62,7 +62,8 @@ def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher:
     x = torch.cat(latents)
     cond = PromptEmbeds(torch.cat([e.seq for e in embeds]), torch.cat([e.pooled for e in embeds]))
     if k > 1:
-        scores = torch.tensor(get_reward(task)(model.decode(x).cpu(), [r["prompt"] for r in records], records))
+        reward = get_reward(task_reward(cfg.task_rewards, task))
+        scores = torch.tensor(reward(model.decode(x).cpu(), [r["prompt"] for r in records], records))
         best = (scores.view(n, k).argmax(1) + torch.arange(n) * k).tolist()
         x, cond = x[best], cond.subset(best)
     return x, cond

@@ -27,7 +27,7 @@ from accelerate import Accelerator
 
 from .. import metric_names as names
 from ..adapters import replace_adapter
-from ..configs import OPDConfig
+from ..configs import OPDConfig, task_reward
 from ..models.base import FlowModel, PromptEmbeds
 from ..opd import alternate_task, blend_routes, distill_step_loss, route_teachers, routed_velocity
 from ..sampling import sde_step, std_dev_t
@@ -138,7 +138,8 @@ class OPDTrainer(RLTrainer):
         routes = self.routes(roll.records)
         keep, out = list(range(len(roll))), {}
         if cfg.log_rewards:
-            scores = score_rollout(self.model, roll, dict.fromkeys(self.reward_tasks, 1.0), self.reward_tasks)
+            by_reward = {task_reward(cfg.task_rewards, t): t for t in self.reward_tasks}
+            scores = score_rollout(self.model, roll, dict.fromkeys(by_reward, 1.0), self.reward_tasks, by_reward)
             out = reward_metrics(gather_scores(self.acc, roll, scores))
             if cfg.mask_zero_std:
                 keep = gather_advantages(self.acc, scores.total, cfg.group_size, mask_zero_std=True).keep

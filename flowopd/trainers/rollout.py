@@ -148,14 +148,20 @@ class Scores:
 
 
 def score_rollout(model: FlowModel, roll: Rollout, weights: Mapping[str, float],
-                  prompt_tasks: Sequence[str]) -> Scores:
-    """Decode the final samples and score each with the rewards that apply to it (:func:`reward_applies`)."""
+                  prompt_tasks: Sequence[str], scored_tasks: Mapping[str, str] | None = None) -> Scores:
+    """Decode the final samples and score each with the rewards that apply to it (:func:`reward_applies`), or,
+    for a reward in ``scored_tasks`` (reward -> task), with the rewards of its task (``record["task"]``, or a
+    mixed prompt's ``record["tasks"]``)."""
     images = model.decode(roll.latents[:, -1]).float().cpu()
     n = len(roll)
     total = torch.zeros(n, dtype=torch.float32)
     raw = {}
     for name, weight in weights.items():
-        idx = [i for i, r in enumerate(roll.records) if reward_applies(name, r, prompt_tasks)]
+        if scored_tasks is not None and name in scored_tasks:
+            task = scored_tasks[name]
+            idx = [i for i, r in enumerate(roll.records) if r.get("task") == task or task in (r.get("tasks") or {})]
+        else:
+            idx = [i for i, r in enumerate(roll.records) if reward_applies(name, r, prompt_tasks)]
         values = torch.full((n,), math.nan)
         if idx:
             got = get_reward(name)(images[idx], [roll.records[i]["prompt"] for i in idx],

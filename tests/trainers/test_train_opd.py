@@ -138,3 +138,17 @@ def test_bad_teachers_and_anchors_fail_clearly(tiny, make_teachers, opd_config, 
         opd_config(teachers, loss_mode="gkd")
     with pytest.raises(ValueError, match=r"routing='soft' is invalid: use one of per-sample, alternate"):
         opd_config(teachers, routing="soft")
+
+
+def test_task_rewards_choose_the_reward_that_scores_a_task(tiny, make_teachers, opd_config, tmp_path):
+    from flowopd.configs import OPDConfig
+
+    model = tiny()
+    teachers = make_teachers(model, {"prefer": 1})
+    result = train_opd(model, opd_config(teachers, log_rewards=True, task_rewards={"prefer": "quality"}), tmp_path)
+    assert "reward/quality" in result.metrics and "reward/prefer" not in result.metrics  # prefer prompts, quality
+    assert OPDConfig.sd35_medium(teachers={"text": "t"}, prompt_tasks={"text": 1.0}).task_rewards["text"] == "ocr"
+    with pytest.raises(ValueError, match="task_rewards.*'lettering' is not a task"):
+        OPDConfig(teachers={"text": "t"}, prompt_tasks={"text": 1.0}, task_rewards={"lettering": "ocr"})
+    with pytest.raises(ValueError, match="task_rewards.*clipscore"):
+        OPDConfig(teachers={"text": "t"}, prompt_tasks={"text": 1.0}, task_rewards={"text": "clipscore"})
