@@ -88,10 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (a re-run continues what is in it)")
     p.add_argument("--seeds", type=int, help="training seeds 0..N-1; rows get mean and std (default 1; the "
                                              "committed report uses 3)")
-    p.add_argument("--budget", choices=["smoke", "default"],
-                   help="smoke: seconds, for tests; default: the tiny reproduction, about 85 min of a 2-core CPU "
-                        "per seed (three seeds as three --only-seed processes: about 4.3 h; more than one "
-                        "session, see benchmarks/carry_run.py)")
+    p.add_argument("--budget", choices=["smoke", "default", "strong"],
+                   help="smoke: seconds, for tests; default: the tiny reproduction with GRPO teachers, about 85 min "
+                        "of a 2-core CPU per seed (three seeds as three --only-seed processes: about 4.3 h; more "
+                        "than one session, see benchmarks/carry_run.py); strong: the strongest teacher per task "
+                        "of docs/teachers-tiny.md (nft, sft, awm, awm) with the joint awm-mix rows")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
     p.add_argument("--teachers", metavar="TASK=SOURCE,...",
                    help="teacher source per task: grpo (default), nft, awm or sft (a LoRA on the world's renders "

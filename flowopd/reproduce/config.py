@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config_base import ConfigBase, option
 
-BUDGETS = ("smoke", "default")
+BUDGETS = ("smoke", "default", "strong")
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
 JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
@@ -81,7 +81,7 @@ class StageBudget(ConfigBase):
 class ReproduceConfig(ConfigBase, kind="reproduce"):
     """The whole benchmark: model, seeds, stage budgets, evaluation and per-stage overrides."""
 
-    budget: str = option("default", "preset these values came from: smoke | default", choices=BUDGETS,
+    budget: str = option("default", "preset these values came from: smoke | default | strong", choices=BUDGETS,
                          group="benchmark")
     model: str | None = option(None, "base model folder; None = the built-in tiny model", group="benchmark")
     seeds: int = option(1, "training seeds 0..seeds-1; rows report mean and std", min=1, group="benchmark")
@@ -141,11 +141,21 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
 
     @classmethod
     def preset(cls, name: str = "default", **overrides: Any) -> ReproduceConfig:
-        """The ``smoke`` or ``default`` preset with ``overrides`` (any field) applied."""
+        """The ``smoke``, ``default`` or ``strong`` preset with ``overrides`` (any field) applied.
+
+        ``strong``: ``default`` with the strongest teacher of each task in the teacher benchmark
+        (``docs/teachers-tiny.md``): DiffusionNFT for compose, SFT on 512 renders for text (400 steps, where
+        its quality had not dropped yet), AWM for prefer and quality, each RL teacher 48 optimizer steps
+        (about the steps they took in the benchmark's 240 s), and the joint ``awm-mix`` rows.
+        """
         if name not in BUDGETS:
             raise ValueError(f"budget {name!r} is unknown: use one of {', '.join(BUDGETS)}")
         base: dict[str, Any] = {"budget": name, "eval_merged": True}
-        if name == "default":
+        if name == "strong":
+            base.update(teachers={"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}, joint="awm",
+                        teacher=StageBudget(24, batch_size=64, group_size=4), sft={"steps": 400},
+                        nft={"ema": False}, awm={"ema": False})
+        if name in ("default", "strong"):
             base["coldstart"] = {"sft_steps": 100, "sft_batch_size": 32, "sft_samples_per_task": 64}
             base["rl"] = {"lr": 1e-3}
             base["opd"] = {"lr": 1e-4}  # from the merge init, 1e-3 throws the student off (docs/opd-tuning.md)

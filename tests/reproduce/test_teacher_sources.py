@@ -79,3 +79,14 @@ def test_a_folder_from_before_ema_warmup_continues_only_with_the_legacy_rule(tmp
     before = config_of(teacher)
     del before["ema_warmup"]  # a stage's train.json from before the field
     assert stored_config(teacher, before) == config_of(teacher)
+
+
+def test_the_strong_preset_plans_the_benchmarks_strongest_teachers(tmp_path) -> None:
+    cfg = ReproduceConfig.preset("strong")
+    plan = {s.name: s for s in build_plan(cfg, 0, tmp_path / "seed0")}
+    assert [plan[f"teacher-{t}"].kind for t in ("compose", "text", "prefer", "quality")] == ["nft", "sft", "awm",
+                                                                                           "awm"]
+    assert plan["teacher-text"].config.steps == 400 and not plan["teacher-prefer"].config.ema
+    assert plan["teacher-prefer"].config.epochs * plan["teacher-prefer"].config.optimizer_steps_per_epoch == 48
+    assert plan["awm-mix"].config.sft_data == {"text": str(tmp_path / "data" / "text")}
+    assert ReproduceConfig.from_dict(cfg.to_dict()) == cfg  # a stored strong config reads back the same
