@@ -212,7 +212,7 @@ def test_world_splits_regenerates_identical_files(cli, tmp_path: Path) -> None:
     code, out, err = cli("world", "splits", "--out", tmp_path)
     assert code == 0, err
     written = sorted(tmp_path.glob("*.jsonl"))
-    assert len(written) == 8 and sorted(out.split()) == sorted(str(p) for p in written)
+    assert len(written) == 10 and sorted(out.split()) == sorted(str(p) for p in written)
     for path in written:
         assert path.read_bytes() == (PROMPT_DIR / path.name).read_bytes(), path.name
 
