@@ -33,7 +33,7 @@ T = TypeVar("T", bound="ConfigBase")
 CONFIGS: dict[str, type[ConfigBase]] = {}  # kind -> class, filled as config classes are defined
 # The modules defining registered configs: imported by config_class() so every kind is known.
 CONFIG_MODULES = ("flowopd.configs", "flowopd.pretrain_config", "flowopd.eval_config", "flowopd.reproduce.config",
-                  "flowopd.nft_config", "flowopd.awm_config")
+                  "flowopd.nft_config", "flowopd.awm_config", "flowopd.sft_config")
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
                "dict": "a JSON object", "list": "a list"}
 
