@@ -129,14 +129,10 @@ def train(algorithm: str, model, cfg, out: Path, callback) -> None:
 
 def ensure_sft_data(task: str, work: Path) -> Path:
     """The task's image set (renders of its train prompts), written once and shared by every seed."""
-    from flowopd.world.dataset import write_dataset
+    from flowopd.reproduce.stage import ensure_image_set
 
     folder = work / "data" / task
-    if not (folder / "metadata.jsonl").is_file():
-        tmp = work / "data" / f".{task}-{os.getpid()}"
-        write_dataset(task, SFT_IMAGES, tmp)
-        if not folder.exists():
-            tmp.rename(folder)
+    ensure_image_set(folder, task, SFT_IMAGES)
     return folder
 
 

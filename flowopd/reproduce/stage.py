@@ -159,18 +159,21 @@ def _trainer(module: str, name: str):
 TRAINERS = {kind: _trainer(kind, f"train_{kind}") for kind in ("grpo", "opd", "nft", "awm", "sft")}
 
 
-def ensure_image_set(folder: Path, task: str, images: int, accelerator) -> None:
+def ensure_image_set(folder: Path, task: str, images: int, accelerator=None) -> None:
     """Write the world's renders of ``task`` to ``folder`` (an sft teacher's or a joint row's image set) unless
-    it is there; the same files for every seed, written by the main process through a temporary folder."""
+    it is there; the same files for every seed, written by the main process (all of them wait) through a
+    temporary folder, so a killed write never leaves half a set."""
     from ..world.dataset import METADATA_FILE, write_dataset
 
-    if not (folder / METADATA_FILE).is_file() and accelerator.is_main_process:
+    main = accelerator is None or accelerator.is_main_process
+    if not (folder / METADATA_FILE).is_file() and main:
         tmp = folder.with_name(f".{folder.name}-{os.getpid()}")
         write_dataset(task, images, tmp)
         folder.parent.mkdir(parents=True, exist_ok=True)
         if not folder.exists():
             os.replace(tmp, folder)
-    accelerator.wait_for_everyone()
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
 
 
 def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCallback | None) -> dict:

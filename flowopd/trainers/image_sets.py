@@ -18,10 +18,19 @@ from pathlib import Path
 import torch
 
 from ..adapters import use_adapter
-from ..datasets import load_image_set
+from ..datasets import ImageSet, load_image_set
 from ..flow_matching import flow_matching_loss
 from ..models.base import FlowModel, PromptEmbeds
 from .rollout import epoch_seed
+
+
+@torch.no_grad()
+def encode_set(model: FlowModel, data: ImageSet, chunk: int = 64) -> tuple[torch.Tensor, PromptEmbeds]:
+    """Latents [N, C, h, w] of an image set's images and the embeddings of its captions, in chunks."""
+    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 255  # [N, 3, S, S] in [0, 1]
+    x = torch.cat([model.encode_images(images[i:i + chunk].to(model.device)) for i in range(0, len(images), chunk)])
+    parts = [model.encode_prompts(data.captions[i:i + chunk]) for i in range(0, len(images), chunk)]
+    return x, PromptEmbeds(torch.cat([e.seq for e in parts]), torch.cat([e.pooled for e in parts]))
 
 
 class ImageSetLosses:
@@ -33,13 +42,7 @@ class ImageSetLosses:
         self.embeds: dict[str, PromptEmbeds] = {}
         for task, folder in sets.items():
             data = load_image_set(folder, model.image_size)  # a bad set fails here, naming the file and the fix
-            images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 255
-            with torch.no_grad():
-                self.latents[task] = torch.cat([model.encode_images(images[i:i + 64].to(model.device))
-                                                for i in range(0, len(images), 64)])
-                parts = [model.encode_prompts(data.captions[i:i + 64]) for i in range(0, len(images), 64)]
-                self.embeds[task] = PromptEmbeds(torch.cat([e.seq for e in parts]),
-                                                 torch.cat([e.pooled for e in parts]))
+            self.latents[task], self.embeds[task] = encode_set(model, data)
 
     def __len__(self) -> int:
         return len(self.latents)

@@ -43,6 +43,7 @@ from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..sampling import generate
 from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
 from .dist import make_accelerator
+from .image_sets import encode_set
 from .loop import DivergedError, TrainResult
 from .rollout import epoch_seed, lora_init_seed
 
@@ -93,14 +94,9 @@ class SFTTrainer:
 
     def encode(self) -> None:
         """Latents [N, C, h, w] of the set's images, embeddings of its captions and of the empty prompt."""
-        model, chunk = self.model, 64
-        images = torch.from_numpy(self.data.images).permute(0, 3, 1, 2).float() / 255  # [N, 3, S, S] in [0, 1]
+        self.x, self.cond = encode_set(self.model, self.data)
         with torch.no_grad():
-            self.x = torch.cat([model.encode_images(images[i:i + chunk].to(model.device))
-                                for i in range(0, len(images), chunk)])
-            embeds = [model.encode_prompts(self.data.captions[i:i + chunk]) for i in range(0, len(images), chunk)]
-            self.cond = PromptEmbeds(torch.cat([e.seq for e in embeds]), torch.cat([e.pooled for e in embeds]))
-            self.uncond = model.uncond_embeds(1)
+            self.uncond = self.model.uncond_embeds(1)
 
     def init_adapter(self, resume: bool) -> None:
         """The LoRA (from the checkpoint on resume, else fresh), AdamW, and on resume the step and RNG states."""
