@@ -31,7 +31,8 @@ JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
 # config.json without the field is compared with this value (so an old folder continues as it ran).
 LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce", "ema_warmup": "legacy", "teachers": {},
-                                 "joint": "auto", "sft_images": 512, "nft": {}, "awm": {}, "sft": {}}
+                                 "joint": "auto", "sft_images": 512, "nft": {}, "awm": {}, "sft": {},
+                                 "seesaw": True, "grpo_mix_long": True}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
             "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every",
@@ -113,6 +114,11 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                         "joint row is grpo-mix) | nft | awm | none", choices=JOINT_SOURCES, group="teachers")
     sft_images: int = option(512, "renders per image set of an sft teacher (written once to OUT/data/<task>)", min=1,
                              group="teachers")
+    seesaw: bool = option(True, "run the seesaw rows (4 GRPO runs, the rewards stacked one by one); the strong preset "
+                          "leaves them out: they do not depend on the teachers' source and take a third of its time",
+                          group="budgets")
+    grpo_mix_long: bool = option(True, "run grpo-mix-long (GRPO-Mix at the whole pipeline's compute); the strong "
+                                 "preset leaves it out and keeps the joint <source>-mix-long", group="budgets")
     rl: dict = option({}, "extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)",
                       group="overrides")
     nft: dict = option({}, "extra NFTConfig fields of nft teachers and the nft-mix rows", group="overrides")
@@ -146,7 +152,9 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         ``strong``: ``default`` with the strongest teacher of each task in the teacher benchmark
         (``docs/teachers-tiny.md``): DiffusionNFT for compose, SFT on 512 renders for text (400 steps, where
         its quality had not dropped yet), AWM for prefer and quality, each RL teacher 48 optimizer steps
-        (about the steps they took in the benchmark's 240 s), and the joint ``awm-mix`` rows.
+        (about the steps they took in the benchmark's 240 s), and the joint ``awm-mix`` rows; without the
+        seesaw rows and ``grpo-mix-long`` (GRPO runs that keep a seed within 60 minutes of a 2-core CPU when
+        left out; ``docs/results-tiny-grpo-teachers.md`` has them).
         """
         if name not in BUDGETS:
             raise ValueError(f"budget {name!r} is unknown: use one of {', '.join(BUDGETS)}")
@@ -154,7 +162,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         if name == "strong":
             base.update(teachers={"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}, joint="awm",
                         teacher=StageBudget(24, batch_size=64, group_size=4), sft={"steps": 400},
-                        nft={"ema": False}, awm={"ema": False})
+                        nft={"ema": False}, awm={"ema": False}, seesaw=False, grpo_mix_long=False)
         if name in ("default", "strong"):
             base["coldstart"] = {"sft_steps": 100, "sft_batch_size": 32, "sft_samples_per_task": 64}
             base["rl"] = {"lr": 1e-3}

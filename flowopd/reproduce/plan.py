@@ -140,7 +140,7 @@ def rows(plan: list[StageSpec]) -> list[str]:
     joint_long = [n for n in names if n.endswith("-mix-long") and n != "grpo-mix-long"]
     out = []
     for row in ROWS:
-        out.append(row)
+        out += [row] if row in names else []
         out += joint if row == "grpo-mix" else joint_long if row == "grpo-mix-long" else []
     return out
 
@@ -202,11 +202,13 @@ def build_plan(cfg: ReproduceConfig, seed: int, seed_dir: str | Path) -> list[St
              StageSpec("opd", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), cfg.beta_mar)),
              StageSpec("opd-no-mar", "opd", _opd(cfg, seed, teachers, adapter("coldstart-merge"), 0.0)),
              StageSpec("opd-sft", "opd", _opd(cfg, seed, teachers, adapter("coldstart-sft"), cfg.beta_mar))]
-    plan += [StageSpec(f"seesaw-{t}", "grpo", _grpo(cfg, cfg.teacher, seed, TASKS[:k + 1]))
-             for k, t in enumerate(TASKS)]
+    if cfg.seesaw:
+        plan += [StageSpec(f"seesaw-{t}", "grpo", _grpo(cfg, cfg.teacher, seed, TASKS[:k + 1]))
+                 for k, t in enumerate(TASKS)]
     merge_steps = StageSpec("", "coldstart", merge).planned_compute()["optimizer_steps"]
     long_budget = long_mix_budget(cfg, merge_steps, [s for s in plan if s.name.startswith("teacher-")])
-    plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_budget, seed, TASKS)))
+    if cfg.grpo_mix_long:
+        plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_budget, seed, TASKS)))
     plan += [s for s in [_joint(cfg, seed, seed_dir, long_budget, "{source}-mix-long")] if s]
     seen: dict[str, str] = {}
     for spec in plan:

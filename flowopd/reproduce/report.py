@@ -67,6 +67,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
+def _seesaw(seesaw: Mapping[str, Mapping]) -> list[str]:
+    """The seesaw section, or a line saying the plan left it out."""
+    head = ["## Seesaw: GRPO with the rewards stacked one by one", ""]
+    if not seesaw:
+        return head + ["Not run in this benchmark (`seesaw` false): the seesaw rows are GRPO runs whatever the "
+                       "teachers' source; `docs/results-tiny-grpo-teachers.md` has them.", ""]
+    return head + ["Each row is a GRPO run from the base on the rewards (and prompts) of all tasks up to its own, "
+                   "with a teacher's budget; `+compose` is the compose teacher.", "",
+                   *table(seesaw, SEESAW_LABELS, ("base", *SEESAW), "stage"), ""]
+
+
 def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: Path) -> str:
     """The report's markdown text (see the module docstring); plot paths are made relative to ``out``."""
     seeds, wall, cfg = results["seeds"], results["wall_time_s"], details["config"]
@@ -84,10 +95,7 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              + (" ± the standard deviation over seeds (ddof 1)." if seeds > 1 else "."), "",
              "## Main table (the paper's Table 1)", "",
              *table(results["rows"], labels, tuple(results["rows"]), "model"), "",
-             "## Seesaw: GRPO with the rewards stacked one by one", "",
-             "Each row is a GRPO run from the base on the rewards (and prompts) of all tasks up to its own, with a "
-             "teacher's budget; `+compose` is the compose teacher.", "",
-             *table(details["seesaw"], SEESAW_LABELS, ("base", *SEESAW), "stage"), "",
+             *_seesaw(details["seesaw"]),
              "## MAR ablation", "",
              f"Manifold Anchor Regularization towards the base, weight {cfg['beta_mar']} (`opd`) versus none "
              "(`opd-no-mar`), both from the merge cold start.", "",
@@ -97,8 +105,8 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              "(the spread). A difference within the spread is no result.", "",
              *claims(details["per_seed"]), "",
              "## Compute per row", "",
-             "Optimizer steps and images sampled by the row's own training stage. `grpo-mix` matches the "
-             "distillation stage (`opd`); `grpo-mix-long` matches the four teachers + cold start + `opd`. "
+             "Optimizer steps and images sampled by the row's own training stage. The `-mix` rows match the "
+             "distillation stage (`opd`); the `-mix-long` rows match the four teachers + cold start + `opd`. "
              "`coldstart-merge` and the OPD rows also build on the teachers (and `opd-sft` on the SFT cold start).",
              "", "| row | optimizer steps | images | pipeline steps | pipeline images |", "|---|---|---|---|---|"]
     comp, stage = results["compute"], details["stage_compute"]

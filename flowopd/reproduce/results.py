@@ -83,7 +83,8 @@ def summarize(plan: list[StageSpec], results: PerSeed, config: dict) -> tuple[di
     details = {
         "config": config,
         "per_seed": {name: per_seed_metrics(results, name) for name in evaluated},
-        "seesaw": {name: mean_std(per_seed_metrics(results, name)) for name in ("base", *SEESAW)},
+        "seesaw": ({name: mean_std(per_seed_metrics(results, name)) for name in ("base", *SEESAW)}
+                   if set(SEESAW) <= set(evaluated) else {}),  # {}: the plan left the seesaw out
         "stage_compute": {spec.name: {"optimizer_steps": int(first[spec.name]["optimizer_steps"]),
                                       "images": int(first[spec.name]["images"]), "same_as": spec.same_as}
                           for spec in plan},

@@ -51,15 +51,19 @@ def test_bad_teacher_sources_are_refused_naming_the_field(teachers, message) -> 
 
 @pytest.mark.slow
 def test_a_smoke_benchmark_with_sft_and_awm_teachers_reports_the_joint_rows(tmp_path, small_model_dir: Path) -> None:
-    cfg = ReproduceConfig.preset("smoke", model=str(small_model_dir), teachers=SOURCES)
+    cfg = ReproduceConfig.preset("smoke", model=str(small_model_dir), teachers=SOURCES, seesaw=False,
+                                 grpo_mix_long=False)  # as the strong preset
     summary = reproduce(cfg, tmp_path)
     assert {"awm-mix", "awm-mix-long", "teacher-text"} <= set(summary["rows"])
+    assert "grpo-mix-long" not in summary["rows"] and not (tmp_path / "seed0" / "seesaw-text").exists()
     train = json.loads((tmp_path / "seed0" / "teacher-text" / "train.json").read_text())
     assert train["kind"] == "sft" and train["optimizer_steps"] == 2
     assert (tmp_path / "data" / "text" / "metadata.jsonl").is_file()
     report = (tmp_path / "report.md").read_text()
     assert "SFT teacher: text" in report and "AWM-Mix joint (distillation compute)" in report
     assert "vs the same-compute mix baseline `awm-mix`" in report
+    assert "`opd` vs `awm-mix-long`" in report and "`grpo-mix-long`" not in report
+    assert "Not run in this benchmark (`seesaw` false)" in report and "Seesaw: `compose`" not in report
 
 
 def test_a_folder_from_before_ema_warmup_continues_only_with_the_legacy_rule(tmp_path) -> None:
@@ -89,4 +93,7 @@ def test_the_strong_preset_plans_the_benchmarks_strongest_teachers(tmp_path) -> 
     assert plan["teacher-text"].config.steps == 400 and not plan["teacher-prefer"].config.ema
     assert plan["teacher-prefer"].config.epochs * plan["teacher-prefer"].config.optimizer_steps_per_epoch == 48
     assert plan["awm-mix"].config.sft_data == {"text": str(tmp_path / "data" / "text")}
+    assert not [name for name in plan if name.startswith("seesaw-") or name == "grpo-mix-long"]
+    assert "awm-mix-long" in plan and "seesaw-compose" in {s.name for s in build_plan(  # a field, not a rule
+        ReproduceConfig.preset("strong", seesaw=True), 0, tmp_path / "seed0")}
     assert ReproduceConfig.from_dict(cfg.to_dict()) == cfg  # a stored strong config reads back the same
