@@ -1,5 +1,6 @@
-"""The reproduction results: the committed one (``docs/results-tiny.md``, ``.json`` and ``results-tiny/*.png``)
-and the reports of finished ``reproduce`` runs in the store (artifacts of kind ``report``)."""
+"""The reproduction results: the committed ones (``docs/results-tiny.md``, ``.json`` and ``results-tiny/*.png``;
+the earlier ``results-tiny-*`` reports kept beside it) and the reports of finished ``reproduce`` runs in the
+store (artifacts of kind ``report``)."""
 
 from __future__ import annotations
 
@@ -45,16 +46,24 @@ def table_of(results: dict) -> tuple[list[str], list[list[str]]]:
     return ["row", *COLUMNS], rows
 
 
-def committed(docs: Path = DOCS) -> Results | None:
-    """The committed reproduction, or None where the docs are not shipped (an installed package)."""
-    data_file = docs / "results-tiny.json"
+def committed(docs: Path = DOCS, name: str = "results-tiny") -> Results | None:
+    """The committed reproduction ``docs/<name>.json`` (its ``.md`` and ``<name>/*.png`` beside), or None where
+    the docs are not shipped (an installed package)."""
+    data_file = docs / f"{name}.json"
     if not data_file.is_file():
         return None
     headers, table = table_of(json.loads(data_file.read_text()))
-    md = docs / "results-tiny.md"
-    plots = sorted((docs / "results-tiny").glob("*.png"))
-    return Results("committed reproduction (docs/results-tiny.md)", headers, table,
-                   md.read_text() if md.is_file() else "", plots)
+    md = docs / f"{name}.md"
+    plots = sorted((docs / name).glob("*.png"))
+    what = "committed reproduction" if name == "results-tiny" else "earlier committed reproduction"
+    return Results(f"{what} (docs/{name}.md)", headers, table, md.read_text() if md.is_file() else "", plots)
+
+
+def committed_all(docs: Path = DOCS) -> list[Results]:
+    """Every committed reproduction: ``results-tiny`` (the current one) first, then the earlier reports kept
+    beside it (``results-tiny-*.json``: the GRPO-teacher run, the previous base model)."""
+    names = ["results-tiny", *sorted(p.stem for p in docs.glob("results-tiny-*.json"))]
+    return [r for r in (committed(docs, n) for n in names) if r is not None]
 
 
 def run_reports(store) -> list[Results]:

@@ -1,4 +1,4 @@
-"""The Results tab: the committed reproduction (``docs/results-tiny.*``) as its table and plots, and the report
+"""The Results tab: the committed reproductions (``docs/results-tiny*``) as their table and plots, and the report
 of any finished ``reproduce`` run in the store."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..services.results import Results, committed, run_reports
+from ..services.results import Results, committed_all, run_reports
 from .state import AppState
 
 
@@ -27,8 +27,7 @@ class ResultsWidgets:
 def all_results(state: AppState) -> list[Results]:
     with state.store() as store:
         found = run_reports(store)
-    first = committed()
-    return ([first] if first else []) + found
+    return committed_all() + found
 
 
 def render(state: AppState) -> ResultsWidgets:

@@ -107,13 +107,16 @@ def test_only_exports_and_samples_are_served(tmp_path):
 def test_committed_results_and_a_reproduce_runs_report(tmp_path):
     import json
 
-    from flowopd_studio.services.results import committed, run_reports
+    from flowopd_studio.services.results import DOCS, committed, committed_all, run_reports
     from flowopd_studio.storage.store import Store
 
     results = committed()
     assert results is not None and results.headers[-1] == "average"
     assert [row[0] for row in results.table][:2] == ["base", "teacher-compose"]
     assert results.plots and all(p.suffix == ".png" for p in results.plots)
+    every = committed_all()
+    assert every[0] == results and len(every) == 1 + len(list(DOCS.glob("results-tiny-*.json"))) >= 2
+    assert all(r.title.startswith("earlier committed reproduction (docs/results-tiny-") for r in every[1:])
     with Store(tmp_path / "home") as store:
         run = store.create_run("reproduce", {"budget": "smoke"}, name="repro")
         folder = store.run_dir(run.id) / "reproduce"
