@@ -38,10 +38,9 @@ from ..awm import awm_loss, flow_logp
 from ..awm_config import AWMConfig
 from ..models.base import FlowModel
 from .dist import MetricSums
-from .grpo import gather_advantages
 from .loop import Callback, TrainResult
 from .nft import NFTTrainer
-from .rollout import Rollout, gather_scores, reward_metrics, score_rollout
+from .rollout import Rollout
 
 
 class AWMTrainer(NFTTrainer):
@@ -102,10 +101,7 @@ class AWMTrainer(NFTTrainer):
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
-        roll = self.make_rollout(epoch, cfg.prompt_tasks)
-        scores = score_rollout(self.model, roll, cfg.rewards, list(cfg.prompt_tasks))
-        gathered = gather_scores(self.acc, roll, scores)
-        adv = gather_advantages(self.acc, scores.total, cfg.group_size, global_std=cfg.global_std)
+        roll, gathered, adv = self.scored_rollout(epoch)
         a = adv.local.float().clamp(-cfg.adv_clip, cfg.adv_clip)
         levels = self.noise_levels(epoch, len(roll))
         logp_old = self.old_logps(roll, levels)
@@ -114,8 +110,7 @@ class AWMTrainer(NFTTrainer):
                         self.joint(lambda rows, j: self.awm_step_loss(roll, a, levels, logp_old, rows, j), epoch),
                         metrics)
         self.update_old()
-        return {**metrics.means(self.acc), **reward_metrics(gathered),
-                "reward_std": float(adv.rewards.std(correction=0)), "advantage_abs": float(adv.advantages.abs().mean())}
+        return {**metrics.means(self.acc), **self.reward_summary(gathered, adv)}
 
 
 def train_awm(model: FlowModel, cfg: AWMConfig, out_dir: str | Path, *, callback: Callback | None = None,

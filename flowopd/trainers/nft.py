@@ -45,7 +45,7 @@ from ..nft_config import NFTConfig
 from ..rewards import get_reward
 from .checkpoint import find_checkpoint
 from .dist import MetricSums
-from .grpo import gather_advantages
+from .grpo import Advantages, gather_advantages
 from .image_sets import ImageSetLosses
 from .loop import Callback, RLTrainer, TrainResult
 from .rollout import (
@@ -142,6 +142,21 @@ class NFTTrainer(RLTrainer):
         return rollout(self.model, self.sampler(), records, seeds, num_steps=cfg.num_steps, guidance=cfg.guidance,
                        noise_level=0.0, generator=torch.Generator(), chunk=cfg.train_batch_size)
 
+    def scored_rollout(self, epoch: int) -> tuple[Rollout, dict, Advantages]:
+        """This epoch's rollout, its rewards gathered over processes (for the metrics) and its group-normalised
+        advantages."""
+        cfg = self.cfg
+        roll = self.make_rollout(epoch, cfg.prompt_tasks)
+        scores = score_rollout(self.model, roll, cfg.rewards, list(cfg.prompt_tasks))
+        gathered = gather_scores(self.acc, roll, scores)
+        return roll, gathered, gather_advantages(self.acc, scores.total, cfg.group_size, global_std=cfg.global_std)
+
+    @staticmethod
+    def reward_summary(gathered: dict, adv: Advantages) -> dict[str, float]:
+        """The epoch's reward metrics, with the spread of the rewards and the mean |advantage|."""
+        return {**reward_metrics(gathered), "reward_std": float(adv.rewards.std(correction=0)),
+                "advantage_abs": float(adv.advantages.abs().mean())}
+
     def sampler(self) -> str:
         """The adapter the rollouts sample from: NFT's frozen old adapter."""
         return self.old
@@ -193,20 +208,15 @@ class NFTTrainer(RLTrainer):
         return out.loss, values
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        cfg = self.cfg
-        roll = self.make_rollout(epoch, cfg.prompt_tasks)
-        scores = score_rollout(self.model, roll, cfg.rewards, list(cfg.prompt_tasks))
-        gathered = gather_scores(self.acc, roll, scores)
-        adv = gather_advantages(self.acc, scores.total, cfg.group_size, global_std=cfg.global_std)
-        r = optimality(adv.local, cfg.adv_clip)
+        roll, gathered, adv = self.scored_rollout(epoch)
+        r = optimality(adv.local, self.cfg.adv_clip)
         levels = self.noise_levels(epoch, len(roll))
         metrics = MetricSums()
         metrics.add(names.OPTIMALITY, r)
         self.accumulate(list(range(len(roll))),
                         self.joint(lambda rows, j: self.step_loss(roll, r, levels, rows, j), epoch), metrics)
         decay = self.update_old()
-        return {**metrics.means(self.acc), **reward_metrics(gathered), names.OLD_DECAY: decay,
-                "reward_std": float(adv.rewards.std(correction=0)), "advantage_abs": float(adv.advantages.abs().mean())}
+        return {**metrics.means(self.acc), **self.reward_summary(gathered, adv), names.OLD_DECAY: decay}
 
 
 def train_nft(model: FlowModel, cfg: NFTConfig, out_dir: str | Path, *, callback: Callback | None = None,
