@@ -73,6 +73,21 @@ def fast() -> dict:
 
 
 @pytest.fixture
+def forward_rl_config():
+    """``forward_rl_config(kind, **overrides)``: an NFTConfig (``nft``) or AWMConfig (``awm``) of the FAST size
+    with 2 noise levels per sample, on the prefer reward."""
+    from flowopd.config_base import config_class, config_kinds
+
+    config_kinds()
+
+    def make(kind: str, **kw):
+        return config_class(kind)(**{**FAST, "timesteps_per_sample": 2, "rewards": {"prefer": 1.0},
+                                     "prompt_tasks": {"prefer": 1.0}, **kw})
+
+    return make
+
+
+@pytest.fixture
 def grpo_config():
     """``grpo_config(**overrides)``: a GRPOConfig of the FAST size on the prefer reward (dense, never all-equal)."""
     from flowopd.configs import GRPOConfig

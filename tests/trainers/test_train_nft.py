@@ -13,14 +13,13 @@ from flowopd.nft_config import NFTConfig
 from flowopd.trainers.nft import train_nft
 from flowopd.trainers.rollout import lora_init_seed
 
+
 # The trainer tests' FAST size (tests/trainers/conftest.py), with 2 noise levels per sample.
-NFT_FAST = dict(epochs=1, batch_size=8, group_size=4, train_batch_size=4, num_steps=3, optimizer_steps_per_epoch=2,
-                eval_steps=3, ema=False, sample_every=0, checkpoint_every=1, lora_rank=4, lora_alpha=8.0,
-                timesteps_per_sample=2)
-
-
 def nft_config(**kw) -> NFTConfig:
-    return NFTConfig(**{**NFT_FAST, "rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, **kw})
+    from .conftest import FAST
+
+    return NFTConfig(**{**FAST, "timesteps_per_sample": 2, "rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0},
+                 **kw})
 
 
 def _weights(model, name: str = "teacher") -> dict[str, torch.Tensor]:
@@ -197,25 +196,6 @@ def test_nft_mix_with_cfg_trains(tiny, tmp_path) -> None:
     seen: list[dict] = []
     train_nft(tiny(), cfg, tmp_path, callback=seen.append)
     assert {"reward/prefer", "reward/quality", "reward/total"} <= set(seen[-1])
-
-
-def test_stop_then_resume_matches_an_uninterrupted_run(tiny, tmp_path) -> None:
-    cfg = nft_config(epochs=3, lr=1e-2, checkpoint_every=10, old_decay_rate=0.1, warmup_steps=1, ema=True,
-                     ema_every=2)
-    straight, seen_straight = tiny(), []
-    train_nft(straight, cfg, tmp_path / "straight", callback=seen_straight.append)
-    seen: list[dict] = []
-    first = train_nft(tiny(), cfg, tmp_path / "run", callback=seen.append, should_stop=lambda: len(seen) >= 1)
-    assert first.stopped and first.step == 2
-    resumed = tiny()
-    second = train_nft(resumed, cfg, tmp_path / "run", callback=seen.append)
-    assert (second.step, second.epoch) == (6, 3)
-    assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4, 6]
-    assert seen[-1]["loss"] == pytest.approx(seen_straight[-1]["loss"], rel=1e-5)
-    for name in ("teacher", "teacher_old"):
-        want = _weights(straight, name)
-        for n, value in _weights(resumed, name).items():
-            torch.testing.assert_close(value, want[n])
 
 
 def test_config_checks_name_the_field() -> None:

@@ -36,6 +36,31 @@ def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(t
         torch.testing.assert_close(_weights(resumed_model)[name], value)
 
 
+@pytest.mark.parametrize("kind, decay", [("nft", {"old_decay_rate": 0.1}), ("awm", {"ema_target_decay": 0.5})])
+def test_forward_rl_stop_then_resume_matches_an_uninterrupted_run(tiny, forward_rl_config, tmp_path, kind,
+                                                                   decay) -> None:
+    from flowopd.trainers.awm import train_awm
+    from flowopd.trainers.nft import train_nft
+
+    train = {"nft": train_nft, "awm": train_awm}[kind]
+    cfg = forward_rl_config(kind, epochs=3, lr=1e-2, checkpoint_every=10, warmup_steps=1, ema=True, ema_every=2,
+                            **decay)
+    straight, seen_straight = tiny(), []
+    train(straight, cfg, tmp_path / "straight", callback=seen_straight.append)
+    seen: list[dict] = []
+    first = train(tiny(), cfg, tmp_path / "run", callback=seen.append, should_stop=lambda: len(seen) >= 1)
+    assert first.stopped and first.step == 2
+    resumed = tiny()
+    second = train(resumed, cfg, tmp_path / "run", callback=seen.append)
+    assert (second.step, second.epoch) == (6, 3)
+    assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4, 6]
+    assert seen[-1]["loss"] == pytest.approx(seen_straight[-1]["loss"], rel=1e-5)
+    for name in ("teacher", "teacher_old"):  # the trained adapter and the old (NFT) / EMA target (AWM) one
+        want = {n: p.detach().clone() for n, p in adapter_parameters(straight, name).items()}
+        for n, value in adapter_parameters(resumed, name).items():
+            torch.testing.assert_close(value.detach(), want[n])
+
+
 def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, opd_config, tmp_path):
     model = tiny()
     teachers = make_teachers(model, {"compose": 1, "prefer": 2})
