@@ -18,7 +18,7 @@ from .config_base import FieldInfo, config_class, config_kinds, read_config
 from .eval_config import EvalConfig
 from .events import Progress
 from .pretrain_config import PretrainConfig
-from .world.prompts import TASKS
+from .world.prompts import PROMPT_SETS
 
 log = logging.getLogger("flowopd")
 EXAMPLES = {
@@ -280,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
             "`train sft`: NAME.png with a same-name NAME.txt caption, and a metadata.jsonl of {\"file_name\", "
             "\"text\"} lines listing the same pairs (the folder convention of kohya_ss, fluxgym and diffusers; "
             "when a folder holds both, the reader takes metadata.jsonl and ignores the .txt files).", wsub)
-    p.add_argument("--task", required=True, choices=TASKS,
-                   help="whose train prompts caption the images")
+    p.add_argument("--task", required=True, choices=PROMPT_SETS,
+                   help="whose train prompts caption the images (mixed: a word and shapes in one scene)")
     p.add_argument("--n", type=int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="an empty or new folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and the scene layouts")

@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from .prompts import TASKS, scene_for
+from .prompts import PROMPT_SETS, scene_for
 from .scene import IMAGE_SIZE, render
 from .splits import load_prompts
 
@@ -22,6 +22,8 @@ METADATA_FILE = "metadata.jsonl"
 
 def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int = IMAGE_SIZE) -> Path:
     """Write ``n`` renders of ``task``'s train prompts with their captions to ``out``; returns the folder.
+
+    ``task`` is a task or the ``mixed`` prompt set (a word and shapes in one scene, scored by both rewards).
 
     Prompts are drawn from the train split without repeats while it lasts (then cycled in a new order), and
     each scene's layout from ``seed``; the same arguments write the same files.
@@ -35,8 +37,8 @@ def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int =
         >>> sorted(p.name for p in folder.iterdir())
         ['00000.png', '00000.txt', '00001.png', '00001.txt', 'metadata.jsonl']
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    if task not in PROMPT_SETS:
+        raise ValueError(f"unknown task {task!r}: use one of {', '.join(PROMPT_SETS)}")
     if n < 1:
         raise ValueError(f"--n {n} is invalid: write at least one image")
     folder = Path(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import flowopd
 from flowopd.evaluate_mixed import mixed_metrics, mixed_rewards
@@ -82,3 +83,15 @@ def test_rewards_score_mixed_prompts_by_each_of_their_tasks() -> None:
     tasks = ["compose", "text", "prefer"]
     assert [reward_applies(t, record, tasks) for t in tasks] == [True, True, False]
     assert reward_applies("quality", record, tasks)  # not a prompt task: scores everything, as before
+
+
+def test_the_world_writes_a_mixed_image_set_both_rewards_read(cli, tmp_path) -> None:
+    from flowopd.datasets import load_image_set
+
+    code, out, err = cli("world", "dataset", "--task", "mixed", "--n", "6", "--out", tmp_path / "mixed")
+    assert code == 0 and "6 mixed images" in out, err
+    data = load_image_set(tmp_path / "mixed", 32)
+    by_prompt = {r["prompt"]: r for r in load_prompts(MIXED, "train")}
+    records = [by_prompt[c] for c in data.captions]  # captions are mixed train prompts
+    images = [Image.fromarray(a) for a in data.images]
+    assert mixed_rewards(images, records) == {"compose": 1.0, "text": 1.0}
