@@ -138,8 +138,17 @@ def cmd_world_dataset(args: argparse.Namespace) -> None:
     _check_seed(args.seed)
     from .world.dataset import write_dataset
 
-    folder = write_dataset(args.task, args.n, args.out, seed=args.seed, size=args.size)
-    print(f"{args.n} {args.task} images with captions written to {folder}")
+    model = None
+    if args.source == "model":
+        from .models import load_model
+
+        model = load_model(args.model)
+    elif args.model:
+        raise ValueError("--model is given but --source is render: add --source model to draw the images with it")
+    folder = write_dataset(args.task, args.n, args.out, seed=args.seed, size=args.size, model=model,
+                           steps=args.steps, guidance=args.guidance)
+    what = "renders" if model is None else "samples"
+    print(f"{args.n} {args.task} {what} with captions written to {folder}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -280,8 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
             "`train sft`: NAME.png with a same-name NAME.txt caption, and a metadata.jsonl of {\"file_name\", "
             "\"text\"} lines listing the same pairs (the folder convention of kohya_ss, fluxgym and diffusers; "
             "when a folder holds both, the reader takes metadata.jsonl and ignores the .txt files).", wsub)
-    p.add_argument("--task", required=True, choices=PROMPT_SETS,
-                   help="whose train prompts caption the images (mixed: a word and shapes in one scene)")
+    p.add_argument("--task", required=True, metavar="TASK[,TASK...]",
+                   help=f"whose train prompts caption the images: {', '.join(PROMPT_SETS)} (mixed: a word and shapes "
+                   "in one scene), or several joined by commas (their prompts in turn)")
+    p.add_argument("--source", choices=("render", "model"), default="render",
+                   help="render: clean renders that satisfy the prompts (a teacher's set); model: the model's own "
+                   "ODE samples, the regularization set of `train sft --reg-data` (prior preservation)")
+    p.add_argument("--model", help="with --source model: the model folder (default: the built-in tiny model)")
+    p.add_argument("--steps", type=int, default=20, help="with --source model: ODE steps (default %(default)s)")
+    p.add_argument("--guidance", type=float, default=3.0, help="with --source model: CFG scale (default %(default)s)")
     p.add_argument("--n", type=int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="an empty or new folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt order and the scene layouts")

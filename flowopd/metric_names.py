@@ -24,6 +24,8 @@ REF_MSE, OLD_DECAY = "nft/ref_mse", "nft/old_decay"
 # Advantage Weighted Matching: the flow-matching loss (-logp), the velocity MSE to the base and to the policy EMA
 # (its pulls); the ratio and clip fraction are POLICY_LOSS / RATIO / CLIP_FRAC above.
 AWM_FM, AWM_REF_MSE, AWM_EMA_MSE = "awm/fm_loss", "awm/ref_mse", "awm/ema_mse"
+# SFT with a regularization set: the flow-matching loss on the image set and on the regularization set.
+SFT_DATA_LOSS, SFT_PRIOR_LOSS = "sft/data_loss", "sft/prior_loss"
 EVAL_AVERAGE = "eval/average"
 STAGES_DONE, TASKS_DONE = "stages_done", "tasks_done"
 # Names before the metric module existed (curve.jsonl files of earlier reproduce runs): read them as the new ones.

@@ -26,6 +26,14 @@ class SFTConfig(ConfigBase, kind="sft"):
     data: str = option("", "folder of images with same-name .txt captions, or with a metadata.jsonl of "
                        "{\"file_name\", \"text\"} lines (preferred when both exist); required to train",
                        group="data")
+    reg_data: str = option("", "regularization image set, the same convention: the base model's own samples of "
+                           "other prompts (`flowopd world dataset --source model`); each step adds prior_weight x "
+                           "the squared distance of the LoRA's velocity to the base's on a noised batch of it, so "
+                           "the LoRA keeps the base where the set does not ask for a change (DreamBooth's prior "
+                           "preservation, kohya's reg_data_dir); empty = none",
+                           group="data")
+    prior_weight: float = option(1.0, "weight of the regularization set's loss (with reg_data)", min=0,
+                                 group="data")
     resize: str = option("downscale", "square images larger than the model's side: downscale (box filter) | "
                          "refuse; other sizes (not square, smaller) are always refused", choices=RESIZE_MODES,
                          group="data")
@@ -54,18 +62,23 @@ class SFTConfig(ConfigBase, kind="sft"):
     guidance: float = option(3.0, "CFG scale of the samples", min=0, group="run")
 
     def check(self) -> None:
-        if not isinstance(self.data, str):
-            fail("data", self.data, "give the image set's folder as a string")
+        for name in ("data", "reg_data"):
+            if not isinstance(getattr(self, name), str):
+                fail(name, getattr(self, name), "give the image set's folder as a string")
         if not self.adapter_name.strip():
             fail("adapter_name", self.adapter_name, "give the adapter a name, e.g. 'teacher'")
 
     def require_data(self) -> None:
-        """Training needs an image set: fail naming ``data`` when it is empty or not a folder."""
+        """Training needs an image set: fail naming ``data`` when it is empty or not a folder (``reg_data``
+        likewise when it is set)."""
         if not self.data:
             fail("data", self.data, "give the folder of the image set to train on (--data DIR; "
                   "`flowopd world dataset --task text --n 256 --out DIR` writes one)")
         if not Path(self.data).expanduser().is_dir():
             fail("data", self.data, "this folder does not exist: give the folder of the image set to train on")
+        if self.reg_data and not Path(self.reg_data).expanduser().is_dir():
+            fail("reg_data", self.reg_data, "this folder does not exist: give the regularization set's folder "
+                 "(`flowopd world dataset --source model` writes one) or leave it empty")
 
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> SFTConfig:

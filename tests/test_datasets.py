@@ -99,3 +99,20 @@ def test_bad_image_sets_name_the_file_and_the_fix(tmp_path, case):
         match = r"metadata.jsonl line 1 names gone.png, which is not in .*: add the image or drop the line"
     with pytest.raises(DatasetError, match=match):
         load_image_set(folder, 32)
+
+
+def test_a_regularization_set_of_the_models_own_samples_over_several_tasks(cli, small_model_dir, tmp_path):
+    out = tmp_path / "reg"
+    code, text, err = cli("world", "dataset", "--task", "prefer,quality", "--n", "4", "--source", "model",
+                          "--model", small_model_dir, "--steps", "2", "--out", out)
+    assert code == 0 and "4 prefer,quality samples with captions" in text, err
+    data = load_image_set(out, 32)
+    splits = [{r["prompt"] for r in load_prompts(t, "train")} for t in ("prefer", "quality")]
+    assert [c in splits[i % 2] for i, c in enumerate(data.captions)] == [True] * 4  # the tasks in turn
+    renders = load_image_set(write_dataset("prefer,quality", 4, tmp_path / "renders"), 32)
+    assert renders.captions == data.captions and not np.array_equal(renders.images, data.images)
+    code, _, err = cli("world", "dataset", "--task", "text", "--n", "2", "--model", small_model_dir, "--out",
+                       tmp_path / "x")
+    assert code == 2 and "add --source model" in err, err
+    code, _, err = cli("world", "dataset", "--task", "text,lettering", "--n", "2", "--out", tmp_path / "y")
+    assert code == 2 and "unknown task 'lettering'" in err, err

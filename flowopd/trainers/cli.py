@@ -25,7 +25,9 @@ EXAMPLES = {
            '"runs/teacher-text/adapter"}, "prompt_tasks": {"compose": 1.0, "text": 1.0}, '
            '"init": "runs/merge/adapter"}',
     "sft": "flowopd train sft --data data/text --out runs/sft-text --steps 600\n"
-           "with data/text from: flowopd world dataset --task text --n 256 --out data/text",
+           "with data/text from: flowopd world dataset --task text --n 256 --out data/text\n"
+           "keeping the base elsewhere (prior preservation): add --reg-data data/reg, with data/reg from\n"
+           "  flowopd world dataset --task compose,prefer,quality --n 256 --source model --out data/reg",
     "nft": "flowopd train nft --config nft-prefer.json --out runs/nft-prefer\n"
            'with nft-prefer.json = {"rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, "epochs": 8}',
     "awm": "flowopd train awm --config awm-prefer.json --out runs/awm-prefer\n"
@@ -67,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 SFT_FLAGS = (("--steps", "steps", int), ("--batch-size", "batch_size", int), ("--lr", "lr", float),
+             ("--prior-weight", "prior_weight", float),
              ("--lora-rank", "lora_rank", int), ("--lora-alpha", "lora_alpha", float), ("--seed", "seed", int))
 
 
@@ -75,10 +78,12 @@ def cmd_sft(args: argparse.Namespace) -> None:
     from ..configs import SFTConfig
 
     flags = {name: getattr(args, name) for _, name, _ in SFT_FLAGS if getattr(args, name) is not None}
-    flags.update({k: v for k, v in (("data", args.data), ("model", args.model)) if v is not None})
+    flags.update({k: v for k, v in (("data", args.data), ("reg_data", args.reg_data), ("model", args.model))
+                  if v is not None})
     cfg = read_config(args.config, SFTConfig, flags)  # checked before torch loads
     cfg.require_data()
-    cfg = SFTConfig.from_dict({**cfg.to_dict(), "data": str(Path(cfg.data).expanduser().resolve())})
+    folders = {k: str(Path(getattr(cfg, k)).expanduser().resolve()) for k in ("data", "reg_data") if getattr(cfg, k)}
+    cfg = SFTConfig.from_dict({**cfg.to_dict(), **folders})
     from ..models import load_model
     from .sft import train_sft
 
@@ -149,6 +154,8 @@ def _register_sft(tsub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=cmd_sft, stage="sft")
     p.add_argument("--data", help=SFTConfig.field_info("data").help + " (overrides the config's data)")
+    p.add_argument("--reg-data", dest="reg_data", help=SFTConfig.field_info("reg_data").help + " (overrides the "
+                   "config's reg_data)")
     p.add_argument("--config", help="JSON file of SFTConfig fields (`flowopd config sft`); the flags override it")
     p.add_argument("--out", required=True, help="output folder: OUT/checkpoint (resumable), OUT/adapter (the "
                                                 "teacher) and OUT/sft.json (its config)")

@@ -4,7 +4,11 @@ The job kohya_ss and fluxgym do (a style or subject LoRA), on the shared model i
 (:func:`flowopd.datasets.load_image_set`) is encoded once into latents and prompt embeddings, then each step
 regresses the LoRA's velocity onto ``eps - x`` at ``x_t = (1 - t) x + t eps`` with logit-normal t
 (:func:`flowopd.flow_matching.flow_matching_loss`, as pretraining and the cold start's SFT), a fraction
-``caption_dropout`` of the captions replaced by the empty prompt so that guidance keeps working.
+``caption_dropout`` of the captions replaced by the empty prompt so that guidance keeps working. With a
+regularization set (``reg_data``: the base's own samples of other prompts) each step adds ``prior_weight``
+times the squared distance between the LoRA's and the base's velocity on a noised batch of it: DreamBooth's
+prior preservation, with the base's velocity as target, so where the set asks for no change the LoRA is
+pulled back to what the base does.
 
 Batches walk the set in a new shuffled order every pass; the order and each step's noise come from seeds of
 (run seed, pass or step), so a resume from ``OUT/checkpoint`` (adapter, optimizer, step, RNG states) continues
@@ -51,7 +55,7 @@ log = logging.getLogger(__name__)
 STAGE = "sft"
 
 
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+def batch_indices(step: int, batch_size: int, n: int, seed: int, order: str = "sft-order") -> list[int]:
     """The set rows of optimizer step ``step`` (0-based): positions ``[step * B, (step + 1) * B)`` of the
     endless sequence of passes, each pass a permutation of the ``n`` rows drawn from (seed, pass).
 
@@ -63,7 +67,7 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     for pos in range(step * batch_size, (step + 1) * batch_size):
         p = pos // n
         if p not in perms:
-            perms[p] = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, p, 0, "sft-order")))
+            perms[p] = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, p, 0, order)))
         rows.append(int(perms[p][pos % n]))
     return rows
 
@@ -87,6 +91,7 @@ class SFTTrainer:
         cfg.require_data()
         self.model, self.cfg, self.out = model, cfg, Path(out_dir)
         self.data = load_image_set(cfg.data, model.image_size, cfg.resize)  # fails on a bad set before any work
+        self.reg = load_image_set(cfg.reg_data, model.image_size, cfg.resize) if cfg.reg_data else None
         self.batch = min(cfg.batch_size, len(self.data))  # a set smaller than a batch is one batch
         self.acc = make_accelerator()
         self.step = 0
@@ -95,6 +100,8 @@ class SFTTrainer:
     def encode(self) -> None:
         """Latents [N, C, h, w] of the set's images, embeddings of its captions and of the empty prompt."""
         self.x, self.cond = encode_set(self.model, self.data)
+        if self.reg is not None:
+            self.reg_x, self.reg_cond = encode_set(self.model, self.reg)
         with torch.no_grad():
             self.uncond = self.model.uncond_embeds(1)
 
@@ -122,19 +129,40 @@ class SFTTrainer:
             self.last_good = (ckpt, self.step)
             log.info("sft: resumed from %s at step %d", ckpt, self.step)
 
-    def loss(self, step: int) -> torch.Tensor:
-        """The flow-matching loss of step ``step``'s batch (captions dropped by ``caption_dropout``)."""
+    def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The flow-matching loss of step ``step``'s batch (captions dropped by ``caption_dropout``), plus
+        ``prior_weight`` x the prior loss of a batch of the regularization set as large; and the parts as
+        metrics."""
         cfg = self.cfg
-        idx = batch_indices(step, self.batch, len(self.data), cfg.seed)
-        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, step, 0, "sft-noise"))
-        cond = self.cond.subset(idx)
+        data = self.set_loss(self.x, self.cond, step, "")
+        if self.reg is None:
+            return data, {}
+        prior = self.set_loss(self.reg_x, self.reg_cond, step, "reg-")
+        return data + cfg.prior_weight * prior, {names.SFT_DATA_LOSS: float(data.detach()),
+                                                 names.SFT_PRIOR_LOSS: float(prior.detach())}
+
+    def set_loss(self, x: torch.Tensor, embeds: PromptEmbeds, step: int, tag: str) -> torch.Tensor:
+        """The loss of step ``step``'s batch of one set (its order and noise seeded by ``tag``): the flow-matching
+        loss for the image set; for the regularization set (``tag`` "reg-") the squared distance of the LoRA's
+        velocity to the base's at the same noised points, the prior preservation in its distillation form (the
+        base's own velocity as target, not ``eps - x``: no variance from the noise draw, and no pull from
+        where the base's samples and its velocity field disagree)."""
+        cfg = self.cfg
+        idx = batch_indices(step, self.batch, len(x), cfg.seed, f"{tag}sft-order")
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, step, 0, f"{tag}sft-noise"))
+        cond = embeds.subset(idx)
         drop = (torch.rand(len(idx), generator=gen) < cfg.caption_dropout).to(cond.seq.device)
         if drop.any():
             u = self.uncond.repeat(len(idx))
             cond = PromptEmbeds(torch.where(drop[:, None, None], u.seq, cond.seq),
                                 torch.where(drop[:, None], u.pooled, cond.pooled))
         with use_adapter(self.model, cfg.adapter_name):
-            return flow_matching_loss(self.model, self.x[idx], cond, gen).loss
+            fm = flow_matching_loss(self.model, x[idx], cond, gen)
+        if not tag:
+            return fm.loss
+        with torch.no_grad(), use_adapter(self.model, None):
+            base = self.model.raw_velocity(fm.x_t, fm.t, cond)
+        return torch.mean((fm.velocity - base) ** 2)
 
     def samples(self) -> list[Sample]:
         return set_samples(self.model, self.cfg, self.data.captions, self.data.files)
@@ -161,7 +189,7 @@ class SFTTrainer:
         stopped, loss = False, float("nan")
         while self.step < cfg.steps:
             start = time.perf_counter()
-            value = self.loss(self.step)
+            value, parts = self.loss(self.step)
             loss = float(value.detach())
             if not math.isfinite(loss):
                 where = (f"the last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})"
@@ -174,7 +202,7 @@ class SFTTrainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     for sample in self.samples():
                         cb.on_sample(self.step, sample)
-                cb.on_metrics(self.step, {names.LOSS: loss, names.LR: cfg.lr,
+                cb.on_metrics(self.step, {names.LOSS: loss, **parts, names.LR: cfg.lr,
                                           names.IMAGES_PER_S: self.batch / (time.perf_counter() - start)})
                 cb.on_progress(clock.progress(self.step, f"pass {self.epoch + 1} over {len(self.data)} images"))
                 stopped = cb.should_stop()

@@ -1,4 +1,5 @@
-"""The tiny world's renders of one task as an image set in the folder convention LoRA-training tools use.
+"""The tiny world's prompts as an image set in the folder convention LoRA-training tools use: clean renders, or a
+model's own samples (a regularization set).
 
 ``write_dataset("text", 256, "data/text")`` writes ``00000.png`` + ``00000.txt`` (the caption, one line), ...,
 and a ``metadata.jsonl`` of ``{"file_name": "00000.png", "text": caption}`` lines listing the same pairs
@@ -20,13 +21,27 @@ from .splits import load_prompts
 METADATA_FILE = "metadata.jsonl"
 
 
-def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int = IMAGE_SIZE) -> Path:
-    """Write ``n`` renders of ``task``'s train prompts with their captions to ``out``; returns the folder.
+def _records(tasks: list[str], n: int, rng: random.Random) -> list[dict]:
+    """``n`` train prompts, the tasks' in turn: each task's share drawn from its split without repeats while it
+    lasts (then cycled in a new order)."""
+    drawn = []
+    for k, task in enumerate(tasks):
+        share, train, records = len(range(k, n, len(tasks))), load_prompts(task, "train"), []
+        while len(records) < share:
+            records += rng.sample(train, min(len(train), share - len(records)))
+        drawn.append(records)
+    return [drawn[i % len(tasks)][i // len(tasks)] for i in range(n)]
 
-    ``task`` is a task or the ``mixed`` prompt set (a word and shapes in one scene, scored by both rewards).
 
-    Prompts are drawn from the train split without repeats while it lasts (then cycled in a new order), and
-    each scene's layout from ``seed``; the same arguments write the same files.
+def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int = IMAGE_SIZE, *, model=None,
+                  steps: int = 20, guidance: float = 3.0) -> Path:
+    """Write ``n`` images of ``task``'s train prompts with their captions to ``out``; returns the folder.
+
+    ``task`` is a task, the ``mixed`` prompt set (a word and shapes in one scene, scored by both rewards), or
+    several joined by commas (their prompts in turn). With ``model`` None the images are clean renders of
+    scenes that satisfy the prompts (each layout from ``seed``); with a model, its own ODE samples (image i
+    from seed ``seed + i``, ``steps`` steps at CFG ``guidance``): the regularization set of an SFT run's prior
+    preservation (``SFTConfig.reg_data``). The same arguments write the same files.
 
     Raises:
         ValueError: an unknown task, ``n`` < 1, or ``out`` already holds images (pick an empty folder).
@@ -37,8 +52,11 @@ def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int =
         >>> sorted(p.name for p in folder.iterdir())
         ['00000.png', '00000.txt', '00001.png', '00001.txt', 'metadata.jsonl']
     """
-    if task not in PROMPT_SETS:
-        raise ValueError(f"unknown task {task!r}: use one of {', '.join(PROMPT_SETS)}")
+    tasks = [t.strip() for t in task.split(",")]
+    unknown = [t for t in tasks if t not in PROMPT_SETS]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}: use one of {', '.join(PROMPT_SETS)} (several joined by "
+                         "commas)")
     if n < 1:
         raise ValueError(f"--n {n} is invalid: write at least one image")
     folder = Path(out)
@@ -46,14 +64,20 @@ def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int =
         raise ValueError(f"{folder} already holds images: write the image set to an empty or new folder")
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    train = load_prompts(task, "train")
-    records: list[dict] = []
-    while len(records) < n:
-        records += rng.sample(train, min(len(train), n - len(records)))
+    records = _records(tasks, n, rng)
+    if model is None:
+        images = [render(scene_for(record, rng), size) for record in records]
+    else:
+        from ..models.base import to_pil
+        from ..sampling import generate
+
+        prompts = [r["prompt"] for r in records]
+        images = to_pil(generate(model, prompts, seeds=[seed + i for i in range(n)], num_steps=steps,
+                                 guidance=guidance))
     lines = []
-    for i, record in enumerate(records):
+    for i, (record, image) in enumerate(zip(records, images)):
         name = f"{i:05d}"
-        render(scene_for(record, rng), size).save(folder / f"{name}.png")
+        image.save(folder / f"{name}.png")
         (folder / f"{name}.txt").write_text(record["prompt"] + "\n")
         lines.append(json.dumps({"file_name": f"{name}.png", "text": record["prompt"]}) + "\n")
     (folder / METADATA_FILE).write_text("".join(lines))

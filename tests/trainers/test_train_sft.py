@@ -117,3 +117,78 @@ def test_the_config_helps_every_field_round_trips_and_has_a_quick_preset(tmp_pat
         SFTConfig(caption_dropout=1.0)
     with pytest.raises(ValueError, match=r"resize='crop' is invalid: use one of downscale, refuse"):
         SFTConfig(resize="crop")
+
+
+@pytest.fixture(scope="module")
+def reg_set(tmp_path_factory):
+    """16 samples of the small random model (seed 0) on prefer and quality prompts: a regularization set."""
+    from tests.trainers.conftest import _tiny
+
+    return write_dataset("prefer,quality", 16, tmp_path_factory.mktemp("sets") / "reg", seed=5, model=_tiny(),
+                         steps=3)
+
+
+def _velocity_gap(model, folder) -> float:
+    """Mean squared difference between the LoRA's and the base's velocity on a set, fixed noise and t."""
+    from PIL import Image
+
+    from flowopd.adapters import use_adapter
+
+    files = sorted(folder.glob("*.png"))
+    x = model.encode_images(from_pil([Image.open(f) for f in files]))
+    cond = model.encode_prompts([f.with_suffix(".txt").read_text().strip() for f in files])
+    gen = torch.Generator().manual_seed(0)
+    t = torch.rand(len(x), generator=gen)
+    x_t = (1 - t[:, None, None, None]) * x + t[:, None, None, None] * torch.randn(x.shape, generator=gen)
+    with torch.no_grad():
+        with use_adapter(model, None):
+            base = model.velocity(x_t, t, cond)
+        with use_adapter(model, "teacher"):
+            lora = model.velocity(x_t, t, cond)
+    return float((lora - base).pow(2).mean())
+
+
+def test_prior_preservation_keeps_the_base_on_the_regularization_prompts(tiny, text_set, reg_set, tmp_path):
+    from flowopd.trainers.sft import train_sft
+
+    gaps, data_losses = {}, {}
+    for name, extra in (("plain", {}), ("prior", {"reg_data": str(reg_set), "prior_weight": 10.0})):
+        model, metrics = tiny(), []
+        train_sft(model, SFTConfig(data=str(text_set), **{**SMALL_RUN, "steps": 20}, **extra), tmp_path / name,
+                  callback=metrics.append)
+        gaps[name], data_losses[name] = _velocity_gap(model, reg_set), _set_loss(model, text_set, "teacher")
+        if extra:
+            assert {"sft/data_loss", "sft/prior_loss"} <= set(metrics[-1])
+            last = metrics[-1]
+            assert last["loss"] == pytest.approx(last["sft/data_loss"] + 10 * last["sft/prior_loss"], rel=1e-5)
+    assert gaps["prior"] < 0.7 * gaps["plain"], gaps  # the LoRA moved the base less where the set asks nothing
+    assert data_losses["prior"] < _set_loss(tiny(), text_set, None)  # and still learned its own set
+
+
+def test_resume_with_a_regularization_set_equals_an_uninterrupted_run(tiny, text_set, reg_set, tmp_path):
+    from flowopd.trainers.sft import train_sft
+
+    cfg = SFTConfig(data=str(text_set), reg_data=str(reg_set), prior_weight=0.5, **SMALL_RUN)
+    straight = tiny()
+    train_sft(straight, cfg, tmp_path / "straight")
+    steps: list[int] = []
+    train_sft(tiny(), cfg, tmp_path / "resumed", callback=lambda d: steps.append(d["step"]),
+              should_stop=lambda: len(steps) == 3)
+    resumed = tiny()
+    train_sft(resumed, cfg, tmp_path / "resumed")
+    a, b = adapter_parameters(straight, "teacher"), adapter_parameters(resumed, "teacher")
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=0)
+
+
+def test_a_missing_or_bad_regularization_set_names_reg_data(tiny, text_set, tmp_path):
+    from flowopd.datasets import DatasetError
+    from flowopd.trainers.sft import train_sft
+
+    with pytest.raises(ValueError, match=r"^reg_data='/nope' is invalid: this folder does not exist"):
+        train_sft(tiny(), SFTConfig(data=str(text_set), reg_data="/nope"), tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        train_sft(tiny(), SFTConfig(data=str(text_set), reg_data=str(tmp_path / "empty")), tmp_path / "out")
+    with pytest.raises(ValueError, match=r"prior_weight=-1 is invalid"):
+        SFTConfig(prior_weight=-1)

@@ -24,7 +24,7 @@ def test_dataset_help_says_which_captions_win(cli):
 def test_world_dataset_then_train_sft(cli, small_model_dir, tmp_path):
     code, out, err = cli("world", "dataset", "--task", "prefer", "--n", "6", "--out", tmp_path / "set")
     assert code == 0, err
-    assert "6 prefer images with captions written to" in out
+    assert "6 prefer renders with captions written to" in out
     assert len(list((tmp_path / "set").glob("*.png"))) == 6
     config = tmp_path / "sft.json"
     config.write_text(json.dumps({"lora_rank": 4, "lora_alpha": 8.0, "sample_every": 0, "batch_size": 4}))
@@ -34,7 +34,16 @@ def test_world_dataset_then_train_sft(cli, small_model_dir, tmp_path):
     assert f"sft: step 3, 2 passes over the set; adapter written to {tmp_path / 'run' / 'adapter'}" in out
     stored = json.loads((tmp_path / "run" / "sft.json").read_text())
     assert (stored["steps"], stored["lr"], stored["lora_rank"]) == (3, 1e-3, 4)
-    assert stored["data"] == str((tmp_path / "set").resolve())
+    assert stored["data"] == str((tmp_path / "set").resolve()) and stored["reg_data"] == ""
+    code, _, err = cli("world", "dataset", "--task", "quality", "--n", "4", "--source", "model", "--model",
+                       small_model_dir, "--steps", "2", "--out", tmp_path / "reg")
+    assert code == 0, err
+    code, out, err = cli("train", "sft", "--data", tmp_path / "set", "--reg-data", tmp_path / "reg", "--prior-weight",
+                         "3", "--config", config, "--out", tmp_path / "prior", "--model", small_model_dir, "--steps",
+                         "2")
+    assert code == 0 and "sft: step 2" in out, err
+    stored = json.loads((tmp_path / "prior" / "sft.json").read_text())
+    assert (stored["reg_data"], stored["prior_weight"]) == (str((tmp_path / "reg").resolve()), 3.0)
 
 
 def test_bad_image_sets_and_configs_exit_2_with_the_fix(cli, small_model_dir, tmp_path):

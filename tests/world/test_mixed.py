@@ -89,7 +89,7 @@ def test_the_world_writes_a_mixed_image_set_both_rewards_read(cli, tmp_path) -> 
     from flowopd.datasets import load_image_set
 
     code, out, err = cli("world", "dataset", "--task", "mixed", "--n", "6", "--out", tmp_path / "mixed")
-    assert code == 0 and "6 mixed images" in out, err
+    assert code == 0 and "6 mixed renders" in out, err
     data = load_image_set(tmp_path / "mixed", 32)
     by_prompt = {r["prompt"]: r for r in load_prompts(MIXED, "train")}
     records = [by_prompt[c] for c in data.captions]  # captions are mixed train prompts
