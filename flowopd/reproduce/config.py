@@ -32,12 +32,12 @@ JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # config.json without the field is compared with this value (so an old folder continues as it ran).
 LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce", "ema_warmup": "legacy", "teachers": {},
                                  "joint": "auto", "sft_images": 512, "nft": {}, "awm": {}, "sft": {},
-                                 "seesaw": True, "grpo_mix_long": True}
+                                 "seesaw": True, "grpo_mix_long": True, "sft_prior": 0}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
             "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every",
             "data", "sft_data")
-SFT_RESERVED = ("seed", "model", "data", "sample_every")  # an sft teacher's run length is its own (steps)
+SFT_RESERVED = ("seed", "model", "data", "sample_every", "reg_data")  # an sft teacher's run length is its own (steps)
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,10 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                           group="budgets")
     grpo_mix_long: bool = option(True, "run grpo-mix-long (GRPO-Mix at the whole pipeline's compute); the strong "
                                  "preset leaves it out and keeps the joint <source>-mix-long", group="budgets")
+    sft_prior: int = option(0, "prior preservation of sft teachers: this many of the base's own samples of the "
+                            "other tasks' train prompts (written once to OUT/data/reg-<task>) as each one's "
+                            "regularization set (SFTConfig.reg_data; its prior_weight through `sft`); 0 = none",
+                            min=0, group="teachers")
     rl: dict = option({}, "extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)",
                       group="overrides")
     nft: dict = option({}, "extra NFTConfig fields of nft teachers and the nft-mix rows", group="overrides")

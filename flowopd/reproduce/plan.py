@@ -100,15 +100,16 @@ def _forward_rl(cfg: ReproduceConfig, source: str, budget: StageBudget, seed: in
         "prompt_tasks": weights, "sft_data": sets})
 
 
-def _sft(cfg: ReproduceConfig, seed: int, data: str) -> Any:
+def _sft(cfg: ReproduceConfig, seed: int, data: str, reg: str) -> Any:
     from ..configs import SFTConfig
 
     return SFTConfig.from_dict({"checkpoint_every": 100, **cfg.sft, "seed": seed, "model": cfg.model, "data": data,
-                                "eval_steps": cfg.eval_steps, "sample_every": 0})
+                                "reg_data": reg, "eval_steps": cfg.eval_steps, "sample_every": 0})
 
 
 def data_dir(seed_dir: Path, task: str) -> Path:
-    """The image set of an sft teacher of ``task``: ``OUT/data/<task>`` (the same for every seed)."""
+    """The image set of an sft teacher of ``task``: ``OUT/data/<task>`` (the same for every seed); its
+    regularization set (``sft_prior``) is ``OUT/data/reg-<task>``."""
     return seed_dir.parent / "data" / task
 
 
@@ -117,7 +118,8 @@ def _teacher(cfg: ReproduceConfig, seed: int, seed_dir: Path, task: str) -> Stag
     if source == "grpo":
         config = _grpo(cfg, cfg.teacher, seed, (task,))
     elif source == "sft":
-        config = _sft(cfg, seed, str(data_dir(seed_dir, task)))
+        reg = str(data_dir(seed_dir, f"reg-{task}")) if cfg.sft_prior else ""
+        config = _sft(cfg, seed, str(data_dir(seed_dir, task)), reg)
     else:
         config = _forward_rl(cfg, source, cfg.teacher, seed, (task,), {})
     return StageSpec(f"teacher-{task}", source, config)

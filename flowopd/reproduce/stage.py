@@ -29,6 +29,7 @@ from ..evaluate import EvalConfig
 from ..events import CallbackList, FunctionCallback, Progress, StopRequested, TrainingCallback
 from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from ..models import load_model
+from ..world.prompts import TASKS
 from .config import ReproduceConfig
 from .evaluation import row_metrics
 from .plan import StageSpec
@@ -122,9 +123,10 @@ def stage_seed(seed: int, name: str) -> int:
 
 
 def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: TrainingCallback | None,
-              seed: int, set_size: int) -> dict:
+              seed: int, set_size: int, prior_size: int) -> dict:
     """Train a GRPO, OPD, NFT, AWM or SFT stage (resuming its checkpoint); image sets of ``set_size`` renders
-    are written first where the stage needs them."""
+    (and an sft teacher's regularization set of ``prior_size`` base samples) are written first where the stage
+    needs them."""
     from ..trainers.checkpoint import checkpoint_step
 
     cfg = spec.config
@@ -134,7 +136,11 @@ def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: Train
     before = sum(r.get("epoch_time_s", 0.0) for r in curve.rows)
     start = time.perf_counter()
     if sft:
-        ensure_image_set(Path(cfg.data), spec.name.removeprefix("teacher-"), set_size, accelerator)
+        task = spec.name.removeprefix("teacher-")
+        ensure_image_set(Path(cfg.data), task, set_size, accelerator)
+        if cfg.reg_data:  # the base's own samples of the other tasks' prompts
+            others = ",".join(t for t in TASKS if t != task)
+            ensure_image_set(Path(cfg.reg_data), others, prior_size, accelerator, model=model)
         result = TRAINERS["sft"]()(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True)
     else:
         for task in cfg.sft_data if spec.kind in ("nft", "awm") else ():
@@ -159,16 +165,22 @@ def _trainer(module: str, name: str):
 TRAINERS = {kind: _trainer(kind, f"train_{kind}") for kind in ("grpo", "opd", "nft", "awm", "sft")}
 
 
-def ensure_image_set(folder: Path, task: str, images: int, accelerator=None) -> None:
+def ensure_image_set(folder: Path, task: str, images: int, accelerator=None, model=None) -> None:
     """Write the world's renders of ``task`` to ``folder`` (an sft teacher's or a joint row's image set) unless
     it is there; the same files for every seed, written by the main process (all of them wait) through a
-    temporary folder, so a killed write never leaves half a set."""
+    temporary folder, so a killed write never leaves half a set. With ``model``: the base's own samples
+    (no adapter), a regularization set."""
+    from ..adapters import use_adapter
     from ..world.dataset import METADATA_FILE, write_dataset
 
     main = accelerator is None or accelerator.is_main_process
     if not (folder / METADATA_FILE).is_file() and main:
         tmp = folder.with_name(f".{folder.name}-{os.getpid()}")
-        write_dataset(task, images, tmp)
+        if model is None:
+            write_dataset(task, images, tmp)
+        else:
+            with use_adapter(model, None):
+                write_dataset(task, images, tmp, model=model)
         folder.parent.mkdir(parents=True, exist_ok=True)
         if not folder.exists():
             os.replace(tmp, folder)
@@ -206,7 +218,7 @@ def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator
         if spec.kind == "coldstart":
             record = _train_coldstart(spec, folder, model, callback)
         else:
-            record = _train_rl(spec, folder, model, accelerator, callback, seed, cfg.sft_images)
+            record = _train_rl(spec, folder, model, accelerator, callback, seed, cfg.sft_images, cfg.sft_prior)
     record = {"stage": spec.name, "kind": spec.kind, "seed": seed, "config": config_of(spec), "machine": machine(),
               **record}
     write_json(path, record)

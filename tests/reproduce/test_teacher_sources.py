@@ -10,6 +10,7 @@ import pytest
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import build_plan, long_mix_budget, rows
 from flowopd.reproduce.runner import reproduce
+from flowopd.world.splits import load_prompts
 
 SOURCES = {"text": "sft", "prefer": "awm", "quality": "awm"}
 
@@ -52,13 +53,18 @@ def test_bad_teacher_sources_are_refused_naming_the_field(teachers, message) -> 
 @pytest.mark.slow
 def test_a_smoke_benchmark_with_sft_and_awm_teachers_reports_the_joint_rows(tmp_path, small_model_dir: Path) -> None:
     cfg = ReproduceConfig.preset("smoke", model=str(small_model_dir), teachers=SOURCES, seesaw=False,
-                                 grpo_mix_long=False)  # as the strong preset
+                                 grpo_mix_long=False, sft_prior=3)  # as the strong preset, with prior preservation
     summary = reproduce(cfg, tmp_path)
     assert {"awm-mix", "awm-mix-long", "teacher-text"} <= set(summary["rows"])
     assert "grpo-mix-long" not in summary["rows"] and not (tmp_path / "seed0" / "seesaw-text").exists()
     train = json.loads((tmp_path / "seed0" / "teacher-text" / "train.json").read_text())
     assert train["kind"] == "sft" and train["optimizer_steps"] == 2
     assert (tmp_path / "data" / "text" / "metadata.jsonl").is_file()
+    reg = (tmp_path / "data" / "reg-text" / "metadata.jsonl").read_text().splitlines()
+    assert train["config"]["reg_data"] == str(tmp_path / "data" / "reg-text") and len(reg) == 3
+    others = [{r["prompt"] for r in load_prompts(t, "train")} for t in ("compose", "prefer", "quality")]
+    assert [json.loads(line)["text"] in others[i] for i, line in enumerate(reg)] == [True] * 3  # base samples of
+    # the other tasks' prompts, in turn
     report = (tmp_path / "report.md").read_text()
     assert "SFT teacher: text" in report and "AWM-Mix joint (distillation compute)" in report
     assert "vs the same-compute mix baseline `awm-mix`" in report
