@@ -364,10 +364,11 @@ class OPDConfig(_RLConfig, kind="opd"):
 # --- presets: quick | default | paper, for any registered config kind (the app's forms, scripts) -------------
 PRESET_NAMES = ("quick", "default", "paper")
 # ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. 8 epochs of 64 images (the
-# reproduction's teacher budget, docs/results-tiny.md). Measured on the built-in tiny model on the 2-core test
-# machine, the whole pipeline as the app's Distill tab queues it (real workers, default torch threads, nothing
-# else training): teachers 99-123 s each, the merge 5 s, the distillation 168 s; 10.1 min from submit to the
-# student. Under load (1 thread, another process training) speeds halve: GRPO 2.4 and OPD 2.0 images/s.
+# reproduction's teacher budget, docs/results-tiny-grpo-teachers.md). Measured on the built-in tiny model on
+# the 2-core test machine, the whole pipeline as the app's Distill tab queues it (real workers, default torch
+# threads, nothing else training): teachers 99-123 s each, the merge 5 s, the distillation 168 s; 10.1 min
+# from submit to the student. Under load (1 thread, another process training) speeds halve: GRPO 2.4 and OPD
+# 2.0 images/s.
 QUICK_FIELDS: dict[str, dict[str, Any]] = {
     "grpo": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                  checkpoint_every=2, sample_every=2),

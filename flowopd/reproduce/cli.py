@@ -25,7 +25,7 @@ EXAMPLE = ("flowopd reproduce --out runs/reproduce --seeds 3\n"
 DESCRIPTION = ("Run the tiny reproduction benchmark: base evaluation, a teacher per task (GRPO, or the source "
                "--teachers names), GRPO-Mix and the joint <source>-mix of other sources, cold start, Flow-OPD with "
                "and without MAR (and from SFT init), the mixes with the whole pipeline's compute, and the seesaw "
-               "runs; writes OUT/results.json, OUT/report.md and OUT/plots/*.png.")
+               "runs (unless the budget leaves them out); writes OUT/results.json, OUT/report.md and OUT/plots/*.png.")
 
 
 def parse_teachers(text: str) -> dict[str, str]:
@@ -92,7 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="smoke: seconds, for tests; default: the tiny reproduction with GRPO teachers, about 85 min "
                         "of a 2-core CPU per seed (three seeds as three --only-seed processes: about 4.3 h; more "
                         "than one session, see benchmarks/carry_run.py); strong: the strongest teacher per task "
-                        "of docs/teachers-tiny.md (nft, sft, awm, awm) with the joint awm-mix rows")
+                        "of docs/teachers-tiny.md (nft, sft, awm, awm) with the joint awm-mix rows, without the "
+                        "seesaw rows and grpo-mix-long: three seeds as three --only-seed processes took 108 min of "
+                        "a 2-core CPU (docs/results-tiny.md)")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
     p.add_argument("--teachers", metavar="TASK=SOURCE,...",
                    help="teacher source per task: grpo (default), nft, awm or sft (a LoRA on the world's renders "

@@ -9,7 +9,7 @@ Two presets (``ReproduceConfig.preset(name)``):
   distillation and GRPO-Mix; the full evaluation protocol). The shape was picked by the measurements in
   ``docs/grpo-tuning.md``: more prompts per step beat more steps, lr 3e-3 and 1e-2 make the text teacher
   worse. Distillation gets twice a teacher's steps because it serves four tasks at once: from one teacher
-  16 steps recover 85-92 % of its gain, from four they recovered 29-68 % (``docs/results-tiny.md``);
+  16 steps recover 85-92 % of its gain, from four they recovered 29-68 % (``docs/results-tiny-grpo-teachers.md``);
 * ``smoke``: seconds on a small random model, for tests (1 epoch of 4 images, 2 SDE steps, 2 test prompts
   per task).
 
