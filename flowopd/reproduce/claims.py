@@ -86,9 +86,10 @@ def claims(per_seed: PerSeed) -> list[str]:
     lines.append(f"MAR: `opd` vs `opd-no-mar`, Average: {d}; {_spread_note(d)}.")
     d = diff(per_seed, "opd", "opd-sft", "average")
     lines.append(f"Cold start: merge init (`opd`) vs SFT init (`opd-sft`), Average: {d}; {_spread_note(d)}.")
-    for task, solo in (("compose", "seesaw-compose"), ("text", "seesaw-text")) if "seesaw-quality" in per_seed else ():
-        d = diff(per_seed, "seesaw-quality", solo, task)
-        seesaw = "falls" if d.mean < 0 else "does not fall"
-        lines.append(f"Seesaw: `{task}` after stacking all four rewards vs right after adding `{task}`: {d}; it "
-                     f"{seesaw} ({_spread_note(d)}).")
+    if "seesaw-quality" in per_seed:  # the plan ran the seesaw rows
+        for task, solo in (("compose", "seesaw-compose"), ("text", "seesaw-text")):
+            d = diff(per_seed, "seesaw-quality", solo, task)
+            seesaw = "falls" if d.mean < 0 else "does not fall"
+            lines.append(f"Seesaw: `{task}` after stacking all four rewards vs right after adding `{task}`: {d}; "
+                         f"it {seesaw} ({_spread_note(d)}).")
     return [f"- {line}" for line in lines]

@@ -41,7 +41,7 @@ from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, tr
 from ..configs import SFTConfig
 from ..datasets import load_image_set
 from ..events import Sample, TrainingCallback, as_callback, begin
-from ..flow_matching import clipped_step, flow_matching_loss
+from ..flow_matching import FlowMatchingLoss, clipped_step, flow_matching_loss
 from ..layout import ADAPTER_DIR, SFT_FILE
 from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..sampling import generate
@@ -132,21 +132,27 @@ class SFTTrainer:
     def loss(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The flow-matching loss of step ``step``'s batch (captions dropped by ``caption_dropout``), plus
         ``prior_weight`` x the prior loss of a batch of the regularization set as large; and the parts as
-        metrics."""
+        metrics.
+
+        The prior loss is the squared distance of the LoRA's velocity to the base's at the same noised points:
+        prior preservation in its distillation form (the base's own velocity as target, not ``eps - x``: no
+        variance from the noise draw, and no pull where the base's samples and its velocity field disagree).
+        """
         cfg = self.cfg
-        data = self.set_loss(self.x, self.cond, step, "")
+        data = self.noised_batch(self.x, self.cond, step, "")[0].loss
         if self.reg is None:
             return data, {}
-        prior = self.set_loss(self.reg_x, self.reg_cond, step, "reg-")
+        fm, cond = self.noised_batch(self.reg_x, self.reg_cond, step, "reg-")
+        with torch.no_grad(), use_adapter(self.model, None):
+            base = self.model.raw_velocity(fm.x_t, fm.t, cond)
+        prior = torch.mean((fm.velocity - base) ** 2)
         return data + cfg.prior_weight * prior, {names.SFT_DATA_LOSS: float(data.detach()),
                                                  names.SFT_PRIOR_LOSS: float(prior.detach())}
 
-    def set_loss(self, x: torch.Tensor, embeds: PromptEmbeds, step: int, tag: str) -> torch.Tensor:
-        """The loss of step ``step``'s batch of one set (its order and noise seeded by ``tag``): the flow-matching
-        loss for the image set; for the regularization set (``tag`` "reg-") the squared distance of the LoRA's
-        velocity to the base's at the same noised points, the prior preservation in its distillation form (the
-        base's own velocity as target, not ``eps - x``: no variance from the noise draw, and no pull from
-        where the base's samples and its velocity field disagree)."""
+    def noised_batch(self, x: torch.Tensor, embeds: PromptEmbeds, step: int,
+                     tag: str) -> tuple[FlowMatchingLoss, PromptEmbeds]:
+        """The LoRA's flow-matching pass on step ``step``'s batch of one set (order and noise seeded by ``tag``,
+        captions dropped by ``caption_dropout``), and the prompt embeddings it used."""
         cfg = self.cfg
         idx = batch_indices(step, self.batch, len(x), cfg.seed, f"{tag}sft-order")
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, step, 0, f"{tag}sft-noise"))
@@ -157,12 +163,7 @@ class SFTTrainer:
             cond = PromptEmbeds(torch.where(drop[:, None, None], u.seq, cond.seq),
                                 torch.where(drop[:, None], u.pooled, cond.pooled))
         with use_adapter(self.model, cfg.adapter_name):
-            fm = flow_matching_loss(self.model, x[idx], cond, gen)
-        if not tag:
-            return fm.loss
-        with torch.no_grad(), use_adapter(self.model, None):
-            base = self.model.raw_velocity(fm.x_t, fm.t, cond)
-        return torch.mean((fm.velocity - base) ** 2)
+            return flow_matching_loss(self.model, x[idx], cond, gen), cond
 
     def samples(self) -> list[Sample]:
         return set_samples(self.model, self.cfg, self.data.captions, self.data.files)

@@ -33,14 +33,27 @@ def _records(tasks: list[str], n: int, rng: random.Random) -> list[dict]:
     return [drawn[i % len(tasks)][i // len(tasks)] for i in range(n)]
 
 
+def _samples(model, prompts: list[str], seed: int, steps: int, guidance: float, chunk: int = 64):
+    """The model's ODE samples of ``prompts`` (image i from seed ``seed + i``) as PIL images, a chunk at a time,
+    so a large set of large images is never held at once."""
+    from ..models.base import to_pil
+    from ..sampling import generate
+
+    for start in range(0, len(prompts), chunk):
+        part = prompts[start:start + chunk]
+        seeds = [seed + start + i for i in range(len(part))]
+        yield from to_pil(generate(model, part, seeds=seeds, num_steps=steps, guidance=guidance))
+
+
 def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int = IMAGE_SIZE, *, model=None,
                   steps: int = 20, guidance: float = 3.0) -> Path:
     """Write ``n`` images of ``task``'s train prompts with their captions to ``out``; returns the folder.
 
     ``task`` is a task, the ``mixed`` prompt set (a word and shapes in one scene, scored by both rewards), or
     several joined by commas (their prompts in turn). With ``model`` None the images are clean renders of
-    scenes that satisfy the prompts (each layout from ``seed``); with a model, its own ODE samples (image i
-    from seed ``seed + i``, ``steps`` steps at CFG ``guidance``): the regularization set of an SFT run's prior
+    scenes that satisfy the prompts (each layout from ``seed``, ``size`` pixels a side); with a model, its own
+    ODE samples at its own size (image i from seed ``seed + i``, ``steps`` steps at CFG ``guidance``): the
+    regularization set of an SFT run's prior
     preservation (``SFTConfig.reg_data``). The same arguments write the same files.
 
     Raises:
@@ -66,14 +79,9 @@ def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int =
     rng = random.Random(seed)
     records = _records(tasks, n, rng)
     if model is None:
-        images = [render(scene_for(record, rng), size) for record in records]
+        images = (render(scene_for(record, rng), size) for record in records)
     else:
-        from ..models.base import to_pil
-        from ..sampling import generate
-
-        prompts = [r["prompt"] for r in records]
-        images = to_pil(generate(model, prompts, seeds=[seed + i for i in range(n)], num_steps=steps,
-                                 guidance=guidance))
+        images = _samples(model, [r["prompt"] for r in records], seed, steps, guidance)
     lines = []
     for i, (record, image) in enumerate(zip(records, images)):
         name = f"{i:05d}"
