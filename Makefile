@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make app` and `make test`. Both create the virtual
-# environment when it is missing and install what is missing, offline-safe.
+# environment when it is missing and install what is missing, offline-safe; `make test` also installs chromium
+# for the browser tests (.ci/install-system: apt-get as root or with sudo, else it prints the command).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 7860
@@ -13,6 +14,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 .PHONY: app test lint docs
 
 $(VENV)/.installed: requirements.txt pyproject.toml
+	.ci/install-system python3-venv
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
@@ -23,6 +25,7 @@ app: $(VENV)/.installed
 	$(PY) app.py --port $(PORT)
 
 test: $(VENV)/.installed
+	.ci/install-system chromium
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

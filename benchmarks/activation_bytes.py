@@ -36,7 +36,7 @@ def saved_bytes(layers: int, dual: int, resolution: int, dtype: torch.dtype) -> 
     model = BenchFlowModel(SD3Transformer2DModel(**cfg).eval(), resolution, SHAPES["sd35-medium"].text_tokens)
     add_lora(model, "student", 32, 64.0)
     trainable_parameters(model, "student")
-    for name, p in model.transformer.named_parameters():  # as flowopd.trainers.dist.prepare_model casts
+    for name, p in model.transformer.named_parameters():  # as flowopd.training.dist.prepare_model casts
         p.data = p.data.float() if "lora_" in name else p.data.to(dtype)
     storages: dict[int, int] = {}
 

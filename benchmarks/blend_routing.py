@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from flowopd.configs import OPDConfig
 from flowopd.evaluate import EvalConfig, evaluate_adapter
 from flowopd.evaluate_mixed import evaluate_mixed
+from flowopd.methods.opd.config import OPDConfig
+from flowopd.methods.opd.trainer import train_opd
 from flowopd.models import load_model
-from flowopd.trainers.opd import train_opd
 from flowopd.world.prompts import MIXED, TASKS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,12 +33,13 @@ from pathlib import Path
 import torch
 
 from flowopd.adapters import replace_adapter, trainable_parameters
-from flowopd.configs import GRPOConfig, OPDConfig
 from flowopd.gradient_noise import noise_scale
+from flowopd.methods.grpo.config import GRPOConfig
+from flowopd.methods.grpo.trainer import GRPOTrainer, gather_advantages
+from flowopd.methods.opd.config import OPDConfig
+from flowopd.methods.opd.loss import route_teachers
+from flowopd.methods.opd.trainer import OPDTrainer
 from flowopd.models import load_model
-from flowopd.opd import route_teachers
-from flowopd.trainers.grpo import GRPOTrainer, gather_advantages
-from flowopd.trainers.opd import OPDTrainer
 from flowopd.world.prompts import TASKS
 
 

@@ -54,7 +54,7 @@ ENDLESS = 100_000  # epochs (steps for SFT): the budget stops the run
 
 def config_for(algorithm: str, task: str, seed: int, data_dir: Path | None) -> Any:
     """The stage config of one teacher (its run length is the budget's business)."""
-    from flowopd.config_base import config_class, config_kinds
+    from flowopd.config.base import config_class, config_kinds
 
     config_kinds()  # imports every config module, so that each kind is registered
     cls = config_class(algorithm)
@@ -117,13 +117,13 @@ def run_job(algorithm: str, task: str, seed: int, args: argparse.Namespace, work
 
 def train(algorithm: str, model, cfg, out: Path, callback) -> None:
     if algorithm == "grpo":
-        from flowopd.trainers.grpo import train_grpo as fn
+        from flowopd.methods.grpo.trainer import train_grpo as fn
     elif algorithm == "nft":
-        from flowopd.trainers.nft import train_nft as fn
+        from flowopd.methods.nft.trainer import train_nft as fn
     elif algorithm == "awm":
-        from flowopd.trainers.awm import train_awm as fn
+        from flowopd.methods.awm.trainer import train_awm as fn
     else:
-        from flowopd.trainers.sft import train_sft as fn
+        from flowopd.methods.sft.trainer import train_sft as fn
     fn(model, cfg, out, callback=callback, resume=False)
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from flowopd.configs import GRPOConfig
 from flowopd.evaluate import EvalConfig, evaluate_adapter
 from flowopd.layout import ADAPTER_DIR
+from flowopd.methods.grpo.config import GRPOConfig
+from flowopd.methods.grpo.trainer import train_grpo
 from flowopd.models import load_model
-from flowopd.trainers.grpo import train_grpo
 
 
 def own_metric(adapter: Path, task: str) -> float:

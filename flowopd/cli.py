@@ -14,10 +14,10 @@ import json
 import logging
 from pathlib import Path
 
-from .config_base import FieldInfo, config_class, config_kinds, read_config
-from .eval_config import EvalConfig
+from .config.base import FieldInfo, config_class, config_kinds, read_config
+from .config.eval import EvalConfig
+from .config.pretrain import PretrainConfig
 from .events import Progress
-from .pretrain_config import PretrainConfig
 from .world.prompts import PROMPT_SETS
 
 log = logging.getLogger("flowopd")
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=config_kinds(), metavar="KIND", help=f"one of {', '.join(config_kinds())}")
     p.add_argument("--json", action="store_true", help="print the descriptions as JSON (for scripts and forms)")
 
-    from .trainers.cli import register as register_trainers  # cheap: torch and the trainers load in the handlers
+    from .methods.cli import register as register_trainers  # cheap: torch and the trainers load in the handlers
 
     register_trainers(sub)
     from .reproduce.cli import register as register_reproduce  # cheap: the benchmark loads in its handler

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import metric_names as names
-from .eval_config import EvalConfig  # re-exported; the config lives in a torch-free module
+from .config.eval import EvalConfig  # re-exported; the config lives in a torch-free module
 from .events import Sample, StopRequested, TrainingCallback, begin
 from .models.base import FlowModel, to_pil
 from .rewards import compose_correct, get_reward

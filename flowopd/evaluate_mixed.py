@@ -2,7 +2,7 @@
 circles``), each image scored by the reward of every task its prompt is labelled with.
 
 The protocol is :mod:`flowopd.evaluate`'s (test prompts, seeds ``cfg.seed + i``, deterministic ODE, steps and
-CFG from :class:`flowopd.eval_config.EvalConfig`), and each task's metric is the one its own test split gets
+CFG from :class:`flowopd.config.eval.EvalConfig`), and each task's metric is the one its own test split gets
 (:func:`flowopd.evaluate.task_metric`): ``compose`` strict GenEval accuracy (mean over the mixed split's two
 categories, ``object`` and ``counting``), ``text`` the mean OCR reward. ``mean`` is the unweighted mean of the
 tasks' metrics (every mixed prompt weighs its two tasks equally). :func:`mixed_rewards` gives the tasks' training
@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from .eval_config import EvalConfig
+from .config.eval import EvalConfig
 from .evaluate import round_robin, task_metric
 from .models.base import FlowModel
 from .rewards import get_reward

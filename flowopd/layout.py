@@ -2,7 +2,7 @@
 
 A trainer's ``out_dir`` (a studio run folder, or ``OUT/seed<k>/<stage>/`` of ``flowopd reproduce``)::
 
-    checkpoint/       resumable state (flowopd.trainers.checkpoint); pretrain: the EMA model + train_state.pt
+    checkpoint/       resumable state (flowopd.training.checkpoint); pretrain: the EMA model + train_state.pt
       adapter/        the student's live LoRA
       ema/            the EMA of the student's LoRA, when EMA is on
       old/            NFT: the frozen old adapter (its soft-updated copy)
@@ -15,6 +15,10 @@ A trainer's ``out_dir`` (a studio run folder, or ``OUT/seed<k>/<stage>/`` of ``f
     samples/          images sampled during training (the studio's reporter)
     exports/          files exported from the run
     train.json, curve.jsonl, result.json   a reproduce stage's compute, training curve and evaluation
+
+``flowopd reproduce``'s own folder: ``results.json``, ``details.json``, ``report.md``, ``plots/`` and its
+``config.json``. A pretraining run: ``train_state.pt`` and ``pretrain_config.json`` beside the model's files.
+An export: ``export.json`` and ``comparison.png`` beside the format folders.
 
 Importing this module costs nothing (no torch).
 """
@@ -39,11 +43,28 @@ SFT_FILE = "sft.json"
 TRAIN_FILE = "train.json"
 CURVE_FILE = "curve.jsonl"
 RESULT_FILE = "result.json"
+# flowopd reproduce's folder
+RESULTS_FILE = "results.json"
+DETAILS_FILE = "details.json"
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+# pretraining
+PRETRAIN_STATE_FILE = "train_state.pt"
+PRETRAIN_CONFIG_FILE = "pretrain_config.json"
+# an export
+EXPORT_FILE = "export.json"
+COMPARISON_FILE = "comparison.png"
 
-__all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "CONFIG_FILE", "CURVE_FILE", "EMA_DIR",
-           "EXPORTS_DIR", "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR", "REPORTS_DIR", "PREVIOUS_CHECKPOINT_DIR",
-           "RESULT_FILE", "SAMPLES_DIR", "SFT_FILE", "STATE_FILE", "TRAIN_FILE", "adapter_dir", "checkpoint_dir",
-           "exports_dir", "samples_dir"]
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, torn or does not belong to this run (one class: the library's and the store's)."""
+
+
+__all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "COMPARISON_FILE", "CONFIG_FILE", "CURVE_FILE",
+           "DETAILS_FILE", "EMA_DIR", "EXPORTS_DIR", "EXPORT_FILE", "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR",
+           "PLOTS_DIR", "PRETRAIN_CONFIG_FILE", "PRETRAIN_STATE_FILE", "PREVIOUS_CHECKPOINT_DIR", "REPORTS_DIR",
+           "REPORT_FILE", "RESULTS_FILE", "RESULT_FILE", "SAMPLES_DIR", "SFT_FILE", "STATE_FILE", "TRAIN_FILE",
+           "CheckpointError", "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
 
 
 def checkpoint_dir(run_folder: str | Path) -> Path:

@@ -22,17 +22,19 @@ from pathlib import Path
 import torch
 
 from . import metric_names as names
+from .config.pretrain import PretrainConfig
 from .events import TrainingCallback, as_callback, begin
 from .flow_matching import clipped_step, flow_matching_loss
+from .layout import PRETRAIN_CONFIG_FILE, PRETRAIN_STATE_FILE
 from .models.tiny import TinyFlowModel
-from .pretrain_config import PretrainConfig, TinyConfig  # noqa: F401 (re-exported; torch-free module)
+from .models.tiny_config import TinyConfig  # noqa: F401 (re-exported; torch-free module)
 from .tokenizer import PromptTokenizer
 from .world.prompts import TASKS, sample_record, scene_for
 from .world.scene import render_array
 from .world.splits import is_held_out, load_prompts
 
 log = logging.getLogger(__name__)
-STATE_FILE = "train_state.pt"
+STATE_FILE = PRETRAIN_STATE_FILE  # the name the store's pretrain stage reads
 
 
 def build_tokenizer(max_length: int) -> PromptTokenizer:
@@ -137,7 +139,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *,
         torch.save({"params": live, "ema": ema, "optimizer": opt.state_dict(), "rng": rng.getstate(),
                     "generator": gen.get_state(), "step": step, "config": asdict(cfg)}, partial)
         os.replace(partial, state_path)
-        (out / "pretrain_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        (out / PRETRAIN_CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=1))
 
     cb = as_callback(callback, should_stop)
     clock = begin(cb, "pretrain", cfg.steps, step)

@@ -1,6 +1,6 @@
 """The real-image rewards a config may name, checked without importing torch (configs load before torch).
 
-A reward name in a config is a registered reward (:data:`flowopd.configs.REWARD_NAMES`, the tiny world's) or
+A reward name in a config is a registered reward (:data:`REWARD_NAMES`, the tiny world's) or
 a real-image reward, written ``NAME`` or ``NAME:ARGUMENT``:
 
 ==================  ===========  ========  =======================================================================
@@ -32,6 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# The registered rewards' names (flowopd.rewards.REWARDS; a test checks it), so a config is checked without
+# importing torch; flowopd.rewards.register_reward adds a new name here too.
+REWARD_NAMES: list[str] = ["compose", "text", "prefer", "quality"]
 
 
 @dataclass(frozen=True)

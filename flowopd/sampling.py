@@ -57,7 +57,7 @@ def _per_sample(value, like: torch.Tensor) -> torch.Tensor:
 def sde_step(v: torch.Tensor, x: torch.Tensor, sigma, sigma_next, noise_level: float, *,
              sigma_max: float | None = None, prev_sample: torch.Tensor | None = None,
              generator: torch.Generator | None = None, antithetic: bool = False) -> SDEStep:
-    """One Euler-Maruyama step of Flow-GRPO's SDE (algorithm.md B 1.3), in fp32.
+    """One Euler-Maruyama step of Flow-GRPO's SDE (docs/method.md, "SDE step"), in fp32.
 
     ``std_dev_t = noise_level * sqrt(sigma / (1 - s))`` with ``s = sigma`` below 1 and ``s = sigma_max``
     (the largest schedule sigma below 1) at sigma == 1, where the formula would divide by zero.

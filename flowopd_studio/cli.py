@@ -19,9 +19,9 @@ from flowopd.cli import build_parser as build_library_parser
 from flowopd.events import StopRequested
 
 RUNS_HELP = "Queue, watch, stop, resume and delete runs executed by background workers."
-# Commands that can record themselves in the run store while they run in the foreground.
-RECORDABLE = (("train", "grpo"), ("train", "opd"), ("train", "nft"), ("train", "awm"), ("train", "sft"),
-              ("coldstart",), ("eval",), ("reproduce",), ("pretrain",))
+# Commands that can record themselves in the run store while they run in the foreground (and `train <kind>` of
+# every registered training method, recordable()).
+RECORDABLE = (("coldstart",), ("eval",), ("reproduce",), ("pretrain",))
 RECORD_HELP = ("record this run in the run store as it happens (it shows in `flowopd runs list` and the app's "
                "Runs tab; metrics, samples, artifacts, progress)")
 HOME_HELP = "the run store's data folder for --record (default: $FLOWOPD_HOME, else ~/.flowopd)"
@@ -43,6 +43,13 @@ def wants_runs(argv: Sequence[str]) -> bool:
     return bool(words) and words[0] == "runs"
 
 
+def recordable() -> tuple[tuple[str, ...], ...]:
+    """The command paths that take ``--record``: ``train <kind>`` of every registered method, and the others."""
+    from flowopd.methods import methods
+
+    return (*(("train", kind) for kind in methods()), *RECORDABLE)
+
+
 def build_parser(full: bool = True) -> argparse.ArgumentParser:
     """The whole ``flowopd`` parser. ``full=False`` lists ``runs`` without importing the store (the
     command line did not ask for it)."""
@@ -57,7 +64,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     from .export_cli import register as register_export  # cheap: the export loads in its handler
 
     register_export(sub)
-    for path in RECORDABLE:
+    for path in recordable():
         command = _find(parser, path)
         group = command.add_argument_group("run store")
         group.add_argument("--record", action="store_true", help=RECORD_HELP)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-FORMAT_NAMES = ("flowopd", "diffusers", "comfyui", "peft", "fused")  # services.export.FORMATS (a test checks it)
+from flowopd.config.choices import EXPORT_FORMATS
+
 HELP = "Export an adapter as LoRA files for diffusers, ComfyUI, peft or a fused transformer, verified."
 EXAMPLE = ("flowopd export runs/opd/adapter --format diffusers --format comfyui --model PATH --out exports/\n"
            "(the adapter of a run on the built-in tiny model: --format peft or fused, no --model)")
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("adapter", metavar="ADAPTER", help="an adapter folder (a trainer's OUT/adapter, an imported "
                    "teacher's folder): pytorch_lora_weights.safetensors + adapter.json")
-    p.add_argument("--format", dest="formats", action="append", metavar="F", help=FORMATS_HELP)
+    p.add_argument("--format", dest="formats", action="append", metavar="F", choices=EXPORT_FORMATS,
+                   help=FORMATS_HELP)
     p.add_argument("--out", required=True, help="output folder: writes OUT/NAME/ (a folder per format, README.md, "
                    "export.json) and OUT/NAME.zip")
     p.add_argument("--name", help="the export's name (letters, digits, . _ -; default: the run folder's name "

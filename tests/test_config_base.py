@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from flowopd.config_base import config_class, config_kinds, read_config
-from flowopd.configs import REWARD_NAMES, ColdStartConfig, GRPOConfig, OPDConfig
-from flowopd.eval_config import EvalConfig
-from flowopd.pretrain_config import PretrainConfig
+from flowopd.coldstart.config import ColdStartConfig
+from flowopd.config.base import config_class, config_kinds, read_config
+from flowopd.config.eval import EvalConfig
+from flowopd.config.pretrain import PretrainConfig
+from flowopd.methods.grpo.config import GRPOConfig
+from flowopd.methods.opd.config import OPDConfig
 from flowopd.reproduce.config import ReproduceConfig
+from flowopd.reward_names import REWARD_NAMES
 
 TEACHERS = {"compose": "runs/t-compose", "text": "runs/t-text"}
 KINDS = ["awm", "coldstart", "eval", "grpo", "nft", "opd", "pretrain", "reproduce", "tiny"]
@@ -124,8 +127,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_importing_the_configs_imports_no_torch() -> None:
     result = _run("import sys\n"
-                  "import flowopd.configs, flowopd.config_base, flowopd.reproduce.config, flowopd.pretrain_config\n"
-                  "from flowopd.config_base import config_kinds\n"
+                  "import flowopd.methods, flowopd.config.base, flowopd.reproduce.config, flowopd.config.pretrain\n"
+                  "from flowopd.config.base import config_kinds\n"
                   "config_kinds()\n"
                   "heavy = [m for m in ('torch', 'diffusers', 'gradio') if m in sys.modules]\n"
                   "assert not heavy, heavy\n")
@@ -176,3 +179,10 @@ def test_runs_submit_refuses_an_unknown_reward(cli, tmp_path: Path) -> None:
     code, out, err = cli("runs", "--home", tmp_path / "home", "submit", "grpo", "--config", config)
     assert code == 2 and out == ""
     assert f"config file {config}: rewards={{'clipscore': 1.0}} is invalid: 'clipscore' is not a registered" in err
+
+
+def test_every_config_help_is_one_short_line() -> None:
+    """Forms and --help show one line per field; the reasoning lives in docs/method.md and docs/notes/."""
+    long = [f"{kind}.{f.name} ({len(f.help)})" for kind in config_kinds() for f in config_class(kind).describe()
+            if len(f.help) > 200]
+    assert long == []

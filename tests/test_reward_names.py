@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowopd.awm_config import AWMConfig
-from flowopd.configs import GRPOConfig
-from flowopd.nft_config import NFTConfig
+from flowopd.methods.awm.config import AWMConfig
+from flowopd.methods.grpo.config import GRPOConfig
+from flowopd.methods.nft.config import NFTConfig
 from flowopd.reward_names import SD35_TASK_REWARDS, reward_argument, reward_task
 
 
@@ -58,7 +58,7 @@ def test_which_task_a_reward_scores(tmp_path, monkeypatch):
 
 
 def test_a_real_image_reward_scores_its_tasks_prompts_in_a_mix():
-    from flowopd.trainers.rollout import reward_applies
+    from flowopd.training.rollout import reward_applies
 
     tasks, text, compose = ["compose", "text", "prefer"], {"task": "text"}, {"task": "compose"}
     assert reward_applies("ocr", text, tasks) and not reward_applies("ocr", compose, tasks)

@@ -1,4 +1,4 @@
-"""Samplers: ``sde_step`` against algorithm.md B 1.3 (float64 reference), the schedule, ODE and SDE rollouts."""
+"""Samplers: ``sde_step`` against docs/method.md, "SDE step" (float64 reference), the schedule, ODE and SDE rollouts."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import torch
 
 from flowopd.sampling import generate, initial_noise, sample, sde_step, sigma_schedule
 
-# algorithm.md B 1.2: FlowMatchEulerDiscreteScheduler(shift=3.0).set_timesteps(10)
+# docs/method.md, "Conventions": FlowMatchEulerDiscreteScheduler(shift=3.0).set_timesteps(10)
 SPEC_SIGMAS_10 = [1.0, .9601, .9133, .8577, .7904, .7073, .6022, .4649, .2780, .0089, 0.0]
 PROMPTS = ["a photo of a red circle", 'a sign that says "TEA"', "a photo of two squares"]
 
 
 def reference_step(v, x, sigma, sigma_next, a, sigma_max=None, x_next=None):
-    """algorithm.md B 1.3 in float64, written out independently: (mean, std, log_prob at x_next)."""
+    """docs/method.md, "SDE step", in float64, written out independently: (mean, std, log_prob at x_next)."""
     v, x = v.double(), x.double()
     shape = (-1,) + (1,) * (x.ndim - 1)
     s = torch.as_tensor(sigma, dtype=torch.float64).reshape(shape)

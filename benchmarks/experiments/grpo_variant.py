@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from flowopd.configs import GRPOConfig
+from flowopd.methods.grpo.config import GRPOConfig
 from flowopd.reproduce.config import BUDGETS, ReproduceConfig
 from flowopd.reproduce.plan import build_plan
 from flowopd.reproduce.stage import run_stage
-from flowopd.trainers.dist import make_accelerator
+from flowopd.training.dist import make_accelerator
 from flowopd.world.prompts import TASKS
 
 STAGES = (*(f"teacher-{t}" for t in TASKS), "grpo-mix", "coldstart-merge", "opd")

@@ -23,7 +23,7 @@ from pathlib import Path
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import build_plan
 from flowopd.reproduce.stage import run_stage
-from flowopd.trainers.dist import make_accelerator
+from flowopd.training.dist import make_accelerator
 from flowopd.world.dataset import METADATA_FILE, write_dataset
 
 METRICS = ("compose", "text", "prefer", "quality", "average")

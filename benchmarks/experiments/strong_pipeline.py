@@ -26,7 +26,7 @@ from flowopd.layout import ADAPTER_DIR
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import build_plan
 from flowopd.reproduce.stage import run_stage
-from flowopd.trainers.dist import make_accelerator
+from flowopd.training.dist import make_accelerator
 
 TEACHERS = {"compose": ("nft", "adapter"), "text": ("sft", "snapshot-0.5"), "prefer": ("awm", "adapter"),
             "quality": ("awm", "adapter")}

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-from flowopd.configs import ColdStartConfig, OPDConfig
+from flowopd.coldstart.config import ColdStartConfig
 from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
+from flowopd.methods.opd.config import OPDConfig
 from flowopd.reproduce.config import ReproduceConfig
 from flowopd.reproduce.plan import StageSpec
 from flowopd.reproduce.stage import run_stage
-from flowopd.trainers.dist import make_accelerator
+from flowopd.training.dist import make_accelerator
 from flowopd.world.prompts import TASKS
 
 

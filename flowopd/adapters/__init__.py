@@ -1,4 +1,5 @@
-"""One frozen base transformer, many named LoRA adapters (algorithm.md A.5): teachers, anchor and student.
+"""One frozen base transformer, many named LoRA adapters (docs/method.md, "Adapters on one base"): teachers, anchor
+and student.
 
 Adapters live on ``model.transformer`` through diffusers' PEFT integration (``add_adapter`` /
 ``set_adapter``); switching costs about a millisecond, against the 3-5 full model copies of the released

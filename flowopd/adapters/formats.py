@@ -30,11 +30,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.choices import EXPORT_FORMATS
 from ..models.presets import LORA_TARGET_MODULES
 from .files import META_NAME, WEIGHTS_NAME
 from .registry import AdapterError
 
-FLOWOPD, DIFFUSERS, COMFYUI, PEFT, FUSED = "flowopd", "diffusers", "comfyui", "peft", "fused"
+FLOWOPD, DIFFUSERS, COMFYUI, PEFT, FUSED = EXPORT_FORMATS
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 COMFYUI_NAME = "lora_comfyui.safetensors"
 FUSED_WEIGHTS = "diffusion_pytorch_model.safetensors"  # what SD3Transformer2DModel.save_pretrained writes

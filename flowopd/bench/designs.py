@@ -1,12 +1,13 @@
 """The two memory layouts of Flow-OPD's Stage 2 that the benchmark compares, both run by the library's trainer.
 
-* ``adapters`` (ours, algorithm.md A.5): one frozen base in the training dtype; every teacher, the MAR anchor
+* ``adapters`` (ours, docs/method.md, "Adapters on one base"): one frozen base in the training dtype; every teacher,
+  the MAR anchor
   and the student are named LoRA adapters on it, switched per forward. This is
-  :class:`flowopd.trainers.opd.OPDTrainer` as it is.
-* ``full-copy`` (the released code, B 5 and A14): the policy is the base with the student's LoRA, and each
+  :class:`flowopd.methods.opd.trainer.OPDTrainer` as it is.
+* ``full-copy`` (the released code): the policy is the base with the student's LoRA, and each
   teacher and the anchor is a whole transformer of its own with its LoRA merged into the weights.
   :class:`FullCopyOPDTrainer` is the same trainer with the teacher and anchor forwards sent to those copies;
-  rollouts, the loss (:func:`flowopd.opd.distill_step_loss`) and the optimizer step are unchanged.
+  rollouts, the loss (:func:`flowopd.methods.opd.loss.distill_step_loss`) and the optimizer step are unchanged.
 
 Teachers and anchor are random LoRA adapters written once (:func:`write_random_adapters`) and loaded by both.
 """
@@ -32,12 +33,12 @@ from ..adapters import (
     lora_layers,
     save_adapter,
 )
-from ..configs import OPDConfig
+from ..methods.opd.config import OPDConfig
+from ..methods.opd.loss import routed_velocity
+from ..methods.opd.trainer import OPDTrainer
 from ..models.base import FlowModel, PromptEmbeds
-from ..opd import routed_velocity
 from ..sampling import SDEStep
-from ..trainers.opd import OPDTrainer
-from ..trainers.rollout import Rollout
+from ..training.rollout import Rollout
 from ..world.prompts import TASKS
 from .model import BenchFlowModel, module_bytes
 

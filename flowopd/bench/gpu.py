@@ -1,6 +1,6 @@
 """``flowopd bench gpu``: one Flow-OPD iteration in our layout and in the released code's, in one run.
 
-An iteration is one epoch of :class:`flowopd.trainers.opd.OPDTrainer`: ``batch`` student SDE rollouts of
+An iteration is one epoch of :class:`flowopd.methods.opd.trainer.OPDTrainer`: ``batch`` student SDE rollouts of
 ``steps`` steps (with CFG), then at every trained step the routed teacher's and the anchor's forwards and the
 student's forward/backward, and one optimizer step. Each design (:mod:`.designs`) runs one warm-up
 iteration, whose FLOPs are counted, then ``iters`` timed ones. The model is the transformer alone
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from ..trainers.opd import OPDTrainer
+from ..methods.opd.trainer import OPDTrainer
 from ..world.prompts import TASKS
 from .designs import DESIGNS, FullCopyOPDTrainer, base_bytes, footprint, opd_config, write_random_adapters
 from .measure import MemoryProbe, flop_counter, synchronize, timed

@@ -18,9 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..pretrain_config import TinyConfig  # re-exported; the config lives in a torch-free module
 from ..tokenizer import MAX_SLOT, PromptTokenizer
 from .base import FlowModel, PromptEmbeds
+from .tiny_config import TinyConfig  # re-exported; the config lives in a torch-free module
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config_base import read_config
+from ..config.base import read_config
 from ..terminal import command_callback
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ..trainers.dist import make_accelerator
+    from ..training.dist import make_accelerator
 
     accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
     if not accelerator.is_main_process:  # the main process alone shows and records the run

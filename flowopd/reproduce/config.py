@@ -23,7 +23,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..config_base import ConfigBase, option
+from ..config.base import ConfigBase, option
+from ..config.choices import EMA_WARMUPS
 
 BUDGETS = ("smoke", "default", "strong")
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
@@ -99,19 +100,18 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
     eval_batch_size: int = option(64, "images per evaluation batch", min=1, group="evaluation")
     eval_merged: bool = option(False, "evaluate each adapter folded into the base weights (same images up to float "
                                       "rounding, ~25 % faster on the tiny model); the presets set true, false = "
-                                      "through the LoRA layers (runs before 2026-12-02)", group="evaluation")
+                                      "through the LoRA layers (the first published runs)", group="evaluation")
     ema_warmup: str = option("mean", "EMA warm-up of every GRPO and OPD stage: mean (no initial weight left behind) | "
-                             "legacy (the published runs before 2026-12-02)", choices=("mean", "legacy"),
+                             "legacy (the first published runs)", choices=EMA_WARMUPS,
                              group="budgets")
     beta_mar: float = option(0.02, "MAR weight of the opd and opd-sft rows (opd-no-mar is the 0 row)", min=0,
                              min_open=True, group="budgets")
     checkpoint_every: int = option(4, "epochs between resumable trainer checkpoints", min=1, group="budgets")
     teachers: dict = option({}, "task -> teacher source: grpo | nft | awm | sft (a supervised LoRA on the world's "
                             "renders of the task); a task not named gets grpo, the paper's", group="teachers")
-    joint: str = option("auto", "algorithm of the joint <source>-mix rows (one adapter on every teacher's objective at "
-                        "once: the RL loss on reward tasks, the flow-matching loss on image-set tasks): auto = the "
-                        "teachers' forward-process source (nft or awm; none when every teacher is grpo, whose "
-                        "joint row is grpo-mix) | nft | awm | none", choices=JOINT_SOURCES, group="teachers")
+    joint: str = option("auto", "algorithm of the joint <source>-mix rows (one adapter on every teacher's objective "
+                        "at once): auto = the teachers' forward-process source (nft or awm; none when all are "
+                        "grpo) | nft | awm | none", choices=JOINT_SOURCES, group="teachers")
     sft_images: int = option(512, "renders per image set of an sft teacher (written once to OUT/data/<task>)", min=1,
                              group="teachers")
     seesaw: bool = option(True, "run the seesaw rows (4 GRPO runs, the rewards stacked one by one); the strong preset "
@@ -119,9 +119,8 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                           group="budgets")
     grpo_mix_long: bool = option(True, "run grpo-mix-long (GRPO-Mix at the whole pipeline's compute); the strong "
                                  "preset leaves it out and keeps the joint <source>-mix-long", group="budgets")
-    sft_prior: int = option(0, "prior preservation of sft teachers: this many of the base's own samples of the "
-                            "other tasks' train prompts (written once to OUT/data/reg-<task>) as each one's "
-                            "regularization set (SFTConfig.reg_data; its prior_weight through `sft`); 0 = none",
+    sft_prior: int = option(0, "prior preservation of sft teachers: this many base samples of the other tasks' "
+                            "train prompts (OUT/data/reg-<task>) as each one's reg_data; 0 = none",
                             min=0, group="teachers")
     rl: dict = option({}, "extra fields of every GRPOConfig and OPDConfig (e.g. lr, noise_level, ema)",
                       group="overrides")

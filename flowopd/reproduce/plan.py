@@ -81,7 +81,7 @@ def _rl_fields(cfg: ReproduceConfig, budget: StageBudget, seed: int) -> dict[str
 
 
 def _grpo(cfg: ReproduceConfig, budget: StageBudget, seed: int, tasks: tuple[str, ...]) -> Any:
-    from ..configs import GRPOConfig
+    from ..methods.grpo.config import GRPOConfig
 
     weights = {t: 1.0 for t in tasks}
     return GRPOConfig.from_dict({**_rl_fields(cfg, budget, seed), **cfg.grpo, "rewards": weights,
@@ -90,7 +90,7 @@ def _grpo(cfg: ReproduceConfig, budget: StageBudget, seed: int, tasks: tuple[str
 
 def _forward_rl(cfg: ReproduceConfig, source: str, budget: StageBudget, seed: int, tasks: tuple[str, ...],
                 sets: dict[str, str]) -> Any:
-    from ..config_base import config_class, config_kinds
+    from ..config.base import config_class, config_kinds
 
     config_kinds()  # registers the nft and awm kinds
     weights = {t: 1.0 for t in tasks}
@@ -101,7 +101,7 @@ def _forward_rl(cfg: ReproduceConfig, source: str, budget: StageBudget, seed: in
 
 
 def _sft(cfg: ReproduceConfig, seed: int, data: str, reg: str) -> Any:
-    from ..configs import SFTConfig
+    from ..methods.sft.config import SFTConfig
 
     return SFTConfig.from_dict({"checkpoint_every": 100, **cfg.sft, "seed": seed, "model": cfg.model, "data": data,
                                 "reg_data": reg, "eval_steps": cfg.eval_steps, "sample_every": 0})
@@ -148,14 +148,14 @@ def rows(plan: list[StageSpec]) -> list[str]:
 
 
 def _opd(cfg: ReproduceConfig, seed: int, teachers: dict[str, str], init: str, beta_mar: float) -> Any:
-    from ..configs import OPDConfig
+    from ..methods.opd.config import OPDConfig
 
     return OPDConfig.from_dict({**_rl_fields(cfg, cfg.distill, seed), **cfg.opd, "teachers": teachers, "init": init,
                                 "prompt_tasks": {t: 1.0 for t in teachers}, "beta_mar": beta_mar})
 
 
 def _coldstart(cfg: ReproduceConfig, seed: int, mode: str, teachers: dict[str, str]) -> Any:
-    from ..configs import ColdStartConfig
+    from ..coldstart.config import ColdStartConfig
 
     return ColdStartConfig.from_dict({**cfg.coldstart, "mode": mode, "teachers": teachers, "model": cfg.model,
                                       "seed": seed})

@@ -27,13 +27,12 @@ from pathlib import Path
 
 from .. import metric_names as names
 from ..events import Scoped, TrainingCallback, begin
+from ..layout import CONFIG_FILE, DETAILS_FILE, PLOTS_DIR, REPORT_FILE, RESULTS_FILE
 from .config import LEGACY_VALUES, ReproduceConfig
 from .plan import StageSpec, build_plan
 from .stage import read_json, run_stage, write_json
 
 log = logging.getLogger(__name__)
-RESULTS_FILE, DETAILS_FILE, REPORT_FILE, PLOTS_DIR, CONFIG_FILE = (
-    "results.json", "details.json", "report.md", "plots", "config.json")
 
 
 def plans(cfg: ReproduceConfig, out: str | Path) -> dict[int, list[StageSpec]]:
@@ -90,7 +89,7 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, *, callback: TrainingCallba
         ReproduceStopped: ``should_stop`` returned True; a later call continues.
         ValueError: a config override is invalid, or ``out`` holds stages run with another config.
     """
-    from ..trainers.dist import any_process, make_accelerator
+    from ..training.dist import any_process, make_accelerator
     from .stage import ReproduceStopped
 
     out = Path(out)

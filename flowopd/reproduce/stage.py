@@ -28,6 +28,7 @@ import torch
 from ..evaluate import EvalConfig
 from ..events import CallbackList, FunctionCallback, Progress, StopRequested, TrainingCallback
 from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
+from ..methods import get_method
 from ..models import load_model
 from ..world.prompts import TASKS
 from .config import ReproduceConfig
@@ -127,7 +128,7 @@ def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: Train
     """Train a GRPO, OPD, NFT, AWM or SFT stage (resuming its checkpoint); image sets of ``set_size`` renders
     (and an sft teacher's regularization set of ``prior_size`` base samples) are written first where the stage
     needs them."""
-    from ..trainers.checkpoint import checkpoint_step
+    from ..training.checkpoint import checkpoint_step
 
     cfg = spec.config
     sft = spec.kind == "sft"
@@ -141,28 +142,15 @@ def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: Train
         if cfg.reg_data:  # the base's own samples of the other tasks' prompts
             others = ",".join(t for t in TASKS if t != task)
             ensure_image_set(Path(cfg.reg_data), others, prior_size, accelerator, model=model)
-        result = TRAINERS["sft"]()(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True)
     else:
-        for task in cfg.sft_data if spec.kind in ("nft", "awm") else ():
+        for task in getattr(cfg, "sft_data", None) or {}:  # the forward-process joint rows' image sets
             ensure_image_set(Path(cfg.sft_data[task]), task, set_size, accelerator)
-        result = TRAINERS[spec.kind]()(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True,
-                                       accelerator=accelerator)
+    train = get_method(spec.kind).load_trainer()
+    result = train(model, cfg, folder, callback=CallbackList([curve, callback]), resume=True, accelerator=accelerator)
     if result.stopped:
         raise ReproduceStopped(f"{spec.name} (seed {seed}) stopped at step {result.step}; run again to continue")
     return {"optimizer_steps": result.step, "images": 0 if sft else result.epoch * cfg.batch_size,
             "train_time_s": before + time.perf_counter() - start, "curve": curve.rows}
-
-
-def _trainer(module: str, name: str):
-    def load():
-        import importlib
-
-        return getattr(importlib.import_module(f"flowopd.trainers.{module}"), name)
-    return load
-
-
-# kind -> a function returning its train function (imported when a stage of that kind runs)
-TRAINERS = {kind: _trainer(kind, f"train_{kind}") for kind in ("grpo", "opd", "nft", "awm", "sft")}
 
 
 def ensure_image_set(folder: Path, task: str, images: int, accelerator=None, model=None) -> None:
@@ -189,7 +177,7 @@ def ensure_image_set(folder: Path, task: str, images: int, accelerator=None, mod
 
 
 def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCallback | None) -> dict:
-    from ..trainers.coldstart import run_coldstart
+    from ..coldstart.trainer import run_coldstart
 
     curve: list[dict] = []
     start = time.perf_counter()

@@ -44,7 +44,7 @@ def get_reward(name: str) -> RewardFn:
 def register_reward(name: str, fn: RewardFn) -> None:
     """Add a reward under a name configs may use (e.g. a :class:`~flowopd.rewards.remote.RemoteReward` with its
     own timeout and batch size)."""
-    from ..configs import REWARD_NAMES  # the names GRPO configs accept (kept there so configs need no torch)
+    from ..reward_names import REWARD_NAMES  # the names GRPO configs accept (kept there so configs need no torch)
 
     if not callable(fn):
         raise TypeError(f"reward {name!r} must be callable as fn(images, prompts, metadata)")

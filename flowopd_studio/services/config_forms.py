@@ -11,13 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flowopd.config_base import FieldInfo, config_class, config_kinds
-from flowopd.configs import PRESET_NAMES, preset
+from flowopd.config.base import FieldInfo, config_class
+from flowopd.config.presets import PRESET_NAMES, preset
 from flowopd.world.prompts import TASKS
 
-# Teacher algorithms as their configs and stages get registered: GRPO today; the forward-process algorithms
-# (nft, awm) and SFT teachers join the list once a config of that kind and a worker stage exist.
-TEACHER_ALGORITHMS = ("grpo", "nft", "awm", "sft")
 # Fields the forms set through their own widgets (not the generic settings form).
 TEACHER_OWN = ("model", "rewards", "prompt_tasks", "adapter_name")
 DISTILL_OWN = ("model", "teachers", "init", "prompt_tasks", "routing", "epochs_per_task", "loss_mode",
@@ -25,11 +22,10 @@ DISTILL_OWN = ("model", "teachers", "init", "prompt_tasks", "routing", "epochs_p
 
 
 def teacher_algorithms() -> list[str]:
-    """The teacher algorithms with a registered config and a worker stage, in :data:`TEACHER_ALGORITHMS` order."""
-    from ..storage.stages import STAGES
+    """The registered training methods whose adapters are teachers (:func:`flowopd.methods.teacher_methods`)."""
+    from flowopd.methods import teacher_methods
 
-    kinds = set(config_kinds())
-    return [a for a in TEACHER_ALGORITHMS if a in kinds and a in STAGES]
+    return teacher_methods()
 
 
 def form_fields(kind: str, exclude: tuple[str, ...] = ()) -> list[FieldInfo]:

@@ -14,7 +14,8 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from flowopd.configs import preset
+from flowopd.config.choices import COLDSTART_MODES
+from flowopd.config.presets import preset
 from flowopd.world.prompts import TASKS
 
 from ..storage import queue
@@ -22,8 +23,6 @@ from .base_models import BaseModel
 from .config_forms import build_config
 from .preflight import Estimate, estimate
 from .teachers import TeacherRequest, check_name, define_teacher, teacher_ref
-
-COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,15 @@ from pathlib import Path
 
 from flowopd.adapters import AdapterError, merged_adapter, read_adapter_metadata, use_adapter
 from flowopd.adapters.formats import check_base
+from flowopd.layout import (
+    CHECKPOINT_DIR,
+    COLDSTART_FILE,
+    COMPARISON_FILE,
+    CONFIG_FILE,
+    EXPORT_FILE,
+    RESULT_FILE,
+    SFT_FILE,
+)
 from flowopd.models.base import FlowModel
 from flowopd.sampling import generate
 
@@ -149,15 +158,15 @@ def run_card(adapter: Path, base_model: str) -> ModelCard:
     checkpoint's ``config.json``, or a reproduce stage's ``result.json``), rewards and scores when found."""
     run = adapter.resolve().parent
     config, scores = {}, {}
-    for path in (run / "result.json", run / "checkpoint" / "config.json", run / "sft.json", run / "coldstart.json"):
+    for path in (run / RESULT_FILE, run / CHECKPOINT_DIR / CONFIG_FILE, run / SFT_FILE, run / COLDSTART_FILE):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            metrics = data.get("metrics") if path.name == "result.json" else None
+            metrics = data.get("metrics") if path.name == RESULT_FILE else None
             scores = scores or {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)}
-            config = config or (data.get("config") if path.name == "result.json" else data) or {}
+            config = config or (data.get("config") if path.name == RESULT_FILE else data) or {}
     rewards = config.get("rewards") if isinstance(config, dict) else None
     return ModelCard(run.name if adapter.name == "adapter" else adapter.name, base_model, origin=str(adapter),
                      rewards=list(rewards) if isinstance(rewards, dict | list) else [],
@@ -201,11 +210,11 @@ def export_adapter(source: Source | Path, out_dir: str | Path, card: ModelCard |
         sha = next((shas[f] for f in shas if not FORMATS[f].merged), next(iter(shas.values()), None))
         card = card or ModelCard(name, meta.get("base_model", "?"))
         if card.grid is not None:
-            shutil.copy2(card.grid, work / "comparison.png")
+            shutil.copy2(card.grid, work / COMPARISON_FILE)
         text = card_markdown(card, meta, tuple(formats), sha)
         for where in (work, *(work / fmt for fmt in formats)):  # a format's folder carries the card too
             (where / "README.md").write_text(text)
-        (work / "export.json").write_text(json.dumps({
+        (work / EXPORT_FILE).write_text(json.dumps({
             "name": name, "formats": list(formats), "source": str(folder_in), "adapter": meta,
             "verified": sha is not None,
             "verify": {"prompt": VERIFY_PROMPT, "seed": VERIFY_SEED, "steps": VERIFY_STEPS, "sha256": sha,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .base_models import BaseModel
 
 RUN_OVERHEAD_S = 10.0  # worker start-up and model load (docs/storage.md: 5.7-7.3 s to start a worker)
-# Built-in tiny model, 2-core CPU, the quick pipeline run by real workers with nothing else training (2026-12-02):
+# Built-in tiny model, 2-core CPU, the quick pipeline run by real workers with nothing else training:
 # a quick teacher's 512 images in 99-123 s and the distillation's 512 in 168 s, start-up included. (With another
 # process training on the same cores, speeds halve: GRPO 2.4, OPD 2.1 images/s.)
 FALLBACK_IMAGES_PER_S = {"grpo": 5.0, "opd": 3.2}

@@ -12,7 +12,7 @@ import json
 import time
 
 from .paths import DEFAULT_HOME, HOME_ENV
-from .stages import STAGES
+from .stages import stages as all_stages
 
 EXAMPLES = {
     "submit": "flowopd runs submit pretrain --config pretrain.json --name base-8k",
@@ -56,7 +56,7 @@ def _line(run) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from flowopd.config_base import naming_file, read_config_data
+    from flowopd.config.base import naming_file, read_config_data
 
     from .queue import submit
 
@@ -169,9 +169,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("run_id", metavar="ID", help="run id, as `flowopd runs list` shows it")
         return p
 
-    stages = "; ".join(f"{s.name}: {s.help}" for s in STAGES.values())
+    known = all_stages()
+    stages = "; ".join(f"{s.name}: {s.help}" for s in known.values())
     p = add("submit", cmd_submit, "Queue a run with a frozen copy of its config; prints the run id.")
-    p.add_argument("stage", choices=list(STAGES), metavar="STAGE", help=stages)
+    p.add_argument("stage", choices=list(known), metavar="STAGE", help=stages)
     p.add_argument("--config", required=True, help="JSON file with the stage's config fields ({} for defaults)")
     p.add_argument("--name", help="a name to recognise the run by (default: STAGE-xxxx)")
     p = add("list", cmd_list, "List runs, newest first (dead workers are marked interrupted first).")

@@ -27,8 +27,8 @@ class UnknownStage(StoreError):
     """No worker stage is registered under this name."""
 
 
-class CheckpointError(StoreError):
-    """The checkpoint a resume needs is missing or unreadable."""
+# The checkpoint a resume needs is missing or unreadable: the library's one class (a ValueError, not a StoreError).
+from flowopd.layout import CheckpointError  # noqa: E402, F401
 
 
 class StoreWriteError(StoreError):

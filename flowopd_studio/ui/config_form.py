@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from flowopd.config_base import FieldInfo
+from flowopd.config.base import FieldInfo
 
 from ..services.config_forms import form_fields, preset_values
 

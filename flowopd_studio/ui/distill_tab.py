@@ -5,12 +5,13 @@ one chain of queued runs; the equivalent CLI and config JSON. Handlers call :mod
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import gradio as gr
 
-from flowopd.configs import COLDSTART_MODES, LOSS_MODES, PRESET_NAMES, ROUTINGS, OPDConfig
+from flowopd.config.choices import COLDSTART_MODES, LOSS_MODES, ROUTINGS
+from flowopd.config.presets import PRESET_NAMES
+from flowopd.methods.opd.config import OPDConfig
 from flowopd.world.prompts import TASKS
 
 from ..services import base_models, distill, teachers
@@ -39,7 +40,8 @@ class DistillWidgets:
     start: gr.Button
     pipeline: gr.Button
     estimate: gr.Markdown
-    plan: gr.Code
+    plan: gr.State  # the validated plan (a dict, services.distill.plan), as the last Pre-flight or Start made it
+    plan_json: gr.Code  # its configs, shown for copying
     cli: gr.Code
     status: gr.Markdown
 
@@ -76,10 +78,11 @@ def render(state: AppState) -> DistillWidgets:
     status = gr.Markdown()
     estimate = gr.Markdown()
     with gr.Accordion("Config JSON and equivalent commands", open=False):
-        plan = gr.Code(language="json", label="Plan (configs of the runs, in order)", buttons=["copy"])
+        plan_json = gr.Code(language="json", label="Plan (configs of the runs, in order)", buttons=["copy"],
+                            interactive=False)
         cli = gr.Code(language="shell", label="Equivalent CLI", buttons=["copy"])
     return DistillWidgets(name, team, train_tasks, routing, loss_mode, mar_anchor, beta_mar, coldstart, preset, fields,
-                          refresh, preflight, start, pipeline, estimate, plan, cli, status)
+                          refresh, preflight, start, pipeline, estimate, gr.State(None), plan_json, cli, status)
 
 
 # --- handlers -------------------------------------------------------------------------------------------------------
@@ -90,22 +93,28 @@ def teacher_choices(state: AppState) -> list[gr.Dropdown]:
     return [gr.Dropdown(choices=[NONE, *by_task[t]]) for t in TASKS]
 
 
-def make_plan(state: AppState, order: list[str], pipeline: bool, name: str, *values) -> tuple[str, str, str]:
-    """(plan JSON, CLI, pre-flight markdown) of the form; ``pipeline`` includes the ticked teacher tasks."""
-    team, rest = values[:len(TASKS)], values[len(TASKS):]
-    train, routing, loss_mode, anchor, beta_mar, coldstart, preset_name = rest[:7]
-    settings = dict(zip(order, rest[7:]))
+def form_choice(w: DistillWidgets, form: dict, pipeline: bool) -> distill.DistillChoice:
+    """The Distill form's values (``form``: widget -> value, as Gradio passes a set of inputs) as a choice;
+    ``pipeline`` keeps the ticked teacher tasks."""
+    beta_mar = form[w.beta_mar]
     if beta_mar is None or beta_mar < 0:
         raise ValueError("MAR weight (beta_mar) must be a number >= 0: 0.02 is the paper's, 0 turns MAR off")
-    choice = distill.DistillChoice(name, {t: v for t, v in zip(TASKS, team) if v and v != NONE},
-                                   tuple(train or ()) if pipeline else (), routing, loss_mode, anchor, beta_mar,
-                                   coldstart, preset_name, settings)
+    team = {task: form[widget] for task, widget in w.teachers.items() if form[widget] and form[widget] != NONE}
+    return distill.DistillChoice(
+        name=form[w.name], teachers=team, train_tasks=tuple(form[w.train_tasks] or ()) if pipeline else (),
+        routing=form[w.routing], loss_mode=form[w.loss_mode], mar_anchor=form[w.mar_anchor], beta_mar=beta_mar,
+        coldstart=form[w.coldstart], preset=form[w.preset],
+        settings={field: form[widget] for field, widget in w.fields.items()})
+
+
+def make_plan(state: AppState, choice: distill.DistillChoice) -> tuple[dict, str, str, str]:
+    """(the plan, its configs as JSON, the CLI, the pre-flight markdown) of ``choice``."""
     with state.store() as store:
         base = base_models.current_base(store, state.model_ref)
         plan = distill.plan(store, choice, base)
         arch = model_arch(state.model) if base.ref == state.model_ref else None
         est = distill.plan_estimate(store, plan, base, arch)
-    return distill.configs_json(plan), distill.cli_commands(plan, state.home), est.text(gpu=_gpu())
+    return plan, distill.configs_json(plan), distill.cli_commands(plan, state.home), est.text(gpu=_gpu())
 
 
 def _gpu() -> bool:
@@ -114,12 +123,9 @@ def _gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def start_plan(state: AppState, plan_json: str) -> str:
-    try:
-        plan = json.loads(plan_json or "")
-        plan = {k: plan[k] for k in ("name", "teachers", "train", "coldstart", "opd")}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"Plan is not the JSON the Pre-flight button writes ({err}): press Pre-flight first") from None
+def start_plan(state: AppState, plan: dict | None) -> str:
+    if not plan:
+        raise ValueError("No plan yet: press Pre-flight (or Start) to build one from the form")
     with state.store() as store:
         base = base_models.current_base(store, state.model_ref)
         runs = distill.start(store, plan, base)
@@ -137,11 +143,17 @@ def listen(w: DistillWidgets, state: AppState, *, demo: gr.Blocks, **_: object) 
     w.refresh.click(lambda: teacher_choices(state), None, team, api_name="refresh_distill_teachers", **hidden)
     w.preset.change(lambda p: [gr.update(value=preset_values("opd", p, DISTILL_OWN)[f]) for f in order], w.preset,
                     list(w.fields.values()), api_name="distill_preset", **hidden)
-    outputs = [w.plan, w.cli, w.estimate]
-    w.preflight.click(guarded(lambda *v: make_plan(state, order, True, *v)), form, outputs, api_name="distill_plan",
-                      **hidden)
-    w.start.click(guarded(lambda *v: make_plan(state, order, False, *v)), form, outputs, api_name="distill_plan_only",
-                  **hidden).success(guarded(lambda p: start_plan(state, p)), w.plan, w.status, api_name="start_distill")
-    w.pipeline.click(guarded(lambda *v: make_plan(state, order, True, *v)), form, outputs,
-                     api_name="pipeline_plan", **hidden
-                     ).success(guarded(lambda p: start_plan(state, p)), w.plan, w.status, api_name="start_pipeline")
+    outputs = [w.plan, w.plan_json, w.cli, w.estimate]
+
+    def planner(pipeline: bool):  # the form's values by widget, read by name in form_choice
+        return guarded(lambda *values: make_plan(state, form_choice(w, dict(zip(form, values)), pipeline)))
+
+    def starter(plan: dict | None) -> tuple[str, None]:  # a plan starts once: the next needs a new Pre-flight
+        return start_plan(state, plan), None
+
+    started = [w.status, w.plan]
+    w.preflight.click(planner(True), form, outputs, api_name="distill_plan", **hidden)
+    w.start.click(planner(False), form, outputs, api_name="distill_plan_only", **hidden
+                  ).success(guarded(starter), w.plan, started, api_name="start_distill")
+    w.pipeline.click(planner(True), form, outputs, api_name="pipeline_plan", **hidden
+                     ).success(guarded(starter), w.plan, started, api_name="start_pipeline")

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from flowopd.configs import PRESET_NAMES, REWARD_NAMES
-from flowopd.reward_names import reward_problem
+from flowopd.config.presets import PRESET_NAMES
+from flowopd.reward_names import REWARD_NAMES, reward_problem
 from flowopd.world.prompts import TASKS
 
 from ..services import base_models, lora_import, teachers
@@ -134,7 +134,7 @@ def teacher_request(state: AppState, order: list[tuple[str, str]], name: str, ta
     with state.store() as store:
         name, task = teachers.check_name(store, name), teachers.check_task(task)
         base = base_models.current_base(store, state.model_ref)
-    from flowopd.config_base import config_class
+    from flowopd.config.base import config_class
 
     own = {f.name for f in config_class(algorithm).describe()}  # an SFT teacher has no rewards or prompt set
     fixed = {"model": base.ref}

@@ -17,7 +17,7 @@ import gradio as gr
 
 from ..services import runs_view as rv
 from ..storage import queue
-from ..storage.errors import StoreError
+from ..storage.errors import CheckpointError, StoreError
 from ..storage.paths import check_run_id
 from .state import AppState
 
@@ -208,7 +208,7 @@ def _command(state: AppState, run_id: str, action) -> str:
         run_id = check_run_id((run_id or "").strip())
         with state.store() as store:
             return action(store, run_id)
-    except StoreError as err:
+    except (StoreError, CheckpointError) as err:
         raise gr.Error(str(err)) from None
 
 

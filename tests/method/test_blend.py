@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from flowopd.adapters import add_lora, use_adapter
-from flowopd.configs import OPDConfig
-from flowopd.opd import blend_routes, blend_velocity, mix_targets, route_teachers, routed_velocity, transition_mean
+from flowopd.methods.opd.config import OPDConfig
+from flowopd.methods.opd.loss import (
+    blend_routes,
+    blend_velocity,
+    mix_targets,
+    route_teachers,
+    routed_velocity,
+    transition_mean,
+)
 
 TEACHERS = {"compose": "t_c", "text": "t_t"}
 MIXED = {"prompt": 'a sign that says "AK" and two red circles', "task": "mixed", "tasks": {"compose": 0.5, "text": 0.5}}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowopd.adapters import AdapterError, add_lora, lora_layers, use_adapter
-from flowopd.coldstart import delta_weight, merge_adapters
+from flowopd.coldstart.merge import delta_weight, merge_adapters
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""GRPO pieces against hand-computed values (algorithm.md A.2, B 1.4)."""
+"""GRPO pieces against hand-computed values (docs/method.md, "GRPO")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from flowopd.grpo import group_advantages, grpo_step_loss, kl_to_reference
+from flowopd.methods.grpo.loss import group_advantages, grpo_step_loss, kl_to_reference
 
 
 def test_global_std_advantages_match_hand_computation():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flowopd.adapters import add_lora, trainable_parameters, use_adapter
-from flowopd.opd import (
+from flowopd.methods.opd.loss import (
     alternate_task,
     distill_step_loss,
     kl_loss,
@@ -155,7 +155,7 @@ def test_routed_velocity_uses_each_samples_teacher(model, batch, randomise):
 
 
 def kl_over_trajectory(model, traj, cond, grad: bool) -> torch.Tensor:
-    """Mean code-scale KL of student to teacher over the first N-1 steps of ``traj`` (B 1.4's 0.99 fraction)."""
+    """Mean code-scale KL of student to teacher over the first N-1 steps of ``traj`` (Flow-GRPO's 0.99 fraction)."""
     sigmas = traj.sigmas
     sigma_max = float(sigmas[(sigmas < 1) & (sigmas > 0)].max())
     total = 0.0

@@ -65,7 +65,8 @@ def test_subset_of_prompt_embeddings() -> None:
 
 
 def test_presets_and_configs_import_without_torch() -> None:
-    code = ("import sys; from flowopd.models.presets import PRESETS, SD35_MEDIUM; import flowopd.configs as c; "
+    code = ("import sys; from flowopd.models.presets import PRESETS, SD35_MEDIUM; "
+            "import flowopd.config.rl as c, flowopd.methods; "
             "assert c.SD35_MEDIUM is SD35_MEDIUM == PRESETS['sd3']['sd3.5-medium']; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -235,7 +235,7 @@ def test_swap_teachers_reruns_merge_and_distillation_with_the_new_teacher(smoke_
     assert opd["teachers"]["prefer"] == other and opd["init"] == str(tmp_path / "coldstart-merge" / "adapter")
     assert "opd {" in capsys.readouterr().out
     # --opd-epochs continues opd's checkpoint (1 smoke epoch) to 2 epochs: twice the steps, its own result
-    from flowopd.trainers.checkpoint import checkpoint_step
+    from flowopd.training.checkpoint import checkpoint_step
 
     assert checkpoint_step(tmp_path / "opd-2ep") == 2 * checkpoint_step(tmp_path / "opd") > 0
     assert set(json.loads((tmp_path / "opd-2ep" / "result.json").read_text())["metrics"]) == METRICS

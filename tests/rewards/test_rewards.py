@@ -49,10 +49,11 @@ def test_unknown_reward_lists_names() -> None:
 
 
 def test_register_reward(monkeypatch: pytest.MonkeyPatch, blank_image) -> None:
-    from flowopd.configs import REWARD_NAMES, GRPOConfig
+    from flowopd.methods.grpo.config import GRPOConfig
+    from flowopd.reward_names import REWARD_NAMES
 
     monkeypatch.setattr("flowopd.rewards.REWARDS", dict(REWARDS))
-    monkeypatch.setattr("flowopd.configs.REWARD_NAMES", list(REWARD_NAMES))  # the names GRPO configs accept
+    monkeypatch.setattr("flowopd.reward_names.REWARD_NAMES", list(REWARD_NAMES))  # the names GRPO configs accept
     register_reward("ones", lambda images, prompts, metadata: [1.0] * len(prompts))
     assert get_reward("ones")([blank_image], [""], [{}]) == [1.0]
     assert GRPOConfig(rewards={"ones": 1.0}).rewards == {"ones": 1.0}  # a registered reward is a config's too

@@ -69,7 +69,7 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_importing_flowopd_and_its_commands_loads_neither_store_nor_gradio() -> None:
     assert _loaded_after("import flowopd, flowopd.cli, flowopd.events, flowopd.terminal, flowopd.evaluate, "
-                         "flowopd.trainers.cli, flowopd.reproduce.cli, flowopd.trainers.loop") == set()
+                         "flowopd.methods.cli, flowopd.reproduce.cli, flowopd.training.loop") == set()
 
 
 def test_the_command_root_loads_the_store_only_for_runs() -> None:

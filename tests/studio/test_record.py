@@ -62,7 +62,7 @@ def test_home_without_record_is_refused(cli, tmp_path) -> None:
 def test_a_stop_ends_a_recorded_run_stopped_and_it_resumes_only_by_its_command(tmp_path) -> None:
     import pytest
 
-    from flowopd.eval_config import EvalConfig
+    from flowopd.config.eval import EvalConfig
     from flowopd.events import StopRequested
     from flowopd_studio.storage.errors import InvalidRunState
     from flowopd_studio.storage.queue import resume
@@ -103,6 +103,6 @@ def test_a_stopped_sft_cold_start_stops_the_benchmark(tmp_path, monkeypatch) -> 
     def stopped(*args, **kwargs):
         raise StopRequested("cold-start SFT stopped at step 3 of 200; nothing was written")
 
-    monkeypatch.setattr("flowopd.trainers.coldstart.run_coldstart", stopped)
+    monkeypatch.setattr("flowopd.coldstart.trainer.run_coldstart", stopped)
     with pytest.raises(ReproduceStopped, match="coldstart-sft: cold-start SFT stopped at step 3"):
         _train_coldstart(StageSpec("coldstart-sft", "coldstart", None), tmp_path, None, None)

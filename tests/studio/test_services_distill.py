@@ -54,7 +54,7 @@ def test_plan_refuses_bad_choices_naming_the_field(store, base):
 
 
 def test_preflight_uses_measured_speeds_else_the_fallback(store, base, spawned):
-    from flowopd.configs import preset
+    from flowopd.config.presets import preset
     from flowopd_studio.services.preflight import FALLBACK_IMAGES_PER_S, RUN_OVERHEAD_S, estimate, peak_memory_gib
     from flowopd_studio.storage import queue
 

@@ -18,7 +18,9 @@ def _base():
 
 
 def test_presets_are_valid_for_every_kind_and_quick_is_small():
-    from flowopd.configs import PRESET_NAMES, GRPOConfig, OPDConfig, preset
+    from flowopd.config.presets import PRESET_NAMES, preset
+    from flowopd.methods.grpo.config import GRPOConfig
+    from flowopd.methods.opd.config import OPDConfig
 
     teachers = {"compose": "a", "text": "b", "prefer": "c"}
     for name in PRESET_NAMES:
@@ -33,7 +35,7 @@ def test_presets_are_valid_for_every_kind_and_quick_is_small():
 
 
 def test_form_fields_come_from_describe_and_errors_name_the_field():
-    from flowopd.configs import GRPOConfig
+    from flowopd.methods.grpo.config import GRPOConfig
     from flowopd_studio.services.config_forms import (
         TEACHER_OWN,
         build_config,
@@ -79,7 +81,7 @@ def test_base_model_choice_is_validated_and_stored(store, tmp_path, small_model_
 
 
 def test_define_teacher_queues_a_grpo_run_and_registers_it(store, spawned):
-    from flowopd.configs import preset
+    from flowopd.config.presets import preset
     from flowopd_studio.services.teachers import TeacherRequest, define_teacher, list_teachers
 
     cfg = preset("grpo", "quick", rewards={"text": 1.0}, prompt_tasks={"text": 1.0}).to_dict()

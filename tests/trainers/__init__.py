@@ -1,1 +1,1 @@
-"""Tests of flowopd.trainers (a package, so its conftest does not clash with the other test folders')."""
+"""Tests of flowopd.training (a package, so its conftest does not clash with the other test folders')."""

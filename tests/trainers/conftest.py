@@ -76,7 +76,7 @@ def fast() -> dict:
 def forward_rl_config():
     """``forward_rl_config(kind, **overrides)``: an NFTConfig (``nft``) or AWMConfig (``awm``) of the FAST size
     with 2 noise levels per sample, on the prefer reward."""
-    from flowopd.config_base import config_class, config_kinds
+    from flowopd.config.base import config_class, config_kinds
 
     config_kinds()
 
@@ -90,7 +90,7 @@ def forward_rl_config():
 @pytest.fixture
 def grpo_config():
     """``grpo_config(**overrides)``: a GRPOConfig of the FAST size on the prefer reward (dense, never all-equal)."""
-    from flowopd.configs import GRPOConfig
+    from flowopd.methods.grpo.config import GRPOConfig
 
     def make(**kw):
         return GRPOConfig(**{**FAST, "rewards": {"prefer": 1.0}, "prompt_tasks": {"prefer": 1.0}, **kw})
@@ -101,7 +101,7 @@ def grpo_config():
 @pytest.fixture
 def opd_config():
     """``opd_config(teachers, **overrides)``: an OPDConfig of the FAST size on the teachers' tasks."""
-    from flowopd.configs import OPDConfig
+    from flowopd.methods.opd.config import OPDConfig
 
     def make(teachers: dict[str, str], **kw):
         return OPDConfig(**{**FAST, "teachers": teachers, "prompt_tasks": {t: 1.0 for t in teachers},

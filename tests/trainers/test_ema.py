@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from flowopd.configs import GRPOConfig
-from flowopd.trainers.ema import LoraEMA, ema_decay
+from flowopd.methods.grpo.config import GRPOConfig
+from flowopd.training.ema import LoraEMA, ema_decay
 
 
 def run_ema(warmup: str = "mean", steps: int = 16, every: int = 8) -> torch.Tensor:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from flowopd.adapters import adapter_parameters
-from flowopd.awm_config import AWMConfig
-from flowopd.trainers.awm import train_awm
-from flowopd.trainers.image_sets import ImageSetLosses
+from flowopd.methods.awm.config import AWMConfig
+from flowopd.methods.awm.trainer import train_awm
+from flowopd.training.image_sets import ImageSetLosses
 from flowopd.world.dataset import write_dataset
 
 FAST = dict(epochs=1, batch_size=8, group_size=4, train_batch_size=4, num_steps=3, optimizer_steps_per_epoch=2,

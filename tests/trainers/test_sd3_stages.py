@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from flowopd.adapters import adapter_names, adapter_parameters, load_adapter
-from flowopd.configs import ColdStartConfig
+from flowopd.coldstart.config import ColdStartConfig
+from flowopd.coldstart.trainer import run_coldstart
 from flowopd.layout import ADAPTER_DIR
+from flowopd.methods.grpo.trainer import train_grpo
+from flowopd.methods.opd.trainer import train_opd
 from flowopd.models.sd3 import SD3FlowModel
 from flowopd.testing import tiny_random_pipeline
-from flowopd.trainers.coldstart import run_coldstart
-from flowopd.trainers.grpo import train_grpo
-from flowopd.trainers.opd import train_opd
 
 
 @pytest.fixture

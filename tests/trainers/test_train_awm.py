@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from flowopd.adapters import adapter_parameters, add_lora, trainable_parameters, use_adapter
-from flowopd.awm import awm_loss, flow_logp
-from flowopd.awm_config import AWMConfig
-from flowopd.configs import preset
+from flowopd.config.presets import preset
 from flowopd.layout import CHECKPOINT_DIR, OLD_ADAPTER_DIR
-from flowopd.trainers.awm import train_awm
-from flowopd.trainers.rollout import lora_init_seed
+from flowopd.methods.awm.config import AWMConfig
+from flowopd.methods.awm.loss import awm_loss, flow_logp
+from flowopd.methods.awm.trainer import train_awm
+from flowopd.training.rollout import lora_init_seed
 
 
 def awm_config(**kw) -> AWMConfig:
@@ -188,8 +188,8 @@ def test_config_checks_presets_and_help() -> None:
     assert (paper.lr, paper.group_size, paper.timesteps_per_sample, paper.ref_weight, paper.guidance) == (
         3e-4, 24, 6, 0.003, 1.0)
     with pytest.raises(TypeError, match="needs an AWMConfig"):
-        from flowopd.nft_config import NFTConfig
-        from flowopd.trainers.awm import AWMTrainer
+        from flowopd.methods.awm.trainer import AWMTrainer
+        from flowopd.methods.nft.config import NFTConfig
 
         AWMTrainer(None, NFTConfig(), "unused")
 

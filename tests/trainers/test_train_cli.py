@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flowopd.configs import GRPOConfig
+from flowopd.methods.grpo.config import GRPOConfig
 
 COMMANDS = [["train", "grpo"], ["train", "opd"], ["coldstart"]]
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from flowopd.adapters import AdapterError, adapter_names, adapter_parameters, load_adapter, lora_layers
-from flowopd.coldstart import delta_weight
-from flowopd.configs import ColdStartConfig
-from flowopd.trainers.coldstart import run_coldstart
-from flowopd.trainers.opd import train_opd
+from flowopd.coldstart.config import ColdStartConfig
+from flowopd.coldstart.merge import delta_weight
+from flowopd.coldstart.trainer import run_coldstart
+from flowopd.methods.opd.trainer import train_opd
 
 
 def _deltas(model, name: str) -> dict[str, torch.Tensor]:

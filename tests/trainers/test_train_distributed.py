@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowopd.grpo import group_advantages
+from flowopd.methods.grpo.loss import group_advantages
 
 WORLD = 2
 DEADLINE_S = 120
@@ -29,9 +29,9 @@ def _worker(out_dir: str, model_dir: str, fast: dict) -> None:
     acc = Accelerator(cpu=True)
     torch.set_num_threads(1)  # accelerate may raise it for a multi-CPU run
 
-    import flowopd.trainers.grpo as trainer
+    import flowopd.methods.grpo.trainer as trainer
     from flowopd.adapters import adapter_parameters
-    from flowopd.configs import GRPOConfig
+    from flowopd.methods.grpo.config import GRPOConfig
     from flowopd.models.tiny import TinyFlowModel
 
     seen = []

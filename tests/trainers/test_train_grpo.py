@@ -8,9 +8,9 @@ from PIL import Image
 
 from flowopd.adapters import adapter_parameters, add_lora, load_adapter, use_adapter
 from flowopd.layout import ADAPTER_DIR, CHECKPOINT_DIR
-from flowopd.trainers.checkpoint import checkpoint_step
-from flowopd.trainers.grpo import gather_advantages, train_grpo
-from flowopd.trainers.rollout import reward_applies
+from flowopd.methods.grpo.trainer import gather_advantages, train_grpo
+from flowopd.training.checkpoint import checkpoint_step
+from flowopd.training.rollout import reward_applies
 
 
 def _snapshot(module: torch.nn.Module, lora: bool) -> dict[str, torch.Tensor]:
@@ -75,7 +75,7 @@ def test_advantages_and_zero_spread_mask_in_one_process():
 
 
 def test_nan_loss_stops_clearly_and_keeps_the_last_checkpoint(tiny, grpo_config, tmp_path, monkeypatch):
-    import flowopd.trainers.grpo as trainer
+    import flowopd.methods.grpo.trainer as trainer
 
     calls = {"n": 0}
     real = trainer.grpo_step_loss
@@ -112,7 +112,7 @@ def test_exploding_weights_stop_before_they_overwrite_the_last_good_checkpoint(t
 
 
 def test_a_rollout_of_diverged_weights_names_the_step_and_the_checkpoint(tiny, grpo_config, tmp_path, monkeypatch):
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     train_grpo(tiny(), grpo_config(), tmp_path)
 
@@ -191,7 +191,7 @@ def test_grpo_raises_the_reward_it_is_trained_on(tiny, grpo_config, tmp_path):
 
 def _trained_steps_per_call(tiny, cfg, tmp_path, monkeypatch) -> list[tuple[int, int]]:
     """(first row, step j) of every step-loss call of one GRPO run."""
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     calls, real = [], GRPOTrainer.step_loss
     with monkeypatch.context() as patch:
@@ -215,7 +215,7 @@ def test_steps_per_microbatch_trains_a_random_subset_of_the_steps(tiny, grpo_con
 
 
 def test_sde_window_draws_noise_and_trains_on_its_steps_only(tiny, grpo_config, tmp_path, monkeypatch):
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     cfg = grpo_config(num_steps=5, sde_window=2, epochs=4)  # 4 trained steps: the window starts at 0, 1 or 2
     calls = _trained_steps_per_call(tiny, cfg, tmp_path / "run", monkeypatch)
@@ -233,7 +233,7 @@ def test_sde_window_draws_noise_and_trains_on_its_steps_only(tiny, grpo_config, 
 
 @pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
 def test_the_lr_schedule_sets_each_steps_learning_rate(tiny, grpo_config, tmp_path, schedule):
-    from flowopd.trainers.loop import lr_factor
+    from flowopd.training.loop import lr_factor
 
     cfg = grpo_config(epochs=3, lr=1e-3, warmup_steps=2, lr_schedule=schedule)
     reported = []
@@ -249,7 +249,7 @@ def test_the_lr_schedule_sets_each_steps_learning_rate(tiny, grpo_config, tmp_pa
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_shared_group_noise_gives_a_group_one_start_and_its_own_sde_noise(tiny, grpo_config, tmp_path, shared):
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     cfg = grpo_config(shared_group_noise=shared)
     roll = GRPOTrainer(tiny(), cfg, tmp_path, resume=False).make_rollout(0, cfg.prompt_tasks)
@@ -268,7 +268,7 @@ def test_shared_group_noise_must_be_a_boolean(grpo_config):
 
 
 def test_antithetic_noise_mirrors_the_sde_noise_of_pairs(tiny, grpo_config, tmp_path):
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     cfg = grpo_config(shared_group_noise=True, antithetic_noise=True)
     trainer = GRPOTrainer(tiny(), cfg, tmp_path, resume=False)

@@ -8,10 +8,10 @@ import torch
 
 from flowopd.adapters import adapter_parameters, add_lora, trainable_parameters, use_adapter
 from flowopd.layout import CHECKPOINT_DIR, OLD_ADAPTER_DIR
-from flowopd.nft import nft_loss, old_decay, optimality
-from flowopd.nft_config import NFTConfig
-from flowopd.trainers.nft import train_nft
-from flowopd.trainers.rollout import lora_init_seed
+from flowopd.methods.nft.config import NFTConfig
+from flowopd.methods.nft.loss import nft_loss, old_decay, optimality
+from flowopd.methods.nft.trainer import train_nft
+from flowopd.training.rollout import lora_init_seed
 
 
 # The trainer tests' FAST size (tests/trainers/conftest.py), with 2 noise levels per sample.
@@ -206,8 +206,8 @@ def test_config_checks_name_the_field() -> None:
     with pytest.raises(ValueError, match="rewards"):
         NFTConfig(rewards={"nope": 1.0})
     with pytest.raises(TypeError, match="needs an NFTConfig"):
-        from flowopd.configs import GRPOConfig
-        from flowopd.trainers.nft import NFTTrainer
+        from flowopd.methods.grpo.config import GRPOConfig
+        from flowopd.methods.nft.trainer import NFTTrainer
 
         NFTTrainer(None, GRPOConfig(), "unused")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from flowopd.adapters import AdapterError, load_adapter, use_adapter
-from flowopd.opd import kl_loss, transition
+from flowopd.methods.opd.loss import kl_loss, transition
+from flowopd.methods.opd.trainer import train_opd
 from flowopd.sampling import sample, std_dev_t
-from flowopd.trainers.opd import train_opd
 
 
 def _kl_on_fixed_states(model, adapter: str | None, teacher: str, guidance: float = 3.0) -> float:
@@ -49,7 +49,7 @@ def test_a_few_steps_lower_the_kl_to_the_teacher(tiny, make_teachers, opd_config
 
 
 def test_every_sample_goes_to_its_tasks_teacher(tiny, make_teachers, opd_config, tmp_path, monkeypatch):
-    import flowopd.trainers.opd as trainer
+    import flowopd.methods.opd.trainer as trainer
 
     routes, calls = [], []
     real_route, real_velocity = trainer.route_teachers, trainer.routed_velocity
@@ -70,7 +70,7 @@ def test_every_sample_goes_to_its_tasks_teacher(tiny, make_teachers, opd_config,
 
 
 def test_alternate_routing_gives_each_epoch_one_task(tiny, make_teachers, opd_config, tmp_path, monkeypatch):
-    import flowopd.trainers.opd as trainer
+    import flowopd.methods.opd.trainer as trainer
 
     tasks = []
     real_route = trainer.route_teachers
@@ -141,7 +141,7 @@ def test_bad_teachers_and_anchors_fail_clearly(tiny, make_teachers, opd_config, 
 
 
 def test_task_rewards_choose_the_reward_that_scores_a_task(tiny, make_teachers, opd_config, tmp_path):
-    from flowopd.configs import OPDConfig
+    from flowopd.methods.opd.config import OPDConfig
 
     model = tiny()
     teachers = make_teachers(model, {"prefer": 1})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from flowopd.adapters import adapter_parameters
-from flowopd.trainers.opd import train_opd
+from flowopd.methods.opd.trainer import train_opd
 
 
 def _student(model) -> dict[str, torch.Tensor]:
@@ -14,7 +14,7 @@ def _student(model) -> dict[str, torch.Tensor]:
 
 
 def test_blend_trains_on_mixed_prompts(tiny, make_teachers, opd_config, tmp_path, monkeypatch):
-    import flowopd.trainers.opd as trainer
+    import flowopd.methods.opd.trainer as trainer
 
     calls = []
     real = trainer.routed_velocity

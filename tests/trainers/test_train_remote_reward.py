@@ -9,11 +9,11 @@ import threading
 import pytest
 
 from flowopd.layout import CHECKPOINT_DIR, NEW_CHECKPOINT_DIR
+from flowopd.methods.grpo.trainer import train_grpo
 from flowopd.rewards import get_reward
 from flowopd.rewards.remote import RewardServerError
 from flowopd.rewards.serve import RewardHandler, make_server
-from flowopd.trainers.checkpoint import checkpoint_step, find_checkpoint, load_state
-from flowopd.trainers.grpo import train_grpo
+from flowopd.training.checkpoint import checkpoint_step, find_checkpoint, load_state
 
 
 class Switchable(RewardHandler):

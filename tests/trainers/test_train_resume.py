@@ -8,9 +8,9 @@ import torch
 
 from flowopd.adapters import adapter_parameters
 from flowopd.layout import CHECKPOINT_DIR, PREVIOUS_CHECKPOINT_DIR
-from flowopd.trainers.checkpoint import CheckpointError, checkpoint_step
-from flowopd.trainers.grpo import train_grpo
-from flowopd.trainers.opd import train_opd
+from flowopd.methods.grpo.trainer import train_grpo
+from flowopd.methods.opd.trainer import train_opd
+from flowopd.training.checkpoint import CheckpointError, checkpoint_step
 
 
 def _weights(model) -> dict[str, torch.Tensor]:
@@ -39,8 +39,8 @@ def test_stop_then_resume_continues_the_steps_and_matches_an_uninterrupted_run(t
 @pytest.mark.parametrize("kind, decay", [("nft", {"old_decay_rate": 0.1}), ("awm", {"ema_target_decay": 0.5})])
 def test_forward_rl_stop_then_resume_matches_an_uninterrupted_run(tiny, forward_rl_config, tmp_path, kind,
                                                                    decay) -> None:
-    from flowopd.trainers.awm import train_awm
-    from flowopd.trainers.nft import train_nft
+    from flowopd.methods.awm.trainer import train_awm
+    from flowopd.methods.nft.trainer import train_nft
 
     train = {"nft": train_nft, "awm": train_awm}[kind]
     cfg = forward_rl_config(kind, epochs=3, lr=1e-2, checkpoint_every=10, warmup_steps=1, ema=True, ema_every=2,
@@ -80,7 +80,7 @@ def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, 
 def test_a_resume_trains_at_the_configs_learning_rate(tiny, grpo_config, tmp_path):
     """The checkpoint's optimizer state carries the rate it was saved with; a resume with a lower lr (what a
     divergence message advises) uses the new one, on the schedule's position."""
-    from flowopd.trainers.grpo import GRPOTrainer
+    from flowopd.methods.grpo.trainer import GRPOTrainer
 
     train_grpo(tiny(), grpo_config(epochs=1, lr=1e-3), tmp_path)
     rates: list[float] = []

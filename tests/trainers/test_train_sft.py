@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from flowopd.adapters import adapter_parameters, load_adapter
-from flowopd.configs import ColdStartConfig, SFTConfig
+from flowopd.coldstart.config import ColdStartConfig
 from flowopd.flow_matching import flow_matching_loss
+from flowopd.methods.sft.config import SFTConfig
 from flowopd.models.base import from_pil
 from flowopd.world.dataset import write_dataset
 
@@ -37,7 +38,7 @@ def _set_loss(model, folder, adapter: str | None) -> float:
 
 
 def test_sft_lowers_the_loss_of_its_image_set_and_writes_its_config(tiny, text_set, tmp_path):
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     model = tiny()
     before = _set_loss(model, text_set, None)
@@ -58,7 +59,7 @@ def test_sft_lowers_the_loss_of_its_image_set_and_writes_its_config(tiny, text_s
 
 
 def test_resume_equals_an_uninterrupted_run(tiny, text_set, tmp_path):
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     cfg = SFTConfig(data=str(text_set), **{**SMALL_RUN, "caption_dropout": 0.5})
     straight = tiny()
@@ -78,9 +79,9 @@ def test_resume_equals_an_uninterrupted_run(tiny, text_set, tmp_path):
 
 
 def test_an_sft_adapter_is_a_teacher_of_a_cold_start_and_of_opd(tiny, text_set, make_teachers, opd_config, tmp_path):
-    from flowopd.trainers.coldstart import run_coldstart
-    from flowopd.trainers.opd import train_opd
-    from flowopd.trainers.sft import train_sft
+    from flowopd.coldstart.trainer import run_coldstart
+    from flowopd.methods.opd.trainer import train_opd
+    from flowopd.methods.sft.trainer import train_sft
 
     model = tiny()
     sft = train_sft(model, SFTConfig(data=str(text_set), **{**SMALL_RUN, "steps": 2}), tmp_path / "sft")
@@ -94,7 +95,7 @@ def test_an_sft_adapter_is_a_teacher_of_a_cold_start_and_of_opd(tiny, text_set, 
 
 def test_sft_needs_an_image_set(tiny, tmp_path):
     from flowopd.datasets import DatasetError
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     with pytest.raises(ValueError, match=r"^data='' is invalid: give the folder of the image set"):
         train_sft(tiny(), SFTConfig(), tmp_path / "out")
@@ -105,7 +106,7 @@ def test_sft_needs_an_image_set(tiny, tmp_path):
 
 
 def test_the_config_helps_every_field_round_trips_and_has_a_quick_preset(tmp_path):
-    from flowopd.configs import preset
+    from flowopd.config.presets import preset
 
     assert all(info.help.strip() for info in SFTConfig.describe())
     cfg = SFTConfig(data=str(tmp_path), lr=1e-3)
@@ -149,7 +150,7 @@ def _velocity_gap(model, folder) -> float:
 
 
 def test_prior_preservation_keeps_the_base_on_the_regularization_prompts(tiny, text_set, reg_set, tmp_path):
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     gaps, data_losses = {}, {}
     for name, extra in (("plain", {}), ("prior", {"reg_data": str(reg_set), "prior_weight": 10.0})):
@@ -166,7 +167,7 @@ def test_prior_preservation_keeps_the_base_on_the_regularization_prompts(tiny, t
 
 
 def test_resume_with_a_regularization_set_equals_an_uninterrupted_run(tiny, text_set, reg_set, tmp_path):
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     cfg = SFTConfig(data=str(text_set), reg_data=str(reg_set), prior_weight=0.5, **SMALL_RUN)
     straight = tiny()
@@ -183,7 +184,7 @@ def test_resume_with_a_regularization_set_equals_an_uninterrupted_run(tiny, text
 
 def test_a_missing_or_bad_regularization_set_names_reg_data(tiny, text_set, tmp_path):
     from flowopd.datasets import DatasetError
-    from flowopd.trainers.sft import train_sft
+    from flowopd.methods.sft.trainer import train_sft
 
     with pytest.raises(ValueError, match=r"^reg_data='/nope' is invalid: this folder does not exist"):
         train_sft(tiny(), SFTConfig(data=str(text_set), reg_data="/nope"), tmp_path / "out")

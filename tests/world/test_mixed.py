@@ -14,7 +14,7 @@ import flowopd
 from flowopd.evaluate_mixed import mixed_metrics, mixed_rewards
 from flowopd.rewards import compose_correct, text_reward
 from flowopd.tokenizer import PromptTokenizer
-from flowopd.trainers.rollout import reward_applies
+from flowopd.training.rollout import reward_applies
 from flowopd.world.detector import detect
 from flowopd.world.prompts import MIXED, mixed_record, primary_task, scene_for, task_weights
 from flowopd.world.scene import Scene, render

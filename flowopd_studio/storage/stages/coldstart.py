@@ -1,4 +1,4 @@
-"""Stage ``coldstart``: :func:`flowopd.trainers.coldstart.run_coldstart` in a worker (the student's first LoRA).
+"""Stage ``coldstart``: :func:`flowopd.coldstart.trainer.run_coldstart` in a worker (the student's first LoRA).
 
 Config: the ``ColdStartConfig`` fields; ``teachers`` may name ``grpo`` (or other adapter) run ids, ``model``
 a pretrain run id. The adapter goes to the run folder's ``adapter/`` (artifact ``adapter``, the ``init``
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def freeze(config: dict, store: Store) -> dict:
     """The full ``ColdStartConfig`` with teacher run ids and folders resolved to absolute adapter folders."""
-    from flowopd.configs import ColdStartConfig
+    from flowopd.coldstart.config import ColdStartConfig
 
     data = dict(config)
     data["model"] = resolve_model(data.get("model"), store)
@@ -34,10 +34,10 @@ def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
     """Build the student's adapter; "finished", or "stopped" on a stop command during SFT."""
     import torch
 
-    from flowopd.configs import ColdStartConfig
+    from flowopd.coldstart.config import ColdStartConfig
+    from flowopd.coldstart.trainer import run_coldstart
     from flowopd.events import StopRequested
     from flowopd.models import load_model
-    from flowopd.trainers.coldstart import run_coldstart
 
     from ..recorder import StoreCallback
 

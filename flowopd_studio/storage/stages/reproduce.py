@@ -41,7 +41,7 @@ def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
     from flowopd.reproduce.config import ReproduceConfig
     from flowopd.reproduce.runner import reproduce
     from flowopd.reproduce.stage import ReproduceStopped
-    from flowopd.trainers.dist import make_accelerator
+    from flowopd.training.dist import make_accelerator
 
     from ..recorder import StoreCallback
 

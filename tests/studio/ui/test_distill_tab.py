@@ -28,7 +28,7 @@ def test_preflight_then_the_whole_pipeline(app, spawned):
     assert list(data["train"]) == ["text", "compose"] and data["opd"]["epochs"] == 2
     assert "submit opd --config stu.json --name stu" in cli and "flowopd train opd" in cli
     assert "| **total** |" in estimate and "fallback" in estimate
-    status = client.predict(plan, api_name="/start_pipeline")
+    status = client.predict(api_name="/start_pipeline")  # the plan the pre-flight kept in the session's state
     assert "Queued 4 run(s)" in status
     with Store(home) as store:
         runs = sorted(store.list_runs(), key=lambda r: r.created_at)
@@ -46,6 +46,6 @@ def test_bad_choice_is_refused_by_name(app, spawned):
         client.predict(*_form("stu", {}, []), api_name="/distill_plan")
     with pytest.raises(AppError, match="MAR anchor 'quality' has no teacher here"):
         client.predict(*_form("stu", {}, ["text"], anchor="quality"), api_name="/distill_plan")
-    with pytest.raises(AppError, match="Plan is not the JSON"):
-        client.predict("{}", api_name="/start_distill")
+    with pytest.raises(AppError, match="No plan yet: press Pre-flight"):
+        client.predict(api_name="/start_distill")
     assert spawned == []

@@ -1,0 +1,24 @@
+"""The named choices of config fields, owned here once and imported everywhere else (the configs, the losses,
+the command line, the app's forms). Torch-free, so the command line checks a value before torch loads.
+
+The rewards a config may name live in :mod:`flowopd.reward_names` (a registry that grows as rewards register).
+"""
+
+from __future__ import annotations
+
+# distillation (docs/method.md, "Per-step KL" and "Routing")
+LOSS_MODES = ("kl", "pg", "paper")  # analytic KL | sampled log-ratio advantage | the paper's zero-expected-grad form
+WEIGHTINGS = ("code", "paper", "uniform")  # per-step weight of the KL
+ROUTINGS = ("per-sample", "alternate", "blend")
+# cold start (docs/method.md, "Cold start")
+COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
+MERGE_COMBINATIONS = ("cat", "svd")  # how the merge modes combine the teachers' LoRA factors
+# training
+PRECISIONS = ("no", "fp16", "bf16")
+EMA_WARMUPS = ("mean", "legacy")  # flowopd.training.ema's warm-ups
+LR_SCHEDULES = ("constant", "cosine", "linear")
+# export (flowopd export, the app's Export tab)
+EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
+
+__all__ = ["COLDSTART_MODES", "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
+           "PRECISIONS", "ROUTINGS", "WEIGHTINGS"]

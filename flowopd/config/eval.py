@@ -1,0 +1,31 @@
+"""The evaluation protocol's settings (:class:`EvalConfig`), importable without torch (re-exported by
+:mod:`flowopd.evaluate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..world.prompts import TASKS
+from .base import ConfigBase, option
+
+
+@dataclass
+class EvalConfig(ConfigBase, kind="eval"):
+    """The protocol's settings: tiny-world defaults; :meth:`sd35_medium` for SD3.5 Medium (40 steps, CFG 4.5)."""
+
+    num_steps: int = option(20, "ODE (Euler) sampling steps", min=1, max=1000)
+    guidance: float = option(3.0, "classifier-free guidance scale (1.0 disables guidance)", min=0)
+    images_per_prompt: int = option(1, "images per test prompt", min=1)
+    seed: int = option(1000, "seed of the first image; image i of the split uses seed + i", min=0)
+    batch_size: int = option(64, "images per sampling batch", min=1)
+    tasks: list[str] = option(list(TASKS), f"tasks to evaluate, some of {', '.join(TASKS)}")
+
+    def check(self) -> None:
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad:
+            raise ValueError(f"unknown tasks {bad} in tasks: use some of {list(TASKS)}")
+
+    @classmethod
+    def sd35_medium(cls, **overrides) -> EvalConfig:
+        """SD3.5 Medium's evaluation setting in the paper: 40 ODE steps at CFG 4.5."""
+        return cls(**{"num_steps": 40, "guidance": 4.5, "batch_size": 16, **overrides})

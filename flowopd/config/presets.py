@@ -1,0 +1,54 @@
+"""Presets ``quick | default | paper`` for any registered config kind (the app's forms, scripts). Torch-free."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ConfigBase
+
+__all__ = ["PRESET_NAMES", "QUICK_FIELDS", "preset"]
+PRESET_NAMES = ("quick", "default", "paper")
+# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. 8 epochs of 64 images (the
+# reproduction's teacher budget, docs/results-tiny-grpo-teachers.md). Measured on the built-in tiny model on
+# the 2-core test machine, the whole pipeline as the app's Distill tab queues it (real workers, default torch
+# threads, nothing else training): teachers 99-123 s each, the merge 5 s, the distillation 168 s; 10.1 min
+# from submit to the student. Under load (1 thread, another process training) speeds halve: GRPO 2.4 and OPD
+# 2.0 images/s.
+QUICK_FIELDS: dict[str, dict[str, Any]] = {
+    "grpo": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
+                 checkpoint_every=2, sample_every=2),
+    "opd": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-4,
+                checkpoint_every=2, sample_every=2),
+    "coldstart": dict(sft_steps=50, sft_batch_size=16, sft_samples_per_task=32),
+    "sft": dict(steps=150, batch_size=16, checkpoint_every=50, sample_every=50),
+    # NFT (flowopd.methods.nft.config): the teachers' size; NFT's ODE rollouts cost less per image than GRPO's SDE.
+    "nft": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
+                checkpoint_every=2, sample_every=2),
+    # AWM (flowopd.methods.awm.config): NFT's size (the same ODE rollouts and forward-process training).
+    "awm": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
+                checkpoint_every=2, sample_every=2),
+}
+
+
+def preset(kind: str, name: str = "default", **overrides: Any) -> ConfigBase:
+    """The ``kind`` config (``grpo``, ``opd``, ``coldstart``, or any registered kind) of preset ``name``.
+
+    ``quick``: minutes on a 2-core CPU (:data:`QUICK_FIELDS`; a kind without an entry gets its defaults);
+    ``default``: the config's defaults (the tiny world's tuned values); ``paper``: the class's ``sd35_medium()``
+    (the paper's SD3.5 Medium settings). ``overrides`` (any field) apply last.
+
+    Example:
+        >>> preset("grpo", "quick").epochs
+        8
+    """
+    from .base import config_class
+
+    cls = config_class(kind)
+    if name not in PRESET_NAMES:
+        raise ValueError(f"preset {name!r} is unknown: use one of {', '.join(PRESET_NAMES)}")
+    if name == "paper":
+        if not hasattr(cls, "sd35_medium"):
+            raise ValueError(f"the {kind} config has no paper preset: use quick or default")
+        return cls.sd35_medium(**overrides)
+    values = dict(QUICK_FIELDS.get(kind, {})) if name == "quick" else {}
+    return cls(**{**values, **overrides})

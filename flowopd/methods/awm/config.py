@@ -1,0 +1,68 @@
+"""The Advantage Weighted Matching teacher's config (``kind="awm"``): tiny-world defaults, ``sd35_medium()`` for
+SD3.5 Medium (scxue/advantage_weighted_matching's SD3 script), help and bounds on every field, validation naming
+the field and the fix.
+
+Importing it imports no torch. The method: docs/method.md, "AWM".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...config.base import option
+from ...config.fields import sd35_reward_overrides
+from ...config.rl import ForwardRLConfig
+from ...models.presets import SD35_MEDIUM
+
+__all__ = ["AWMConfig"]
+
+
+@dataclass
+class AWMConfig(ForwardRLConfig, kind="awm"):
+    """An Advantage Weighted Matching teacher (arXiv 2509.25050; docs/method.md, "AWM") on one reward, or on several
+    with weights: ODE rollouts of the policy, group advantages, and an advantage-weighted flow-matching loss on
+    the clean samples (a PPO-clipped ratio of flow-matching "log-probs"), with pulls towards the base and an EMA.
+
+    Rollout, batch, optimiser and LoRA fields and their checks are
+    :class:`flowopd.config.rl.ForwardRLConfig`'s.
+    """
+
+    # rollouts (re-declared for their own help; the other shared fields are ForwardRLConfig's)
+    num_steps: int = option(10, "ODE (Euler) steps of a rollout; its sigmas are the noise levels AWM trains at (the "
+                            "code: 14 SA-Solver steps)", min=1, max=1000,
+                            group="rollouts")
+    guidance: float = option(1.0, "CFG scale of the rollouts and of the trained velocity; 1.0 = CFG-free, as AWM's "
+                             "code trains; > 1 trains the guided velocity, as Flow-GRPO's code does", min=0,
+                             group="rollouts")
+    # AWM
+    rewards: dict = option({"prefer": 1.0}, "reward name -> weight; several rewards at once is AWM-Mix", group="AWM")
+    prompt_tasks: dict = option({"prefer": 1.0}, "task -> sampling weight of its train prompts", group="AWM")
+    adv_clip: float = option(5.0, "group advantages are clipped to +-adv_clip before weighting the loss (the code's "
+                             "adv_clip_max 5)", min=0, min_open=True, group="AWM")
+    global_std: bool = option(True, "normalise advantages by the std of all rewards (the code), else per group",
+                              group="AWM")
+    clip_range: float = option(1.0, "PPO clip of the ratio exp(logp - logp_old): max(-A ratio, -A clip(ratio, "
+                               "1 - c, 1 + c)) (the code's 1; logp = -mean (v - (eps - x0))^2)", min=0,
+                               min_open=True, group="AWM")
+    timesteps_per_sample: int = option(4, "noise levels each clean sample trains at, drawn without replacement from "
+                                       "the rollout's sigmas, with fresh noise each (the code: 6)", min=1,
+                                       group="AWM")
+    ref_weight: float = option(0.003, "weight of the pull towards the base, mean (v - v_base)^2 (the code's KL beta "
+                               "0.003); 0 turns it off", min=0, group="AWM")
+    ema_weight: float = option(0.1, "weight of the pull towards an EMA of the policy, mean (v - v_ema)^2 (Flow-"
+                               "Factory's recommended 0.1); 0 turns it off", min=0, group="AWM")
+    ema_target_decay: float = option(0.9, "the policy EMA the pull aims at: ema <- d ema + (1 - d) theta after each "
+                                     "epoch (0 = it copies the policy)", min=0, max=1, max_open=True, group="AWM")
+    sample_from_ema: bool = option(False, "roll out from the policy EMA (the code's off_policy) instead of the "
+                                   "current policy", group="AWM")
+    adapter_name: str = option("teacher", "name of the trained LoRA adapter (its EMA target is <name>_old)",
+                               group="AWM")
+    @classmethod
+    def sd35_medium(cls, **overrides: Any) -> AWMConfig:
+        """AWM's SD3.5-M settings (its SD3 script): lr 3e-4, group 24, 14 CFG-free ODE steps (the code's
+        SA-Solver; Euler here) with 6 trained noise levels per sample, KL beta 0.003, LoRA r 32 / alpha 64."""
+        base = dict(model=SD35_MEDIUM, num_steps=14, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
+                    mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
+                    train_batch_size=8, lr=3e-4, timesteps_per_sample=6)
+        return cls(**{**base, **sd35_reward_overrides(cls, overrides), **overrides})

@@ -1,0 +1,166 @@
+"""Stage 2: on-policy distillation of the routed teachers into the student, with MAR (docs/method.md, "On-policy
+distillation", "Routing", "MAR").
+
+Per epoch the student samples SDE trajectories of prompts of all its tasks mixed (``per-sample`` and ``blend``
+routing; ``prompt_tasks`` may add the ``mixed`` split, whose prompts touch two tasks) or of one task
+(``alternate``: the released code's epoch schedule). Every sample is routed one-hot to the teacher adapter of its
+prompt's task (a mixed prompt's highest-weight task), or with ``blend`` to the alpha-weighted mix of the
+teachers of its task labels (:mod:`flowopd.methods.opd.routing`), and at each trained step the loss is
+``flowopd.methods.opd.loss.distill_step_loss``
+(``kl`` | ``pg`` | ``paper``, with ``weighting``) plus ``beta_mar`` times the same KL towards the anchor
+(the base model with adapters disabled, or any adapter). The per-step KL to the teacher and to the anchor
+is logged as ``kl/teacher/step_<j>`` and ``kl/anchor/step_<j>``, the teacher KL per task as
+``kl/teacher/<task>`` (``kl/teacher/mixed`` for mixed prompts), and each sample's own task rewards as
+``reward/<task>`` (``log_rewards``; a mixed prompt is scored by each of its tasks' rewards).
+
+Teachers, anchor and student are named adapters on one frozen base: ``teacher_<task>`` (one per distinct
+folder), ``anchor`` (when ``mar_anchor`` is a folder) and ``cfg.adapter_name``; only the student trains.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from ... import metric_names as names
+from ...adapters import replace_adapter
+from ...config.fields import task_reward
+from ...models.base import FlowModel, PromptEmbeds
+from ...sampling import sde_step, std_dev_t
+from ...training.dist import MetricSums
+from ...training.loop import Callback, RLTrainer, TrainResult
+from ...training.rollout import Rollout, gather_scores, reward_metrics, score_rollout
+from ...world.prompts import MIXED, MIXED_TASKS
+from ..grpo.trainer import gather_advantages
+from .config import OPDConfig
+from .loss import alternate_task, blend_routes, distill_step_loss, route_teachers, routed_velocity
+
+log = logging.getLogger(__name__)
+ANCHOR = "anchor"
+
+
+class OPDTrainer(RLTrainer):
+    """Flow-OPD on the student adapter ``cfg.adapter_name``; see the module docstring."""
+
+    stage = "opd"
+
+    def __init__(self, model: FlowModel, cfg: OPDConfig, out_dir: str | Path, *,
+                 accelerator: Accelerator | None = None, resume: bool = True):
+        if not isinstance(cfg, OPDConfig):
+            raise TypeError(f"train_opd needs an OPDConfig, got {type(cfg).__name__}")
+        super().__init__(model, cfg, out_dir, accelerator)
+        self.tasks = list(cfg.epochs_per_task if cfg.routing == "alternate" else cfg.prompt_tasks)
+        # The rewards that score samples: the tasks, with the mixed prompt set standing for the tasks it touches.
+        self.reward_tasks = list(dict.fromkeys(t for s in self.tasks for t in (MIXED_TASKS if s == MIXED else (s,))))
+        self.teachers = self.load_teachers()
+        self.anchor = self.load_anchor() if cfg.beta_mar > 0 else None
+        self.init_student(cfg.init, resume)
+
+    def load_teachers(self) -> dict[str, str]:
+        """Task -> teacher adapter name, loading each distinct folder once as ``teacher_<first task>``."""
+        names: dict[str, str] = {}
+        by_folder: dict[Path, str] = {}
+        for task, folder in self.cfg.teachers.items():
+            key = Path(folder).expanduser().resolve()
+            if key not in by_folder:
+                by_folder[key] = f"teacher_{task}"
+                if by_folder[key] == self.name:
+                    raise ValueError(f"adapter_name={self.name!r} is taken by a teacher: name the student otherwise")
+                replace_adapter(self.model, folder, by_folder[key], field=f"teachers[{task!r}]")
+            names[task] = by_folder[key]
+        log.info("opd teachers: %s", ", ".join(f"{t} -> {n}" for t, n in names.items()))
+        return names
+
+    def load_anchor(self) -> str | None:
+        """The MAR anchor: None for ``base``, a teacher's adapter for its task, else a folder loaded as ``anchor``."""
+        anchor = self.cfg.mar_anchor
+        if anchor == "base":
+            return None
+        if anchor in self.teachers:
+            return self.teachers[anchor]
+        if not Path(anchor).expanduser().is_dir():
+            raise ValueError(f"mar_anchor={anchor!r} is invalid: use 'base', a teacher's task "
+                             f"({', '.join(self.teachers)}) or an existing adapter folder")
+        if self.name == ANCHOR:
+            raise ValueError("adapter_name='anchor' is taken by the MAR anchor: name the student otherwise")
+        replace_adapter(self.model, anchor, ANCHOR, field="mar_anchor")
+        return ANCHOR
+
+    def sample_tasks(self) -> list[str]:
+        return self.tasks
+
+    def routes(self, records: list[dict]) -> list[str] | list[dict[str, float]]:
+        """Each record's teacher: its adapter's name (one-hot routings) or adapter -> weight (``blend``), as
+        :func:`flowopd.methods.opd.loss.routed_velocity` takes them."""
+        if self.cfg.routing == "blend":
+            return blend_routes(records, self.teachers)
+        return route_teachers(records, self.teachers)
+
+    def epoch_tasks(self, epoch: int) -> Mapping[str, float]:
+        """Prompt task weights of ``epoch``: all tasks (per-sample) or the schedule's one task (alternate)."""
+        if self.cfg.routing == "alternate":
+            return {alternate_task(epoch, self.cfg.epochs_per_task): 1.0}
+        return self.cfg.prompt_tasks
+
+    def teacher_velocity(self, teachers: list[str], x: torch.Tensor, sigma: float, cond: PromptEmbeds,
+                         uncond: PromptEmbeds | None) -> torch.Tensor:
+        """Velocity [B, ...] of each row's routed teacher adapter (``flowopd.bench`` overrides it to measure
+        the released code's layout: one full model copy per teacher)."""
+        return routed_velocity(self.model, teachers, x, sigma, cond, uncond, self.cfg.guidance)
+
+    def step_loss(self, roll: Rollout, routes: list[str], rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
+        """Distillation loss (+ MAR) of rows ``rows`` at step ``j``, and the KL metrics."""
+        cfg = self.cfg
+        s, s_next = float(roll.sigmas[j]), float(roll.sigmas[j + 1])
+        student = self.transition(self.name, roll, rows, j)
+        with torch.no_grad():
+            x, (cond, uncond) = roll.latents[rows, j], roll.embeds(rows)
+            v_t = self.teacher_velocity([routes[i] for i in rows], x, s, cond, uncond)
+            teacher = sde_step(v_t, x, s, s_next, cfg.noise_level, sigma_max=roll.sigma_max,
+                               prev_sample=roll.latents[rows, j + 1])
+            anchor_mean = self.transition(self.anchor, roll, rows, j).mean if cfg.beta_mar > 0 else None
+        out = distill_step_loss(cfg.loss_mode, student, teacher, roll.log_probs[rows, j], std_dev_t(student, s, s_next),
+                                weighting=cfg.weighting, sigma=s, sigma_next=s_next, anchor_mean=anchor_mean,
+                                beta_mar=cfg.beta_mar, clip_range=cfg.clip_range, adv_clip=cfg.adv_clip)
+        values: dict = {names.KL_TEACHER: out.kl_teacher, names.per_step(names.KL_TEACHER, j): out.kl_teacher}
+        tasks = [roll.records[i]["task"] for i in rows]
+        for task in set(tasks):
+            values[names.per_task(names.KL_TEACHER, task)] = out.kl_teacher[[t == task for t in tasks]]
+        if out.kl_anchor is not None:
+            values.update({names.KL_ANCHOR: out.kl_anchor, names.per_step(names.KL_ANCHOR, j): out.kl_anchor})
+        return out.loss, values
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        roll = self.make_rollout(epoch, self.epoch_tasks(epoch))
+        routes = self.routes(roll.records)
+        keep, out = list(range(len(roll))), {}
+        if cfg.log_rewards:
+            by_reward = {task_reward(cfg.task_rewards, t): t for t in self.reward_tasks}
+            scores = score_rollout(self.model, roll, dict.fromkeys(by_reward, 1.0), self.reward_tasks, by_reward)
+            out = reward_metrics(gather_scores(self.acc, roll, scores))
+            if cfg.mask_zero_std:
+                keep = gather_advantages(self.acc, scores.total, cfg.group_size, mask_zero_std=True).keep
+        metrics = MetricSums()
+        metrics.add("trained_fraction", len(keep) / len(roll))
+        self.accumulate(keep, lambda rows, j: self.step_loss(roll, routes, rows, j), metrics)
+        return {**metrics.means(self.acc), **out}
+
+
+def train_opd(model: FlowModel, cfg: OPDConfig, out_dir: str | Path, *, callback: Callback | None = None,
+              should_stop: Callable[[], bool] | None = None, resume: bool = True,
+              accelerator: Accelerator | None = None) -> TrainResult:
+    """Distil ``cfg.teachers`` into the student adapter; arguments as :func:`flowopd.methods.grpo.trainer.train_grpo`.
+
+    The student starts from ``cfg.init`` (a cold start's adapter folder) or a fresh LoRA, unless a checkpoint
+    in ``out_dir`` is resumed.
+
+    Raises:
+        flowopd.adapters.AdapterError: a teacher, anchor or init folder is not an adapter of this base model.
+        ValueError: a prompt task has no teacher, or ``mar_anchor`` names nothing.
+    """
+    return OPDTrainer(model, cfg, out_dir, accelerator=accelerator, resume=resume).run(callback, should_stop)
