@@ -21,6 +21,8 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md app.py ./
 COPY flowopd ./flowopd
 COPY flowopd_studio ./flowopd_studio
+COPY ui ./ui
+COPY storage ./storage
 RUN pip install --no-deps . \
     && useradd --create-home --uid 1000 studio \
     && mkdir -p /data && chown 1000 /data

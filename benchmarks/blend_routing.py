@@ -1,4 +1,4 @@
-"""Blended routing against one-hot routing on mixed prompts: the harness behind docs/blend-routing.md.
+"""Blended routing against one-hot routing on mixed prompts: the harness behind docs/notes/blend-routing.md.
 
 Usage::
 
@@ -15,7 +15,7 @@ the compose and text teachers' velocities 0.5/0.5). Same prompts, same noise: on
 differ. Both students, the cold start, the base and the compose and text teachers are evaluated on the
 mixed test split with both rewards (:func:`flowopd.evaluate_mixed.evaluate_mixed`), and with ``--standard``
 the students on the four standard test splits too (:func:`flowopd.evaluate.evaluate_adapter`). Writes
-``OUT/blend-routing.json``; ``--docs`` writes ``docs/blend-routing.json`` instead.
+``OUT/blend-routing.json``; ``--docs`` writes ``docs/notes/blend-routing.json`` instead.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ log = logging.getLogger("blend_routing")
 
 def example_recipe() -> dict:
     """The shipped example student's OPD config fields (the examples' ``opd`` entry), minus its own paths. It
-    was trained before ``ema_warmup`` existed, so its EMA warm-up is ``legacy`` (as docs/blend-routing.json's
+    was trained before ``ema_warmup`` existed, so its EMA warm-up is ``legacy`` (as docs/notes/blend-routing.json's
     figures were measured)."""
     entry = next(e for e in json.loads((EXAMPLES / "examples.json").read_text()) if e["kind"] == "student")
     names = {f.name for f in dataclasses.fields(OPDConfig)}
@@ -88,7 +88,8 @@ def main() -> None:
     p.add_argument("--standard", action="store_true", help="also evaluate the students on the four test splits")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", type=Path, default=Path("runs/blend"))
-    p.add_argument("--docs", action="store_true", help="write docs/blend-routing.json (else OUT/blend-routing.json)")
+    p.add_argument("--docs", action="store_true",
+                   help="write docs/notes/blend-routing.json (else OUT/blend-routing.json)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -109,7 +110,7 @@ def main() -> None:
             std = evaluate_adapter(load_model(), adapter, eval_cfg, model_name=routing)
             report["standard"][routing] = {**std["metrics"], "average": std["average"]}
         log.info("%s: mixed %s", routing, report["mixed"][routing])
-    path = ROOT / "docs" / "blend-routing.json" if args.docs else args.out / "blend-routing.json"
+    path = ROOT / "docs" / "notes" / "blend-routing.json" if args.docs else args.out / "blend-routing.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
     log.info("wrote %s", path)

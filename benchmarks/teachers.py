@@ -38,7 +38,7 @@ from flowopd.events import TrainingCallback
 ALGORITHMS = ("grpo", "nft", "awm", "sft")
 TASKS = ("compose", "text", "prefer", "quality")
 # The recipes compared (live weights everywhere: over a few dozen steps an EMA keeps initial weights,
-# docs/grpo-tuning.md). GRPO: run "W" of docs/grpo-tuning.md, its best measured recipe (an SDE window of 2
+# docs/notes/grpo-tuning.md). GRPO: run "W" of docs/notes/grpo-tuning.md, its best measured recipe (an SDE window of 2
 # steps with shared group noise, 40 prompts x 4 per epoch). NFT and AWM: their configs' tiny-world defaults.
 # SFT: its defaults on SFT_IMAGES renders of the task's train prompts (flowopd world dataset).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=None, help="base model folder (default: the built-in tiny model)")
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs (on a CPU: one core and one thread each)")
     p.add_argument("--work", default="runs/teachers", help="folder of the runs and rows.jsonl")
-    p.add_argument("--out", default="docs/teachers-tiny.json")
+    p.add_argument("--out", default="docs/notes/teachers-tiny.json")
     p.add_argument("--machine", default=f"{platform.machine()} {os.cpu_count()}-core CPU machine",
                    help="how the report names the machine")
     p.add_argument("--report", action="store_true", help="only rewrite --out from the rows done")

@@ -1,4 +1,4 @@
-"""Train one GRPO teacher and evaluate it on its own task: the harness behind docs/grpo-tuning.md.
+"""Train one GRPO teacher and evaluate it on its own task: the harness behind docs/notes/grpo-tuning.md.
 
 Usage::
 

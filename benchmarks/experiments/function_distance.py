@@ -7,7 +7,7 @@ Usage::
 For each task, on the base model's 10-step ODE trajectories of the first test prompts, prints the mean over
 the first 8 steps of ``(v_a - v_b)^2`` for: the task's teacher vs the base, the merge cold start vs the base
 and vs the teacher, and ``opd`` vs the teacher and vs the base (SEED_DIR is ``OUT/seed<k>`` of a
-``flowopd reproduce`` run; missing stages are skipped). The numbers of docs/opd-tuning.md come from it.
+``flowopd reproduce`` run; missing stages are skipped). The numbers of docs/notes/opd-tuning.md come from it.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ Two presets (``ReproduceConfig.preset(name)``):
 * ``default``: the tiny reproduction on the built-in 3.6 M-parameter model (epochs of 64 images = 16
   prompts x groups of 4, 2 optimizer steps per epoch, LoRA lr 1e-3 for GRPO and 1e-4 for distillation,
   whose first Adam steps at 1e-3 move the student farther from its teacher than the merge left it
-  (``docs/opd-tuning.md``); 8 epochs per teacher, 16 for
+  (``docs/notes/opd-tuning.md``); 8 epochs per teacher, 16 for
   distillation and GRPO-Mix; the full evaluation protocol). The shape was picked by the measurements in
-  ``docs/grpo-tuning.md``: more prompts per step beat more steps, lr 3e-3 and 1e-2 make the text teacher
+  ``docs/notes/grpo-tuning.md``: more prompts per step beat more steps, lr 3e-3 and 1e-2 make the text teacher
   worse. Distillation gets twice a teacher's steps because it serves four tasks at once: from one teacher
   16 steps recover 85-92 % of its gain, from four they recovered 29-68 % (``docs/results-tiny-grpo-teachers.md``);
 * ``smoke``: seconds on a small random model, for tests (1 epoch of 4 images, 2 SDE steps, 2 test prompts
@@ -153,7 +153,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         """The ``smoke``, ``default`` or ``strong`` preset with ``overrides`` (any field) applied.
 
         ``strong``: ``default`` with the strongest teacher of each task in the teacher benchmark
-        (``docs/teachers-tiny.md``): DiffusionNFT for compose, SFT on 512 renders for text (400 steps, where
+        (``docs/notes/teachers-tiny.md``): DiffusionNFT for compose, SFT on 512 renders for text (400 steps, where
         its quality had not dropped yet), AWM for prefer and quality, each RL teacher 48 optimizer steps
         (about the steps they took in the benchmark's 240 s), and the joint ``awm-mix`` rows; without the
         seesaw rows and ``grpo-mix-long`` (GRPO runs that keep a seed within 60 minutes of a 2-core CPU when
@@ -169,7 +169,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         if name in ("default", "strong"):
             base["coldstart"] = {"sft_steps": 100, "sft_batch_size": 32, "sft_samples_per_task": 64}
             base["rl"] = {"lr": 1e-3}
-            base["opd"] = {"lr": 1e-4}  # from the merge init, 1e-3 throws the student off (docs/opd-tuning.md)
+            base["opd"] = {"lr": 1e-4}  # from the merge init, 1e-3 throws the student off (docs/notes/opd-tuning.md)
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,

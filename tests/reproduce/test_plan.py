@@ -33,7 +33,7 @@ def test_default_plan_rows_compute_and_reuse(tmp_path) -> None:
     assert set(opd.teachers) == set(opd.prompt_tasks) == {"compose", "text", "prefer", "quality"}
     assert plan["seesaw-prefer"].config.rewards == {"compose": 1.0, "text": 1.0, "prefer": 1.0}
     assert not plan["coldstart-sft"].evaluate and plan["coldstart-merge"].evaluate
-    # GRPO's lr is the teachers' tuned 1e-3; distillation from the merge init needs 10x less (docs/opd-tuning.md).
+    # GRPO's lr is the teachers' tuned 1e-3; distillation from the merge init needs 10x less (docs/notes/opd-tuning.md).
     assert plan["teacher-text"].config.lr == plan["grpo-mix"].config.lr == 1e-3
     assert opd.lr == no_mar.lr == sft.lr == 1e-4
     assert list(plan)[-1] == "grpo-mix-long"  # the longest stage last: a cut-short run keeps the most rows

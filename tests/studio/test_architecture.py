@@ -46,8 +46,8 @@ def test_the_library_imports_neither_the_store_nor_gradio_anywhere() -> None:
 
 
 def test_the_store_imports_no_ui() -> None:
-    assert offenders("flowopd_studio/storage", ("gradio",)) == {}
-    found = {f: m for f, m in offenders("flowopd_studio/storage", ("flowopd_studio",)).items()
+    assert offenders("storage", ("gradio",)) == {}
+    found = {f: m for f, m in offenders("storage", ("flowopd_studio",)).items()
              if any(x.startswith("flowopd_studio.ui") for x in m)}
     assert found == {}
 

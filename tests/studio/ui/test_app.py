@@ -48,7 +48,7 @@ def test_compose_cell_judges_any_composition_prompt_and_notes_the_others():
     from flowopd.world.grammar import parse_compose_prompt
     from flowopd.world.prompts import scene_for
     from flowopd.world.scene import Scene, render
-    from flowopd_studio.ui.generate_tab import NOT_COMPOSITION, reward_cells
+    from flowopd_studio.services.scores import NOT_COMPOSITION, reward_cells
 
     prompt = "a photo of a red square left of a triangle"
     images = [render(scene_for(parse_compose_prompt(prompt), random.Random(0))), render(Scene())]

@@ -18,6 +18,8 @@ import re
 import uuid
 from pathlib import Path
 
+import flowopd
+
 from .errors import InvalidRunId, UnsafePath
 
 DB_FILE = "flowopd.db"
@@ -26,8 +28,10 @@ LOG_FILE = "worker.log"
 HOME_ENV = "FLOWOPD_HOME"
 DEFAULT_HOME = "~/.flowopd"
 RUN_ID_RE = re.compile(r"r[0-9a-f]{10}")  # use fullmatch: "$" would let a trailing newline through
-# The source checkout (the folder holding flowopd_studio/ and flowopd/): data must never be written inside it.
-CODE_ROOT = Path(__file__).resolve().parents[2]
+# The source checkout (the folder holding flowopd/, flowopd_studio/, ui/ and storage/; site-packages when
+# installed from a wheel): data must never be written inside it. Found from the library's package, since this
+# folder installs as flowopd_studio/storage but sits at the checkout's top level.
+CODE_ROOT = Path(flowopd.__file__).resolve().parents[1]
 
 
 def default_home() -> Path:
