@@ -7,6 +7,7 @@ test prompts; ``average`` = mean of the four (the paper's "Average" column).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -92,7 +93,7 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
         if callback is not None:
             callback.on_progress(clock.progress(k, f"sampling {task} ({len(records)} images)"))
         images = generate(model, [r["prompt"] for r in records], seeds=seeds, num_steps=cfg.num_steps,
-                          guidance=cfg.guidance, batch_size=cfg.batch_size)
+                          guidance=cfg.scale(), batch_size=cfg.batch_size)
         if on_images:
             on_images(task, records, images)
         metrics[task] = task_metric(task, images, records)
@@ -110,7 +111,8 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
     if callback is not None:
         callback.on_metrics(len(cfg.tasks), {names.EVAL_AVERAGE: average})
         callback.on_end("eval", "finished")
-    return {"model": model_name, "protocol": asdict(cfg), "metrics": metrics, "average": average}
+    return {"model": model_name, "protocol": {**asdict(cfg), "guidance": cfg.scale()}, "metrics": metrics,
+            "average": average}
 
 
 EVAL_ADAPTER = "evaluated"  # the name an adapter folder is loaded under for its evaluation
@@ -118,11 +120,13 @@ EVAL_ADAPTER = "evaluated"  # the name an adapter folder is loaded under for its
 
 def evaluate_adapter(model: FlowModel, adapter: str | Path | None, cfg: EvalConfig | None = None, *,
                      model_name: str = "", merged: bool = False, **kwargs: Any) -> dict:
-    """:func:`evaluate` with an adapter active; returns the same report.
+    """:func:`evaluate` with an adapter active, sampled at its own guidance unless ``cfg.guidance`` overrides it
+    (its ``adapter.json``'s, else ``cfg.base_guidance``); returns the same report, whose protocol says the
+    guidance used.
 
     Args:
-        adapter: the name of an adapter already on the model, an adapter folder (loaded as ``evaluated``
-            and dropped again afterwards), or None for the base model.
+        adapter: the name of an adapter already on the model (sampled at ``cfg.scale()``), an adapter folder
+            (loaded as ``evaluated`` and dropped again afterwards), or None for the base model.
         merged: fold the adapter into the base weights for the evaluation
             (:func:`flowopd.adapters.merged_adapter`): the same images up to float rounding, about a quarter
             less time on the tiny model.
@@ -131,9 +135,12 @@ def evaluate_adapter(model: FlowModel, adapter: str | Path | None, cfg: EvalConf
     Raises:
         flowopd.adapters.AdapterError: the folder is not an adapter of this base model.
     """
-    from .adapters import adapter_names, drop_adapter, merged_adapter, replace_adapter, use_adapter
+    from .adapters import adapter_guidance, adapter_names, drop_adapter, merged_adapter, replace_adapter, use_adapter
 
+    cfg = cfg or EvalConfig()
     load = adapter is not None and (isinstance(adapter, Path) or adapter not in adapter_names(model))
+    if load and cfg.guidance is None:  # the adapter's own guidance (docs/method.md, "Guidance")
+        cfg = dataclasses.replace(cfg, guidance=adapter_guidance(adapter, cfg.base_guidance))
     if load:
         replace_adapter(model, adapter, EVAL_ADAPTER)
     name = EVAL_ADAPTER if load else adapter

@@ -65,9 +65,9 @@ def evaluate_mixed(model: FlowModel, cfg: EvalConfig | None = None, *, limit: in
     records = [r for r in (records if limit is None else round_robin(records, limit))
                for _ in range(cfg.images_per_prompt)]
     images = generate(model, [r["prompt"] for r in records], seeds=[cfg.seed + i for i in range(len(records))],
-                      num_steps=cfg.num_steps, guidance=cfg.guidance, batch_size=cfg.batch_size)
+                      num_steps=cfg.num_steps, guidance=cfg.scale(), batch_size=cfg.batch_size)
     metrics = mixed_metrics(images, records)
     log.info("mixed eval %s: %s", model_name or "model", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    return {"model": model_name, "protocol": {"num_steps": cfg.num_steps, "guidance": cfg.guidance,
+    return {"model": model_name, "protocol": {"num_steps": cfg.num_steps, "guidance": cfg.scale(),
                                               "seed": cfg.seed, "images_per_prompt": cfg.images_per_prompt},
             "prompts": len(records), "metrics": metrics, "rewards": mixed_rewards(images, records)}

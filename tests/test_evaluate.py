@@ -19,7 +19,7 @@ def test_evaluate_schema_and_ranges(small_model) -> None:
     report = evaluate(small_model, cfg, model_name="small",
                       on_images=lambda task, records, images: seen.update({task: (len(records), tuple(images.shape))}))
     assert set(report) == {"model", "protocol", "metrics", "average"}
-    assert report["model"] == "small" and report["protocol"] == asdict(cfg)
+    assert report["model"] == "small" and report["protocol"] == {**asdict(cfg), "guidance": 3.0}  # the scale used
     assert set(report["metrics"]) == {"compose", "prefer"}
     assert all(0.0 <= m <= 1.0 for m in report["metrics"].values())
     assert report["average"] == pytest.approx(sum(report["metrics"].values()) / 2)
@@ -81,7 +81,7 @@ def test_eval_config_json_round_trip_and_presets() -> None:
     cfg = EvalConfig(num_steps=7, tasks=["text"])
     assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     sd35 = EvalConfig.sd35_medium(tasks=["compose"])
-    assert (sd35.num_steps, sd35.guidance, sd35.tasks) == (40, 4.5, ["compose"])
+    assert (sd35.num_steps, sd35.guidance, sd35.scale(), sd35.tasks) == (40, None, 4.5, ["compose"])
     with pytest.raises(ValueError, match=r"unknown eval config keys \['steps'\]: known keys are"):
         EvalConfig.from_dict({"steps": 3})
     with pytest.raises(ValueError, match="guidance=-1 is invalid: use a number >= 0"):

@@ -35,6 +35,7 @@ class CompareWidgets:
     seeds: gr.Textbox
     steps: gr.Slider
     guidance: gr.Slider
+    own_guidance: gr.Checkbox
     models: gr.CheckboxGroup
     refresh: gr.Button
     button: gr.Button
@@ -72,7 +73,10 @@ def render(state: AppState) -> CompareWidgets:
             with gr.Row():
                 seeds = gr.Textbox(label="Seeds (same noise in every column)", value=DEFAULT_SEEDS)
                 steps = gr.Slider(1, 100, value=DEFAULT_STEPS, step=1, label="Steps (ODE)")
-                guidance = gr.Slider(1.0, 10.0, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance (CFG)")
+                guidance = gr.Slider(1.0, 10.0, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance (CFG)",
+                                     info="used when 'each at its own guidance' is off")
+                own = gr.Checkbox(value=True, label="Each model at its own guidance",
+                                  info="an adapter's (1.0 for NFT and AWM teachers); the base at 3.0")
         with gr.Column(scale=3):
             choices, default = model_choices(state)
             models = gr.CheckboxGroup(choices, value=default, label="Models (columns)", elem_id="compare-models")
@@ -88,7 +92,7 @@ def render(state: AppState) -> CompareWidgets:
         file_name = gr.Textbox(label="File name", value="compare-grid.png", scale=2)
         save = gr.Button("Save grid as PNG", scale=1)
         download = gr.DownloadButton("Download PNG", scale=1, elem_id="compare-download")
-    return CompareWidgets(prompts, prompt_set, count, seeds, steps, guidance, models, refresh, button, note, grid,
+    return CompareWidgets(prompts, prompt_set, count, seeds, steps, guidance, own, models, refresh, button, note, grid,
                           scores, means, file_name, save, download)
 
 
@@ -122,7 +126,7 @@ def tables(result: cmp.Comparison) -> tuple[dict, dict]:
 
 
 def run_compare(state: AppState, prompts: str, prompt_set: str, count: float, seeds: str, steps: float,
-                guidance: float, keys: list[str]):
+                guidance: float, keys: list[str], own_guidance: bool = True):
     """The grid image, the scores and means tables, and a note."""
     try:
         items = cmp.prompt_items(prompts, None if prompt_set in (None, "", FROM_LIST) else prompt_set, int(count))
@@ -137,7 +141,7 @@ def run_compare(state: AppState, prompts: str, prompt_set: str, count: float, se
         start = time.perf_counter()
         with state.lock:
             result = cmp.compare(state.model, [found[k] for k in keys], items, seed_list, num_steps=int(steps),
-                                 guidance=float(guidance))
+                                 guidance=None if own_guidance else float(guidance))
     except ValueError as err:
         raise gr.Error(str(err)) from None
     return present(result, time.perf_counter() - start)
@@ -164,7 +168,7 @@ def default_compare(state: AppState):
                           if i.prompt not in {j.prompt for j in items}))
     start = time.perf_counter()
     with state.lock:
-        result = cmp.compare(state.model, found, items, [0], num_steps=DEFAULT_STEPS, guidance=DEFAULT_GUIDANCE)
+        result = cmp.compare(state.model, found, items, [0], num_steps=DEFAULT_STEPS)  # each at its own guidance
     out = list(present(result, time.perf_counter() - start))
     if len(found) == 1:
         out[3] = ("No built-in examples are installed (flowopd_studio/examples/examples.json is empty): only the "
@@ -198,7 +202,8 @@ def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs
     outputs = [w.grid, w.scores, w.means, w.note]
     w.button.click(lambda *a: run_compare(state, *a), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
                    time_limit=600,
-                   inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models], outputs=outputs)
+                   inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models, w.own_guidance],
+                   outputs=outputs)
     demo.load(lambda: default_compare(state), outputs=outputs, api_name="compare_default",
               api_visibility="undocumented", concurrency_id="gpu", concurrency_limit=1)
 

@@ -19,7 +19,7 @@ from ..services.distill import teacher_cli
 from .config_form import guarded, settings_form
 from .state import AppState
 
-COLUMNS = ["name", "task", "algorithm", "source", "status", "score", "scores", "eval", "base", "run"]
+COLUMNS = ["name", "task", "algorithm", "guidance", "source", "status", "score", "scores", "eval", "base", "run"]
 
 
 @dataclass

@@ -18,6 +18,7 @@ are kept apart: switching restores every LoRA parameter's ``requires_grad``.
 from .files import (
     META_NAME,
     WEIGHTS_NAME,
+    adapter_guidance,
     adapter_metadata,
     base_model_id,
     load_adapter,
@@ -30,7 +31,7 @@ from .merge import merged_adapter
 from .registry import AdapterError, adapter_names, adapter_of_parameter, adapter_parameters, lora_layers
 from .switching import use_adapter
 
-__all__ = ["META_NAME", "WEIGHTS_NAME", "AdapterError", "adapter_metadata", "adapter_names", "adapter_of_parameter",
-           "adapter_parameters", "add_lora", "base_model_id", "delete_adapter", "drop_adapter", "load_adapter",
-           "lora_layers", "merged_adapter", "read_adapter_metadata", "replace_adapter", "save_adapter",
-           "trainable_parameters", "use_adapter"]
+__all__ = ["META_NAME", "WEIGHTS_NAME", "AdapterError", "adapter_guidance", "adapter_metadata", "adapter_names",
+           "adapter_of_parameter", "adapter_parameters", "add_lora", "base_model_id", "delete_adapter",
+           "drop_adapter", "load_adapter", "lora_layers", "merged_adapter", "read_adapter_metadata",
+           "replace_adapter", "save_adapter", "trainable_parameters", "use_adapter"]

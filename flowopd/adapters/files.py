@@ -1,7 +1,10 @@
 """Adapter folders: ``pytorch_lora_weights.safetensors`` (diffusers' LoRA format) and ``adapter.json``.
 
 ``adapter.json`` holds the rank, alpha, target modules and the id of the base model the adapter was trained
-on (``FlowModel.model_id``); :func:`load_adapter` refuses an adapter of another base or other targets.
+on (``FlowModel.model_id``); :func:`load_adapter` refuses an adapter of another base or other targets. It may
+also hold ``guidance``: the CFG scale the adapter is meant to be sampled at (its method's: 1.0 for DiffusionNFT
+and AWM teachers, the config's for GRPO, SFT and OPD), which evaluation, the app and distillation use unless
+told otherwise (:func:`adapter_guidance`; docs/method.md, "Guidance").
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ def adapter_metadata(model: FlowModel, name: str) -> dict:
             "target_modules": sorted(cfg.target_modules), "base_model": base_model_id(model)}
 
 
-def save_adapter(model: FlowModel, name: str, directory: str | Path) -> Path:
-    """Write adapter ``name`` to ``directory`` (safetensors weights + ``adapter.json``); returns the folder."""
+def save_adapter(model: FlowModel, name: str, directory: str | Path, *, guidance: float | None = None) -> Path:
+    """Write adapter ``name`` to ``directory`` (safetensors weights + ``adapter.json``, with ``guidance``, the CFG
+    scale it is meant to be sampled at, when given); returns the folder."""
     meta = adapter_metadata(model, name)
+    if guidance is not None:
+        meta["guidance"] = float(guidance)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     # diffusers warns about fp32 modules on every save's dtype cast even when the list is empty: noise in logs.
@@ -66,6 +72,25 @@ def read_adapter_metadata(directory: str | Path) -> dict:
     if missing:
         raise AdapterError(f"{d / META_NAME} lacks {sorted(missing)}: save the adapter again")
     return meta
+
+
+def adapter_guidance(directory: str | Path | None, default: float) -> float:
+    """The CFG scale the adapter folder ``directory`` is meant to be sampled at: its ``adapter.json``'s
+    ``guidance``, else ``default`` (an adapter saved before adapters carried one, an imported LoRA without one,
+    or ``directory`` None: the base model).
+
+    Raises:
+        AdapterError: the folder is not an adapter folder, or its guidance is not a number > 0.
+    """
+    if directory is None:
+        return float(default)
+    value = read_adapter_metadata(directory).get("guidance")
+    if value is None:
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise AdapterError(f"{Path(directory) / META_NAME}: guidance={value!r} is invalid: use a number > 0 "
+                           "(1.0 = no classifier-free guidance)")
+    return float(value)
 
 
 def load_adapter(model: FlowModel, directory: str | Path, name: str) -> dict:

@@ -138,17 +138,18 @@ class FullCopyOPDTrainer(OPDTrainer):
         for name in dict.fromkeys(teachers):
             idx = [i for i, t in enumerate(teachers) if t == name]
             out[idx] = routed_velocity(self.copies[name], [None] * len(idx), x[idx], sigma, cond.subset(idx),
-                                       None if uncond is None else uncond.subset(idx), self.cfg.guidance)
+                                       None if uncond is None else uncond.subset(idx), self.guidance[name])
         return out
 
-    def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
+    def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int,
+                   guidance: float | None = None) -> SDEStep:
         """The anchor's transitions come from its copy; the student's (and the base's) from the policy."""
         held = self.copies.get(adapter) if adapter is not None else None
         if held is None:
-            return super().transition(adapter, roll, idx, j)
+            return super().transition(adapter, roll, idx, j, guidance)
         policy, self.model = self.model, held
         try:
-            return super().transition(None, roll, idx, j)
+            return super().transition(None, roll, idx, j, guidance)
         finally:
             self.model = policy
 

@@ -43,7 +43,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     task_rewards: dict = option({}, "task -> the reward sft_best_of ranks its samples by (e.g. {\"text\": \"ocr\"}); "
                                 "a task not named: the tiny world's reward of its name", group="SFT")
     eval_steps: int = option(20, "ODE steps of the teacher samples (40 for SD3.5)", min=1, max=1000, group="SFT")
-    guidance: float = option(3.0, "CFG scale of the teacher samples", min=0, group="SFT")
+    guidance: float = option(3.0, "the student's CFG scale (its adapter's guidance); sft samples each teacher at its "
+                             "own guidance (its adapter.json), this one when it has none", min=0, group="SFT")
 
     def check(self) -> None:
         if self.mode != "none" and not self.teachers:

@@ -24,7 +24,15 @@ from pathlib import Path
 import torch
 
 from .. import metric_names as names
-from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
+from ..adapters import (
+    adapter_guidance,
+    add_lora,
+    drop_adapter,
+    replace_adapter,
+    save_adapter,
+    trainable_parameters,
+    use_adapter,
+)
 from ..config.fields import task_reward
 from ..events import Clock, StopRequested, TrainingCallback, as_callback, begin
 from ..flow_matching import clipped_step, flow_matching_loss
@@ -41,9 +49,10 @@ STUDENT = "student"
 MERGE_COMBINATION = {"merge": None, "merge-avg": "avg"}  # None: cfg.combination (cat | svd)
 
 
-def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher: str,
+def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher: str, guidance: float,
                      ) -> tuple[torch.Tensor, PromptEmbeds]:
-    """Clean ODE samples of ``teacher`` on ``task``'s train prompts: (latents [n, C, H, W], their embeddings).
+    """Clean ODE samples of ``teacher`` at its ``guidance`` on ``task``'s train prompts: (latents [n, C, H, W],
+    their embeddings).
 
     With ``sft_best_of`` k > 1 every prompt gets k seeds and keeps the sample its task reward scores best.
     """
@@ -57,7 +66,7 @@ def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher:
             chunk = records[start:start + cfg.sft_batch_size]
             cond = model.encode_prompts([r["prompt"] for r in chunk])
             traj = sample(model, cond, seeds=seeds[start:start + len(chunk)], num_steps=cfg.eval_steps,
-                          guidance=cfg.guidance)
+                          guidance=guidance)
             latents.append(traj.final)
             embeds.append(cond)
     x = torch.cat(latents)
@@ -70,14 +79,15 @@ def _teacher_samples(model: FlowModel, cfg: ColdStartConfig, task: str, teacher:
     return x, cond
 
 
-def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str], callback: TrainingCallback | None,
+def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, float]],
+         callback: TrainingCallback | None,
          clock: Clock) -> None:
     """Flow-matching fine-tune of a fresh ``student`` LoRA on the teachers' samples (see the module docstring)."""
     data = []
-    for task, name in teachers.items():
+    for task, (name, guidance) in teachers.items():
         if callback is not None:
             callback.on_progress(clock.progress(0, f"sampling teacher {task} ({cfg.sft_samples_per_task} images)"))
-        data.append(_teacher_samples(model, cfg, task, name))
+        data.append(_teacher_samples(model, cfg, task, name, guidance))
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
     add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
@@ -139,11 +149,12 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
             weights = cfg.merge_weights()
             merge_adapters(model, list(teachers.values()), [weights[t] for t in teachers], STUDENT,
                            mode=MERGE_COMBINATION[cfg.mode] or cfg.combination, rank=cfg.svd_rank)
-        elif cfg.mode == "sft":
-            _sft(model, cfg, teachers, cb, clock)
+        elif cfg.mode == "sft":  # each teacher sampled at its own guidance (its adapter.json), else cfg.guidance
+            guided = {t: (n, adapter_guidance(cfg.teachers[t], cfg.guidance)) for t, n in teachers.items()}
+            _sft(model, cfg, guided, cb, clock)
         else:
             add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
-        save_adapter(model, STUDENT, out)
+        save_adapter(model, STUDENT, out, guidance=cfg.guidance)
         (Path(out_dir) / COLDSTART_FILE).write_text(cfg.to_json())
     finally:
         for name in added:

@@ -14,7 +14,10 @@ class EvalConfig(ConfigBase, kind="eval"):
     """The protocol's settings: tiny-world defaults; :meth:`sd35_medium` for SD3.5 Medium (40 steps, CFG 4.5)."""
 
     num_steps: int = option(20, "ODE (Euler) sampling steps", min=1, max=1000)
-    guidance: float = option(3.0, "classifier-free guidance scale (1.0 disables guidance)", min=0)
+    guidance: float | None = option(None, "CFG scale of every model (1.0 disables guidance); None = each model at "
+                                    "its own: an adapter's adapter.json guidance, else base_guidance", min=0)
+    base_guidance: float = option(3.0, "CFG scale of the base model, and of adapters that carry none (imported "
+                                  "LoRAs, adapters saved before adapters carried one)", min=0)
     images_per_prompt: int = option(1, "images per test prompt", min=1)
     seed: int = option(1000, "seed of the first image; image i of the split uses seed + i", min=0)
     batch_size: int = option(64, "images per sampling batch", min=1)
@@ -27,5 +30,9 @@ class EvalConfig(ConfigBase, kind="eval"):
 
     @classmethod
     def sd35_medium(cls, **overrides) -> EvalConfig:
-        """SD3.5 Medium's evaluation setting in the paper: 40 ODE steps at CFG 4.5."""
-        return cls(**{"num_steps": 40, "guidance": 4.5, "batch_size": 16, **overrides})
+        """SD3.5 Medium's evaluation setting in the paper: 40 ODE steps, the base at CFG 4.5."""
+        return cls(**{"num_steps": 40, "base_guidance": 4.5, "batch_size": 16, **overrides})
+
+    def scale(self) -> float:
+        """The CFG scale of a model without an adapter's own: ``guidance``, else ``base_guidance``."""
+        return self.base_guidance if self.guidance is None else self.guidance

@@ -194,14 +194,19 @@ class RLTrainer:
         start = random.Random(epoch_seed(self.cfg.seed, epoch, 0, "sde_window")).randrange(trained - k + 1)
         return list(range(start, start + k))
 
-    def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int) -> SDEStep:
-        """Step ``j`` of rows ``idx`` under ``adapter`` (None: base), scored at the stored next latents.
+    def transition(self, adapter: str | None, roll: Rollout, idx: list[int], j: int,
+                   guidance: float | None = None) -> SDEStep:
+        """Step ``j`` of rows ``idx`` under ``adapter`` (None: base) at ``guidance`` (None: the config's),
+        scored at the stored next latents.
 
         Gradients flow when the caller enables them and ``adapter`` is the student.
         """
+        guidance = self.cfg.guidance if guidance is None else guidance
         x, (cond, uncond) = roll.latents[idx, j], roll.embeds(idx)
+        if uncond is None and guidance != 1.0:  # rolled out CFG-free, queried guided
+            uncond = self.model.uncond_embeds(len(idx))
         with use_adapter(self.model, adapter):
-            v = self.model.velocity(x, roll.sigmas[j], cond, uncond, self.cfg.guidance)
+            v = self.model.velocity(x, roll.sigmas[j], cond, uncond, guidance)
         return sde_step(v, x, roll.sigmas[j], roll.sigmas[j + 1], self.cfg.noise_level, sigma_max=roll.sigma_max,
                         prev_sample=roll.latents[idx, j + 1])
 
@@ -407,8 +412,8 @@ class RLTrainer:
                             self.cfg.ema_every)
             self.ema.copy_to_params()
         folder = self.out / ADAPTER_DIR
-        if self.acc.is_main_process:
-            save_adapter(self.model, self.name, folder)
+        if self.acc.is_main_process:  # the adapter carries the guidance it was trained to be sampled at
+            save_adapter(self.model, self.name, folder, guidance=self.cfg.guidance)
         self.acc.wait_for_everyone()
         return folder
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from flowopd.adapters import use_adapter
+from flowopd.adapters import adapter_guidance, use_adapter
 from flowopd.models.base import FlowModel, to_pil
 from flowopd.rewards import REWARDS
 from flowopd.sampling import generate
@@ -23,6 +23,7 @@ from .adapter_cache import cached_adapter
 from .sources import Source
 
 MAX_PROMPTS = 32
+BASE_GUIDANCE = 3.0  # the base model's (and an adapter without its own) CFG scale: the protocol's (EvalConfig)
 MAX_SEEDS = 8
 # One comparison holds the model (and, on a GPU, the device) for all its sampling: at most this many image
 # steps (prompts x seeds x models x ODE steps; the built-in model samples about 120 a second on 2 cores).
@@ -63,7 +64,8 @@ class Comparison:
     images: list[list[Image.Image]] = field(default_factory=list)
     scores: list[list[dict[str, float | None]]] = field(default_factory=list)
     num_steps: int = 20
-    guidance: float = 3.0
+    guidance: float | None = None  # one scale for every column; None: each at its own (column_guidance)
+    column_guidance: list[float] = field(default_factory=list)  # the CFG scale each column was sampled at
 
 
 def task_of(prompt: str, record: dict) -> str | None:
@@ -139,19 +141,21 @@ def score_images(images: list[Image.Image], item: PromptItem) -> list[dict[str, 
 
 
 def compare(model: FlowModel, sources: list[Source], items: list[PromptItem], seeds: list[int], *,
-            num_steps: int = 20, guidance: float = 3.0) -> Comparison:
-    """Sample every (prompt, seed) with every source from the same initial noise and score the images."""
+            num_steps: int = 20, guidance: float | None = None, base_guidance: float = BASE_GUIDANCE) -> Comparison:
+    """Sample every (prompt, seed) with every source from the same initial noise and score the images; each
+    source at its own guidance (its adapter.json's; the base and adapters without one at ``base_guidance``)
+    unless ``guidance`` overrides them all."""
     if not sources:
         raise ValueError("Models is empty: pick at least one model to compare")
     rows = [(item, seed) for item in items for seed in seeds]
     prompts, row_seeds = [i.prompt for i, _ in rows], [s for _, s in rows]
     columns: list[list[Image.Image]] = []
-    for source in sources:
+    scales = [adapter_guidance(s.folder, base_guidance) if guidance is None else float(guidance) for s in sources]
+    for source, scale in zip(sources, scales):
         name = cached_adapter(model, source.folder) if source.folder is not None else None
         with use_adapter(model, name):
-            columns.append(to_pil(generate(model, prompts, seeds=row_seeds, num_steps=num_steps,
-                                           guidance=guidance)))
-    result = Comparison(list(sources), rows, num_steps=num_steps, guidance=guidance)
+            columns.append(to_pil(generate(model, prompts, seeds=row_seeds, num_steps=num_steps, guidance=scale)))
+    result = Comparison(list(sources), rows, num_steps=num_steps, guidance=guidance, column_guidance=scales)
     for r, (item, _) in enumerate(rows):
         row_images = [col[r] for col in columns]
         result.images.append(row_images)

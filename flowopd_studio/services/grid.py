@@ -78,6 +78,8 @@ def grid_image(result: Comparison, cell: int = CELL) -> Image.Image:
         draw.text((PAD, yy), source.label[:30], fill=INK, font=font)
         for j, name in enumerate(cols):
             draw.text((LABEL_W + j * 70, yy), fmt(row[name]), fill=INK, font=font)
+    scales = ("guidance " + ", ".join(f"{s.label[:12]} {g:g}" for s, g in zip(result.columns, result.column_guidance))
+              if result.guidance is None else f"guidance {result.guidance:g}")
     draw.text((PAD, height - LINE), f"same seeds and initial noise per row; ODE {result.num_steps} steps, "
-              f"guidance {result.guidance}; framed: best on the prompt's task", fill=MUTED, font=font)
+              f"{scales}; framed: best on the prompt's task", fill=MUTED, font=font)
     return img

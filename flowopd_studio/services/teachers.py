@@ -123,7 +123,7 @@ def list_teachers(store) -> list[dict]:
         scores, what = teacher_scores(store, row)
         status = _status(store, row.get("source_run")) if row.get("source") == "run" else "ready"
         out.append({"name": row["name"], "task": row["task"], "algorithm": row.get("algorithm") or "",
-                    "source": row.get("source") or "run", "status": status,
+                    "guidance": teacher_guidance(store, row), "source": row.get("source") or "run", "status": status,
                     "score": round(scores[row["task"]], 4) if row["task"] in scores else None,
                     "scores": ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + (f" ({what})" if what else ""),
                     "eval": _status(store, row.get("eval_run")), "base": row.get("base_model") or "",
@@ -152,6 +152,25 @@ def teacher_ref(store, name: str) -> str:
                              "or pick another teacher")
         return row["source_run"]
     return str(teacher_folder(store, row))
+
+
+def teacher_guidance(store, row: dict) -> float | None:
+    """The CFG scale a teacher is sampled at: its adapter's own (adapter.json), else its run's config's (a run
+    still training), else None (an imported LoRA without one: evaluation and distillation use the default)."""
+    from flowopd.adapters import AdapterError, read_adapter_metadata
+
+    try:
+        meta = read_adapter_metadata(teacher_folder(store, row))
+        return float(meta["guidance"]) if isinstance(meta.get("guidance"), (int, float)) else None
+    except (AdapterError, ValueError, OSError):  # not written yet: the run that trains it says
+        pass
+    if row.get("source_run"):
+        try:
+            value = store.get_run(row["source_run"]).config.get("guidance")
+        except ValueError:
+            return None
+        return float(value) if isinstance(value, (int, float)) else None
+    return None
 
 
 def teacher_folder(store, row: dict):

@@ -22,6 +22,9 @@ class OPDConfig(SDERLConfig, kind="opd"):
     """Stage 2: on-policy distillation of the routed teachers into the student, with MAR."""
 
     teachers: dict = option({}, "task -> teacher adapter folder; every prompt task needs one", group="distillation")
+    teacher_guidance: float | None = option(None, "CFG scale of every teacher's target velocity; None = each "
+                                            "teacher's own (its adapter.json's guidance, else the student's)",
+                                            min=0, min_open=True, group="distillation")
     init: str | None = option(None, "student's initial adapter folder (a cold start); None = a fresh LoRA",
                               group="distillation")
     prompt_tasks: dict = option({"compose": 1.0, "text": 1.0, "prefer": 1.0},

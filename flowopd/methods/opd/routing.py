@@ -90,15 +90,32 @@ def alternate_task(epoch: int, epochs_per_task: Mapping[str, int]) -> str:
 
 
 @torch.no_grad()
+def guidance_of(guidance: float | Mapping[str | None, float], adapter: str | None) -> float:
+    """The CFG scale ``adapter`` is queried at: ``guidance`` itself, or its entry in a mapping adapter -> scale
+    (each teacher at its own; docs/method.md, "Guidance").
+
+    Example:
+        >>> guidance_of(3.0, "t"), guidance_of({"t": 1.0, None: 3.0}, "t"), guidance_of({None: 3.0}, None)
+        (3.0, 1.0, 3.0)
+    """
+    if isinstance(guidance, Mapping):
+        if adapter not in guidance:
+            raise ValueError(f"no guidance for adapter {adapter!r}: give every routed adapter a scale")
+        return float(guidance[adapter])
+    return float(guidance)
+
+
 def routed_velocity(model: FlowModel, teachers: Sequence[str | None | Mapping[str | None, float]], x: torch.Tensor,
-                    sigma, cond: PromptEmbeds, uncond: PromptEmbeds | None = None, guidance: float = 1.0
-                    ) -> torch.Tensor:
-    """Velocity [B, ...] of each sample's own adapter (``None``: the base), one forward per distinct adapter.
+                    sigma, cond: PromptEmbeds, uncond: PromptEmbeds | None = None,
+                    guidance: float | Mapping[str | None, float] = 1.0) -> torch.Tensor:
+    """Velocity [B, ...] of each sample's own adapter (``None``: the base), one forward per distinct adapter,
+    each at its own guidance when ``guidance`` maps adapters to scales.
 
     Args:
         teachers: B adapter names, from :func:`route_teachers`; or B mappings adapter -> weight from
             :func:`blend_routes`, whose blend :func:`blend_velocity` computes.
         x: [B, ...] latents. sigma: float or [B]. cond, uncond: B prompt embeddings (uncond may be None).
+        guidance: one CFG scale for every adapter, or adapter -> scale.
     """
     if any(isinstance(t, Mapping) for t in teachers):
         weights = [t if isinstance(t, Mapping) else {t: 1.0} for t in teachers]
@@ -112,7 +129,7 @@ def routed_velocity(model: FlowModel, teachers: Sequence[str | None | Mapping[st
         s = sig[idx] if sig.ndim else sig
         with use_adapter(model, name):
             out[idx] = model.velocity(x[idx], s, cond.subset(idx), None if uncond is None else uncond.subset(idx),
-                                      guidance)
+                                      guidance_of(guidance, name))
     return out
 
 
@@ -137,7 +154,8 @@ def mix_targets(per_adapter: Mapping[str | None, torch.Tensor], weights: Sequenc
 
 @torch.no_grad()
 def blend_velocity(model: FlowModel, weights: Sequence[Mapping[str | None, float]], x: torch.Tensor, sigma,
-                   cond: PromptEmbeds, uncond: PromptEmbeds | None = None, guidance: float = 1.0) -> torch.Tensor:
+                   cond: PromptEmbeds, uncond: PromptEmbeds | None = None,
+                   guidance: float | Mapping[str | None, float] = 1.0) -> torch.Tensor:
     """Routing ``blend``'s target velocity [B, ...]: ``v_i = sum_k alpha_ik v_k(x_i)`` (the paper's
     ``v_target = sum_k alpha_k(c, x_t) v_phi_k``), one forward per distinct adapter over the rows that need it.
 
@@ -170,6 +188,6 @@ def blend_velocity(model: FlowModel, weights: Sequence[Mapping[str | None, float
         alpha = torch.tensor([float(weights[i][name]) for i in idx]).reshape(-1, *([1] * (x.ndim - 1)))
         with use_adapter(model, name):
             v = model.velocity(x[idx], sig[idx] if sig.ndim else sig, cond.subset(idx),
-                               None if uncond is None else uncond.subset(idx), guidance)
+                               None if uncond is None else uncond.subset(idx), guidance_of(guidance, name))
         out[idx] += alpha * v.float()
     return out

@@ -27,7 +27,7 @@ import torch
 from accelerate import Accelerator
 
 from ... import metric_names as names
-from ...adapters import replace_adapter
+from ...adapters import adapter_guidance, replace_adapter
 from ...config.fields import task_reward
 from ...models.base import FlowModel, PromptEmbeds
 from ...sampling import sde_step, std_dev_t
@@ -56,6 +56,7 @@ class OPDTrainer(RLTrainer):
         self.tasks = list(cfg.epochs_per_task if cfg.routing == "alternate" else cfg.prompt_tasks)
         # The rewards that score samples: the tasks, with the mixed prompt set standing for the tasks it touches.
         self.reward_tasks = list(dict.fromkeys(t for s in self.tasks for t in (MIXED_TASKS if s == MIXED else (s,))))
+        self.guidance: dict[str | None, float] = {None: cfg.guidance}  # adapter name -> the CFG it is sampled at
         self.teachers = self.load_teachers()
         self.anchor = self.load_anchor() if cfg.beta_mar > 0 else None
         self.init_student(cfg.init, resume)
@@ -71,9 +72,17 @@ class OPDTrainer(RLTrainer):
                 if by_folder[key] == self.name:
                     raise ValueError(f"adapter_name={self.name!r} is taken by a teacher: name the student otherwise")
                 replace_adapter(self.model, folder, by_folder[key], field=f"teachers[{task!r}]")
+                self.guidance[by_folder[key]] = self.own_guidance(folder)
             names[task] = by_folder[key]
-        log.info("opd teachers: %s", ", ".join(f"{t} -> {n}" for t, n in names.items()))
+        log.info("opd teachers: %s", ", ".join(f"{t} -> {n} (guidance {self.guidance[n]:g})" for t, n in names.items()))
         return names
+
+    def own_guidance(self, folder: str | Path) -> float:
+        """The CFG scale a teacher or anchor folder is queried at: ``teacher_guidance`` when set, else its
+        adapter's own (docs/method.md, "Guidance"), else the student's."""
+        if self.cfg.teacher_guidance is not None:
+            return float(self.cfg.teacher_guidance)
+        return adapter_guidance(folder, self.cfg.guidance)
 
     def load_anchor(self) -> str | None:
         """The MAR anchor: None for ``base``, a teacher's adapter for its task, else a folder loaded as ``anchor``."""
@@ -88,6 +97,7 @@ class OPDTrainer(RLTrainer):
         if self.name == ANCHOR:
             raise ValueError("adapter_name='anchor' is taken by the MAR anchor: name the student otherwise")
         replace_adapter(self.model, anchor, ANCHOR, field="mar_anchor")
+        self.guidance[ANCHOR] = self.own_guidance(anchor)
         return ANCHOR
 
     def sample_tasks(self) -> list[str]:
@@ -108,9 +118,12 @@ class OPDTrainer(RLTrainer):
 
     def teacher_velocity(self, teachers: list[str], x: torch.Tensor, sigma: float, cond: PromptEmbeds,
                          uncond: PromptEmbeds | None) -> torch.Tensor:
-        """Velocity [B, ...] of each row's routed teacher adapter (``flowopd.bench`` overrides it to measure
-        the released code's layout: one full model copy per teacher)."""
-        return routed_velocity(self.model, teachers, x, sigma, cond, uncond, self.cfg.guidance)
+        """Velocity [B, ...] of each row's routed teacher adapter at that teacher's own guidance: the teacher's
+        sampling velocity (``flowopd.bench`` overrides it to measure the released code's layout: one full model
+        copy per teacher)."""
+        if uncond is None and any(g != 1.0 for g in self.guidance.values()):  # a CFG-free student's rollout
+            uncond = self.model.uncond_embeds(x.shape[0])
+        return routed_velocity(self.model, teachers, x, sigma, cond, uncond, self.guidance)
 
     def step_loss(self, roll: Rollout, routes: list[str], rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
         """Distillation loss (+ MAR) of rows ``rows`` at step ``j``, and the KL metrics."""
@@ -122,7 +135,8 @@ class OPDTrainer(RLTrainer):
             v_t = self.teacher_velocity([routes[i] for i in rows], x, s, cond, uncond)
             teacher = sde_step(v_t, x, s, s_next, cfg.noise_level, sigma_max=roll.sigma_max,
                                prev_sample=roll.latents[rows, j + 1])
-            anchor_mean = self.transition(self.anchor, roll, rows, j).mean if cfg.beta_mar > 0 else None
+            anchor_mean = (self.transition(self.anchor, roll, rows, j, self.guidance.get(self.anchor)).mean
+                           if cfg.beta_mar > 0 else None)
         out = distill_step_loss(cfg.loss_mode, student, teacher, roll.log_probs[rows, j], std_dev_t(student, s, s_next),
                                 weighting=cfg.weighting, sigma=s, sigma_next=s_next, anchor_mean=anchor_mean,
                                 beta_mar=cfg.beta_mar, clip_range=cfg.clip_range, adv_clip=cfg.adv_clip)

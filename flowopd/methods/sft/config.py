@@ -55,7 +55,8 @@ class SFTConfig(ConfigBase, kind="sft"):
                                min=0, group="run")
     sample_count: int = option(4, "how many of the set's captions the samples show", min=1, group="run")
     eval_steps: int = option(20, "ODE steps of the samples (40 for SD3.5)", min=1, max=1000, group="run")
-    guidance: float = option(3.0, "CFG scale of the samples", min=0, group="run")
+    guidance: float = option(3.0, "CFG scale of the run's samples and of the teacher (its adapter's guidance)",
+                             min=0, group="run")
 
     def check(self) -> None:
         for name in ("data", "reg_data"):

@@ -215,7 +215,7 @@ class SFTTrainer:
             if stopped:
                 log.info("sft: stopped at step %d", self.step)
                 break
-        adapter = save_adapter(self.model, cfg.adapter_name, self.out / ADAPTER_DIR)
+        adapter = save_adapter(self.model, cfg.adapter_name, self.out / ADAPTER_DIR, guidance=cfg.guidance)
         cfg.to_json(self.out / SFT_FILE)
         if cb is not None:
             cb.on_artifact(self.step, "adapter", adapter)

@@ -11,8 +11,9 @@ import pytest
 def _form(name: str, **changes) -> list:
     """The teacher form's values for a GRPO teacher: every algorithm's settings widgets are inputs (hidden
     groups), so each gets its quick preset; ``changes`` apply to GRPO's."""
-    from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values, teacher_algorithms
     from flowopd_studio.ui.config_form import form_order
+
+    from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values, teacher_algorithms
 
     values = []
     for algorithm in teacher_algorithms():
@@ -30,7 +31,7 @@ def test_define_a_teacher_and_start_its_run(app, spawned):
     assert "flowopd runs" in cli and "submit grpo --config text-quick.json --name text-quick" in cli
     status, table, _ = client.predict(request, api_name="/start_teacher")
     assert "text-quick" in status and len(spawned) == 1
-    assert table["data"][0][:4] == ["text-quick", "text", "grpo", "run"]
+    assert table["data"][0][:5] == ["text-quick", "text", "grpo", 3.0, "run"]  # guidance: its run's config's
     with Store(home) as store:
         run = store.get_run(spawned[0])
         assert (run.stage, run.config["epochs"], run.config["rewards"]) == ("grpo", 3, {"text": 1.0})
@@ -63,7 +64,7 @@ def test_import_a_lora_and_refuse_a_missing_one(app, spawned, small_model, make_
     assert "format **ours**, rank 2" in text and "fits the app's model" in text
     status, table, _ = client.predict(str(folder), "imported", "prefer", api_name="/import_lora")
     assert "Imported **imported**" in status and len(spawned) == 1  # its quick evaluation
-    assert table["data"][0][:4] == ["imported", "prefer", "import", "import"]
+    assert table["data"][0][:5] == ["imported", "prefer", "import", None, "import"]  # no guidance of its own
     with pytest.raises(AppError, match="LoRA path .* does not exist"):
         client.predict(str(tmp_path / "missing"), "other", "text", api_name="/import_lora")
 
@@ -86,9 +87,10 @@ def test_an_sft_teacher_request_carries_no_rewards(small_model, tmp_path) -> Non
 
 
 def test_an_import_for_another_base_than_the_app_serves_is_refused(small_model, small_model_dir, tmp_path) -> None:
-    from flowopd_studio.services import base_models
     from flowopd_studio.ui.models_tab import import_lora
     from flowopd_studio.ui.state import AppState
+
+    from flowopd_studio.services import base_models
 
     state = AppState(small_model, "small random", home=tmp_path / "home")
     with state.store() as store:
