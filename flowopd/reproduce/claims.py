@@ -4,9 +4,9 @@ Differences are paired by seed (row A of seed k minus row B of seed k); the *spr
 deviation of those differences. A difference no larger than the spread is no result, whatever its sign.
 Targets are those of the reproduction issue: each teacher >= base + 0.05 on its own metric; ``opd``
 average >= each same-compute mix baseline (``grpo-mix``, a joint ``<source>-mix``) + 0.03 and above the
-spread; ``opd`` within 0.03 of (or above) each teacher on its
-metric; ``opd`` quality >= ``opd-no-mar`` quality. Claims on rows the plan left out (the seesaw, a ``-long``
-mix) are not made.
+spread; ``opd`` within 0.03 of (or above) each teacher on its metric; ``opd``'s retention of each teacher's
+gain ≥ 0.9 where the teacher gains ≥ +0.05 (:mod:`.retention`); ``opd`` quality >= ``opd-no-mar`` quality.
+Claims on rows the plan left out (the seesaw, a ``-long`` mix) are not made.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..world.prompts import TASKS
+from .retention import MIN_GAIN, task_retention
+from .retention import TARGET as RETENTION_TARGET
 
 PerSeed = Mapping[str, list[dict[str, float]]]  # stage -> metrics per seed
 
@@ -75,6 +77,18 @@ def claims(per_seed: PerSeed) -> list[str]:
         better = "better than" if d.mean > 0 else "worse than"
         lines.append(f"`opd` vs `{mix}-long` (`{mix}` given the compute of teachers + cold start + distillation), "
                      f"Average: {d}; `opd` is {better} it, {_spread_note(d)}.")
+    for task, r in task_retention(per_seed).items():
+        if r["mean"] is None:
+            continue
+        spread = f" ± {r['std']:.2f}" if r["std"] is not None else ""
+        if r["judged"]:
+            lines.append(f"Retention of `teacher-{task}`'s gain ({r['teacher_gain']:+.3f}) in `opd` on `{task}`: "
+                         f"{r['mean']:.2f}{spread} (target ≥ {RETENTION_TARGET}): "
+                         f"{_verdict(r['mean'] >= RETENTION_TARGET)}.")
+        else:
+            lines.append(f"Retention of `teacher-{task}`'s gain in `opd` on `{task}`: {r['mean']:.2f}{spread}, not "
+                         f"judged: the teacher gained {r['teacher_gain']:+.3f} (< +{MIN_GAIN}), so the ratio is "
+                         "noise over noise.")
     for task in TASKS:
         d = diff(per_seed, "opd", f"teacher-{task}", task)
         lines.append(f"`opd` vs `teacher-{task}` on `{task}`: {d} (target ≥ -0.03): {_verdict(d.mean >= -0.03)}; "

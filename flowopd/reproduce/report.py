@@ -13,6 +13,7 @@ from pathlib import Path
 from ..world.prompts import TASKS
 from .claims import claims
 from .plan import SEESAW
+from .retention import MIN_GAIN
 
 COLUMNS = (*TASKS, "average")
 ROW_LABELS = {
@@ -78,6 +79,22 @@ def _seesaw(seesaw: Mapping[str, Mapping]) -> list[str]:
                    *table(seesaw, SEESAW_LABELS, ("base", *SEESAW), "stage"), ""]
 
 
+def _retention(retention: Mapping[str, Mapping]) -> list[str]:
+    """The share of each teacher's gain the student keeps, on the teacher's own metric."""
+    if not retention:
+        return []
+    lines = ["## Retention of each teacher's gain", "",
+             "`(opd − base) / (teacher − base)` on the teacher's own metric, per seed, then mean ± std; judged only "
+             f"where the teacher gains at least +{MIN_GAIN}.", "", "| task | teacher gain | retention | per seed |",
+             "|---|---|---|---|"]
+    for task, r in retention.items():
+        mean = "—" if r["mean"] is None else f"{r['mean']:.2f}" + (f" ± {r['std']:.2f}" if r["std"] else "")
+        seeds = ", ".join("—" if v is None else f"{v:.2f}" for v in r["per_seed"])
+        lines.append(f"| {task} | {r['teacher_gain']:+.3f} | {mean}{'' if r['judged'] else ' (not judged)'} | "
+                     f"{seeds} |")
+    return [*lines, ""]
+
+
 def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: Path) -> str:
     """The report's markdown text (see the module docstring); plot paths are made relative to ``out``."""
     seeds, wall, cfg = results["seeds"], results["wall_time_s"], details["config"]
@@ -95,6 +112,7 @@ def render(results: Mapping, details: Mapping, plots: Mapping[str, Path], out: P
              + (" ± the standard deviation over seeds (ddof 1)." if seeds > 1 else "."), "",
              "## Main table (the paper's Table 1)", "",
              *table(results["rows"], labels, tuple(results["rows"]), "model"), "",
+             *_retention(results.get("retention", {})),
              *_seesaw(details["seesaw"]),
              "## MAR ablation", "",
              f"Manifold Anchor Regularization towards the base, weight {cfg['beta_mar']} (`opd`) versus none "

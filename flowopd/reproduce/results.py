@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from ..world.prompts import TASKS
 from .plan import SEESAW, StageSpec, rows
+from .retention import task_retention
 
 METRICS = (*TASKS, "average")
 PerSeed = Mapping[int, Mapping[str, dict]]  # seed -> stage name -> the stage's result
@@ -77,12 +78,14 @@ def summarize(plan: list[StageSpec], results: PerSeed, config: dict) -> tuple[di
     ran = [spec.name for spec in plan if not spec.same_as]
     wall = {name: sum(float(results[s][name]["wall_time_s"]) for s in results) for name in ran}
     wall["total"] = sum(wall.values())
-    summary = {"rows": summary_rows, "compute": compute, "wall_time_s": wall, "seeds": len(results),
-               "machine": machines(results)}
     evaluated = [spec.name for spec in plan if spec.evaluate]
+    per_seed = {name: per_seed_metrics(results, name) for name in evaluated}
+    summary = {"rows": summary_rows, "compute": compute, "wall_time_s": wall, "seeds": len(results),
+               "machine": machines(results), "per_seed": {row: per_seed[row] for row in table},
+               "retention": task_retention(per_seed)}
     details = {
         "config": config,
-        "per_seed": {name: per_seed_metrics(results, name) for name in evaluated},
+        "per_seed": per_seed,
         "seesaw": ({name: mean_std(per_seed_metrics(results, name)) for name in ("base", *SEESAW)}
                    if set(SEESAW) <= set(evaluated) else {}),  # {}: the plan left the seesaw out
         "stage_compute": {spec.name: {"optimizer_steps": int(first[spec.name]["optimizer_steps"]),

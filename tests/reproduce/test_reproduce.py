@@ -33,7 +33,10 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -
 def test_results_json_has_the_rows_and_schema(smoke_run) -> None:
     out, _ = smoke_run
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"rows", "compute", "wall_time_s", "seeds", "machine"}
+    assert set(results) == {"rows", "compute", "wall_time_s", "seeds", "machine", "per_seed", "retention"}
+    assert set(results["per_seed"]) == set(results["rows"]) and all(len(v) == 2 for v in results["per_seed"].values())
+    assert set(results["retention"]) == {"compose", "text", "prefer", "quality"}
+    assert all(len(r["per_seed"]) == 2 and isinstance(r["judged"], bool) for r in results["retention"].values())
     assert list(results["rows"]) == list(ROWS) and list(results["compute"]) == list(ROWS)
     for name, row in results["rows"].items():
         assert set(row) == METRICS | {"std"}, name
