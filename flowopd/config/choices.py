@@ -9,6 +9,9 @@ from __future__ import annotations
 # distillation (docs/method.md, "Per-step KL" and "Routing")
 LOSS_MODES = ("kl", "pg", "paper")  # analytic KL | sampled log-ratio advantage | the paper's zero-expected-grad form
 WEIGHTINGS = ("code", "paper", "uniform")  # per-step weight of the KL
+# AWM (docs/method.md, "AWM")
+AWM_WEIGHTINGS = ("uniform", "ghuber")  # the flow-matching "log-prob": plain, or the released generalised Huber
+EMA_TARGET_SCHEDULES = ("constant", "linear")  # the decay of AWM's EMA target: fixed, or min(decay, 0.001 step)
 ROUTINGS = ("per-sample", "alternate", "blend")
 # cold start (docs/method.md, "Cold start")
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
@@ -20,5 +23,6 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 # export (flowopd export, the app's Export tab)
 EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
-__all__ = ["COLDSTART_MODES", "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
+__all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES",
+           "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
            "PRECISIONS", "ROUTINGS", "WEIGHTINGS"]

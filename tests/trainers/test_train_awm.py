@@ -4,6 +4,8 @@ EMA target, an exact resume and the command line."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -186,7 +188,13 @@ def test_config_checks_presets_and_help() -> None:
     assert preset("awm", "quick").epochs == 8
     paper = preset("awm", "paper")
     assert (paper.lr, paper.group_size, paper.timesteps_per_sample, paper.ref_weight, paper.guidance) == (
-        3e-4, 24, 6, 0.003, 1.0)
+        3e-4, 24, 6, 0.0001, 1.0)  # the released PickScore config's KL weight (the preset's reward is pickscore)
+    assert (paper.weighting, paper.advantage_max, paper.ema_weight, paper.ema_target_schedule) == (
+        "ghuber", 1.0, 1.0, "linear")
+    assert list(paper.trained_levels()) == list(range(1, 12))  # noise indices 1-11 of 14: never t = 1
+    assert preset("awm", "paper", rewards={"ocr": 1.0}, prompt_tasks={"text": 1.0}).ref_weight == 0.003
+    with pytest.raises(ValueError, match="only 3 noise levels are trained"):
+        AWMConfig(first_level=1, level_fraction=0.4, timesteps_per_sample=4)
     with pytest.raises(TypeError, match="needs an AWMConfig"):
         from flowopd.methods.awm.trainer import AWMTrainer
         from flowopd.methods.nft.config import NFTConfig
@@ -205,3 +213,14 @@ def test_train_awm_from_the_command_line(cli, small_model_dir, tmp_path) -> None
     config.write_text('{"kind": "awm", "clip_range": 0}')
     code, _, err = cli("train", "awm", "--config", config, "--out", tmp_path / "bad")
     assert code == 2 and "clip_range=0 is invalid" in err, err
+
+
+def test_the_released_recipe_trains(tiny, tmp_path) -> None:
+    """ghuber log-probs, advantages scaled to +-1, the EMA pull of weight 1 on a linear schedule, no t = 1."""
+    model = tiny()
+    cfg = awm_config(weighting="ghuber", advantage_max=1.0, ema_weight=1.0, ema_target_decay=0.3,
+                     ema_target_schedule="linear", first_level=1, level_fraction=1.0, ref_weight=0.0001)
+    seen = []
+    result = train_awm(model, cfg, tmp_path, callback=seen.append)
+    assert result.step == 2 and all(math.isfinite(m["loss"]) for m in seen)
+    assert seen[-1]["awm/ema_mse"] >= 0

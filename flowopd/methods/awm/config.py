@@ -10,12 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...config.base import option
+from ...config.base import fail, option
+from ...config.choices import AWM_WEIGHTINGS, EMA_TARGET_SCHEDULES
 from ...config.fields import sd35_reward_overrides
 from ...config.rl import ForwardRLConfig
 from ...models.presets import SD35_MEDIUM
 
-__all__ = ["AWMConfig"]
+__all__ = ["AWMConfig", "RELEASED_REF_WEIGHTS", "released_ref_weight"]
+# The KL-to-base weight (beta) of AWM's released SD3 configs, by the reward a teacher is trained on (the tiny
+# world's stand-ins take their task's): GenEval 0.001, OCR 0.003, PickScore 0.0001; other rewards: 0.003.
+RELEASED_REF_WEIGHTS = {"geneval": 0.001, "compose": 0.001, "ocr": 0.003, "text": 0.003, "pickscore": 0.0001,
+                        "prefer": 0.0001}
+
+
+def released_ref_weight(rewards: dict) -> float:
+    """The released KL weight of a teacher on ``rewards`` (the smallest of its rewards', for a mix).
+
+    Example:
+        >>> released_ref_weight({"prefer": 1.0}), released_ref_weight({"ocr": 1.0, "geneval": 1.0})
+        (0.0001, 0.001)
+    """
+    return min(RELEASED_REF_WEIGHTS.get(name.split(":")[0], 0.003) for name in rewards) if rewards else 0.003
 
 
 @dataclass
@@ -54,15 +69,54 @@ class AWMConfig(ForwardRLConfig, kind="awm"):
                                "Factory's recommended 0.1); 0 turns it off", min=0, group="AWM")
     ema_target_decay: float = option(0.9, "the policy EMA the pull aims at: ema <- d ema + (1 - d) theta after each "
                                      "epoch (0 = it copies the policy)", min=0, max=1, max_open=True, group="AWM")
+    ema_target_schedule: str = option("constant", "decay of the EMA target: constant (ema_target_decay) | linear "
+                                      "(min(ema_target_decay, 0.001 x optimizer step), the released code's)",
+                                      choices=EMA_TARGET_SCHEDULES, group="AWM")
+    weighting: str = option("uniform", "the log-prob: uniform (-mse) | ghuber (the released -t ((mse + 1e-10)^p - "
+                            "1e-10^p) / p, p = ghuber_power); docs/method.md, AWM", choices=AWM_WEIGHTINGS,
+                            group="AWM")
+    ghuber_power: float = option(0.25, "the power p of the ghuber weighting (the code's 0.25)", min=0, max=1,
+                                 min_open=True, group="AWM")
+    advantage_max: float | None = option(None, "scale the clipped advantages to +-advantage_max (A / adv_clip x "
+                                         "advantage_max; the code's 1); None = unscaled", min=0, min_open=True,
+                                         group="AWM")
+    first_level: int = option(0, "the first rollout-sigma index a sample trains at; 1 = never t = 1 (the code's "
+                              "discrete_wo_init)", min=0, group="AWM")
+    level_fraction: float = option(1.0, "the fraction of the rollout's noise levels trained at, the first ones (the "
+                                   "code: 0.9)", min=0, max=1, min_open=True, group="AWM")
     sample_from_ema: bool = option(False, "roll out from the policy EMA (the code's off_policy) instead of the "
                                    "current policy", group="AWM")
     adapter_name: str = option("teacher", "name of the trained LoRA adapter (its EMA target is <name>_old)",
                                group="AWM")
+    def check(self) -> None:
+        super().check()
+        levels = self.trained_levels()
+        if len(levels) < self.timesteps_per_sample:
+            fail("timesteps_per_sample", self.timesteps_per_sample,
+                 f"only {len(levels)} noise levels are trained (first_level={self.first_level}, level_fraction="
+                 f"{self.level_fraction} of num_steps={self.num_steps}): lower it or widen the range")
+
+    def trained_levels(self) -> range:
+        """The rollout-sigma indices a sample may train at: ``first_level`` up to the first ``level_fraction``."""
+        return range(self.first_level, max(self.first_level, int(self.num_steps * self.level_fraction)))
+
+    @classmethod
+    def released(cls, **overrides: Any) -> AWMConfig:
+        """AWM's released recipe (its SD3 configs) at the tiny world's size: the ghuber weighting (p 0.25),
+        advantages scaled to +-1, a pull of weight 1 to an EMA of decay min(0.3, 0.001 step), the KL to the base
+        of the task's released config, noise levels 1 to 90 % of the rollout (never t = 1)."""
+        values = dict(weighting="ghuber", ghuber_power=0.25, advantage_max=1.0, ema_weight=1.0, ema_target_decay=0.3,
+                      ema_target_schedule="linear", first_level=1, level_fraction=0.9,
+                      ref_weight=released_ref_weight(overrides.get("rewards", cls.field_info("rewards").default)))
+        return cls(**{**values, **overrides})
+
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> AWMConfig:
-        """AWM's SD3.5-M settings (its SD3 script): lr 3e-4, group 24, 14 CFG-free ODE steps (the code's
-        SA-Solver; Euler here) with 6 trained noise levels per sample, KL beta 0.003, LoRA r 32 / alpha 64."""
+        """AWM's SD3.5-M settings (its SD3 configs): lr 3e-4, group 24, 14 CFG-free ODE steps (the code's
+        SA-Solver; Euler here) with 6 trained noise levels per sample among levels 1-11, the released recipe
+        (:meth:`released`: ghuber, advantages to +-1, the EMA pull, the task's KL weight), LoRA r 32 / alpha 64."""
         base = dict(model=SD35_MEDIUM, num_steps=14, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
                     mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
                     train_batch_size=8, lr=3e-4, timesteps_per_sample=6)
-        return cls(**{**base, **sd35_reward_overrides(cls, overrides), **overrides})
+        rewards = sd35_reward_overrides(cls, overrides)
+        return cls.released(**{**base, **rewards, **overrides})

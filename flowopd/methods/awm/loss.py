@@ -23,19 +23,46 @@ from dataclasses import dataclass
 
 import torch
 
+GHUBER_EPS = 1e-10  # the released code's offset inside the generalised Huber weighting
 
-def flow_logp(v: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """[B] AWM's per-sample "log-prob" ``-mean_dims (v - (eps - x0))^2`` (the negative flow-matching loss).
+
+def flow_logp(v: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | None = None,
+              weighting: str = "uniform", power: float = 0.25) -> torch.Tensor:
+    """[B] AWM's per-sample "log-prob": ``-mse`` with ``mse = mean_dims (v - (eps - x0))^2`` (the negative
+    flow-matching loss; ``uniform``), or the released code's generalised Huber weighting (``ghuber``),
+    ``-t ((mse + 1e-10)^p - 1e-10^p) / p``, which grows slower than the squared error (robust to outliers) and
+    weights noisier levels more.
 
     Args:
         v: [B, C, H, W] velocity. x0: [B, C, H, W] clean samples. eps: [B, C, H, W] the noise of ``x_t``.
+        t: [B] the noise levels (needed by ``ghuber``). weighting: ``uniform`` | ``ghuber``. power: its p.
 
     Example:
         >>> flow_logp(torch.ones(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, 3.0]]]]))
         tensor([-2.])
     """
     dims = tuple(range(1, x0.ndim))
-    return -((v.float() - (eps.float() - x0.float())) ** 2).mean(dims)
+    mse = ((v.float() - (eps.float() - x0.float())) ** 2).mean(dims)
+    if weighting == "uniform":
+        return -mse
+    if weighting == "ghuber":
+        if t is None:
+            raise ValueError("the ghuber weighting needs the noise levels t")
+        offset = GHUBER_EPS ** power
+        return -((mse + GHUBER_EPS) ** power - offset) * t.float().to(mse.device).view(-1) / power
+    raise ValueError(f"weighting={weighting!r} is unknown: use uniform or ghuber")
+
+
+def scaled_advantages(advantages: torch.Tensor, adv_clip: float, advantage_max: float | None) -> torch.Tensor:
+    """Advantages clipped to ``+-adv_clip``, then scaled to ``+-advantage_max`` (the released code's
+    ``A / adv_clip_max * advantage_max``) unless it is None.
+
+    Example:
+        >>> scaled_advantages(torch.tensor([-7.0, 2.5, 10.0]), 5.0, 1.0)
+        tensor([-1.0000,  0.5000,  1.0000])
+    """
+    a = advantages.float().clamp(-adv_clip, adv_clip)
+    return a if advantage_max is None else a / adv_clip * advantage_max
 
 
 @dataclass
@@ -53,7 +80,8 @@ class AWMLoss:
 
 def awm_loss(v: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,
              *, clip: float = 1.0, v_ref: torch.Tensor | None = None, ref_weight: float = 0.003,
-             v_ema: torch.Tensor | None = None, ema_weight: float = 0.0) -> AWMLoss:
+             v_ema: torch.Tensor | None = None, ema_weight: float = 0.0, t: torch.Tensor | None = None,
+             weighting: str = "uniform", power: float = 0.25) -> AWMLoss:
     """AWM's loss on one micro-batch at one noise level per sample, as its code computes it.
 
     ``logp = -mean_dims (v - (eps - x0))^2``, ``ratio = exp(logp - sg(logp_old))``,
@@ -70,6 +98,7 @@ def awm_loss(v: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, logp_old: tor
         ref_weight: weight of the pull towards the base (the code's KL beta 0.003).
         v_ema: [B, C, H, W] the policy EMA's velocity (detached here), or None for no pull towards it.
         ema_weight: weight of the pull towards the EMA.
+        t, weighting, power: the log-prob's weighting (:func:`flow_logp`); ``logp_old`` must use the same.
     """
     if not clip > 0:
         raise ValueError(f"clip={clip} must be > 0 (the code clips the ratio at 1 +- 1)")
@@ -83,7 +112,7 @@ def awm_loss(v: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, logp_old: tor
     dims = tuple(range(1, x0.ndim))
     v = v.float()
     adv = advantages.float().to(v.device)
-    logp = flow_logp(v, x0, eps)
+    logp = flow_logp(v, x0, eps, t, weighting, power)
     ratio = torch.exp(logp - logp_old.detach().float().to(v.device))
     unclipped = -adv * ratio
     clipped = -adv * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)

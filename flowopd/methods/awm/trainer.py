@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +38,10 @@ from ...adapters import use_adapter
 from ...models.base import FlowModel
 from ...training.dist import MetricSums
 from ...training.loop import Callback, TrainResult
-from ...training.rollout import Rollout
+from ...training.rollout import Rollout, epoch_seed
 from ..nft.trainer import NFTTrainer
 from .config import AWMConfig
-from .loss import awm_loss, flow_logp
+from .loss import awm_loss, flow_logp, scaled_advantages
 
 
 class AWMTrainer(NFTTrainer):
@@ -57,8 +58,18 @@ class AWMTrainer(NFTTrainer):
     def update_old(self) -> float:
         """``ema <- d ema + (1 - d) theta`` with ``d = ema_target_decay``; returns d."""
         d = self.cfg.ema_target_decay
+        if self.cfg.ema_target_schedule == "linear":  # the released code's min(decay, 0.001 step)
+            d = min(d, 0.001 * self.step)
         torch._foreach_lerp_(self.old_params, [p.detach() for p in self.params], 1.0 - d)
         return d
+
+    def noise_levels(self, epoch: int, n: int) -> list[list[int]]:
+        """Row i's rollout-sigma indices (``timesteps_per_sample`` distinct ones among the trained levels,
+        :meth:`AWMConfig.trained_levels`) for ``epoch``."""
+        cfg, rank = self.cfg, self.acc.process_index
+        levels = cfg.trained_levels()
+        return [random.Random(epoch_seed(cfg.seed, epoch, rank, f"t:{i}")).sample(levels, cfg.timesteps_per_sample)
+                for i in range(n)]
 
     def velocity(self, adapter: str | None, roll: Rollout, rows: list[int], x_t: torch.Tensor,
                  t: torch.Tensor) -> torch.Tensor:
@@ -77,7 +88,8 @@ class AWMTrainer(NFTTrainer):
             rows = list(range(start, min(start + cfg.train_batch_size, n)))
             for j in range(cfg.timesteps_per_sample):
                 x0, eps, t, x_t = self.noised(roll, levels, rows, j)
-                out[rows, j] = flow_logp(self.velocity(self.sampler(), roll, rows, x_t, t), x0, eps).cpu()
+                out[rows, j] = flow_logp(self.velocity(self.sampler(), roll, rows, x_t, t), x0, eps, t,
+                                         cfg.weighting, cfg.ghuber_power).cpu()
         return out
 
     def awm_step_loss(self, roll: Rollout, adv: torch.Tensor, levels: list[list[int]], logp_old: torch.Tensor,
@@ -90,7 +102,8 @@ class AWMTrainer(NFTTrainer):
             v_ema = self.velocity(self.old, roll, rows, x_t, t) if cfg.ema_weight > 0 else None
         v = self.velocity(self.name, roll, rows, x_t, t)
         out = awm_loss(v, x0, eps, logp_old[rows, j].to(v.device), adv[rows], clip=cfg.clip_range, v_ref=v_ref,
-                       ref_weight=cfg.ref_weight, v_ema=v_ema, ema_weight=cfg.ema_weight)
+                       ref_weight=cfg.ref_weight, v_ema=v_ema, ema_weight=cfg.ema_weight, t=t,
+                       weighting=cfg.weighting, power=cfg.ghuber_power)
         values = {names.POLICY_LOSS: out.policy, names.RATIO: out.ratio, names.CLIP_FRAC: out.clipped,
                   names.AWM_FM: -out.logp}
         if v_ref is not None:
@@ -102,7 +115,7 @@ class AWMTrainer(NFTTrainer):
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
         roll, gathered, adv = self.scored_rollout(epoch)
-        a = adv.local.float().clamp(-cfg.adv_clip, cfg.adv_clip)
+        a = scaled_advantages(adv.local, cfg.adv_clip, cfg.advantage_max)
         levels = self.noise_levels(epoch, len(roll))
         logp_old = self.old_logps(roll, levels)
         metrics = MetricSums()
