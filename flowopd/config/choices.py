@@ -13,6 +13,7 @@ WEIGHTINGS = ("code", "paper", "uniform")  # per-step weight of the KL
 AWM_WEIGHTINGS = ("uniform", "ghuber")  # the flow-matching "log-prob": plain, or the released generalised Huber
 EMA_TARGET_SCHEDULES = ("constant", "linear")  # the decay of AWM's EMA target: fixed, or min(decay, 0.001 step)
 ROUTINGS = ("per-sample", "alternate", "blend")
+TASK_SAMPLINGS = ("fixed", "distance")  # prompt_tasks as given | in proportion to the distance to each teacher
 # cold start (docs/method.md, "Cold start")
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")  # how the merge modes combine the teachers' LoRA factors
@@ -25,4 +26,4 @@ EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
 __all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES",
            "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
-           "PRECISIONS", "ROUTINGS", "WEIGHTINGS"]
+           "PRECISIONS", "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]

@@ -144,6 +144,7 @@ class RLTrainer:
             if self.ema is not None and state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            self.load_extra_state(state.get("extra") or {})
             set_rng_state(state["rng"])
             self.last_good = (ckpt, self.step)
             log.info("%s: resumed from %s at step %d (epoch %d)", self.stage, ckpt, self.step, self.epoch)
@@ -396,10 +397,18 @@ class RLTrainer:
             with self.ema.applied():
                 save_adapter(self.model, self.name, folder / EMA_DIR)
 
+    def extra_state(self) -> dict:
+        """What a method keeps across epochs beyond the optimizer and the EMA, saved in its checkpoints."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore :meth:`extra_state` from a checkpoint being resumed."""
+
     def save(self) -> None:
         self.check_weights()
         state = {"stage": self.stage, "step": self.step, "epoch": self.epoch, "optimizer": self.opt.state_dict(),
-                 "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None}
+                 "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                 "extra": self.extra_state()}
         self.last_good = (save_checkpoint(self.out, self.acc, save_adapters=self.save_adapters, state=state,
                                           config=self.cfg.to_dict()), self.step)
 

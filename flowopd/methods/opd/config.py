@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config.base import fail, option
-from ...config.choices import LOSS_MODES, ROUTINGS, WEIGHTINGS
+from ...config.choices import LOSS_MODES, ROUTINGS, TASK_SAMPLINGS, WEIGHTINGS
 from ...config.fields import check_task_rewards, check_weights
 from ...config.rl import SDERLConfig
 from ...reward_names import SD35_TASK_REWARDS
@@ -55,6 +55,18 @@ class OPDConfig(SDERLConfig, kind="opd"):
                                 "{\"text\": \"ocr\"}, logged as reward/<name>); a task not named: the tiny world's "
                                 "reward of its name",
                                 group="distillation")
+    task_sampling: str = option("fixed", "fixed (prompt_tasks) | distance (each epoch, tasks in proportion to the "
+                                "student's remaining reward gap to its teacher; needs log_rewards)",
+                                choices=TASK_SAMPLINGS, group="distillation")
+    teacher_rewards: dict = option({}, "task -> its teacher's mean reward, the distance's target; {} = measured at "
+                                   "the start on reference_prompts train prompts per task", group="distillation")
+    reference_prompts: int = option(32, "train prompts per task the teachers' rewards are measured on (distance)",
+                                    min=1, group="distillation")
+    distance_floor: float = option(0.2, "share of each epoch's prompts spread evenly over the tasks (distance), so "
+                                   "a task the student reached stays trained", min=0, max=1, group="distillation")
+    conflict_every: int = option(0, "every N epochs, log the cosine between tasks' gradients on the LoRA "
+                                 "(conflict/<a>~<b>; costs a backward pass per task); 0 = never", min=0,
+                                 group="distillation")
     adapter_name: str = option("student", "name of the trained LoRA adapter", group="distillation")
 
     def check(self) -> None:
@@ -81,6 +93,14 @@ class OPDConfig(SDERLConfig, kind="opd"):
         if self.mask_zero_std and not self.log_rewards:
             fail("mask_zero_std", self.mask_zero_std, "it needs the task rewards: set log_rewards to true")
         check_task_rewards(self.task_rewards)
+        if self.task_sampling == "distance":
+            if not self.log_rewards:
+                fail("task_sampling", self.task_sampling, "distance needs the student's rewards: set log_rewards")
+            if self.routing == "alternate":
+                fail("task_sampling", self.task_sampling, "alternate routing has its own schedule: use fixed")
+            bad = sorted(set(self.teacher_rewards) - set(self.prompt_tasks))
+            if bad:
+                fail("teacher_rewards", self.teacher_rewards, f"{bad} are not prompt tasks of this run")
 
     @classmethod
     def sd35_medium(cls, **overrides: Any) -> OPDConfig:

@@ -23,21 +23,25 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 
 from ... import metric_names as names
-from ...adapters import adapter_guidance, replace_adapter
+from ...adapters import adapter_guidance, replace_adapter, use_adapter
 from ...config.fields import task_reward
 from ...models.base import FlowModel, PromptEmbeds
-from ...sampling import sde_step, std_dev_t
+from ...rewards import get_reward
+from ...sampling import generate, sde_step, std_dev_t
 from ...training.dist import MetricSums
 from ...training.loop import Callback, RLTrainer, TrainResult
-from ...training.rollout import Rollout, gather_scores, reward_metrics, score_rollout
+from ...training.rollout import Rollout, epoch_seed, gather_scores, reward_metrics, score_rollout
 from ...world.prompts import MIXED, MIXED_TASKS
+from ...world.splits import load_prompts
 from ..grpo.trainer import gather_advantages
 from .config import OPDConfig
 from .loss import alternate_task, blend_routes, distill_step_loss, route_teachers, routed_velocity
+from .sampling import distance_weights, gradient_cosines
 
 log = logging.getLogger(__name__)
 ANCHOR = "anchor"
@@ -59,7 +63,12 @@ class OPDTrainer(RLTrainer):
         self.guidance: dict[str | None, float] = {None: cfg.guidance}  # adapter name -> the CFG it is sampled at
         self.teachers = self.load_teachers()
         self.anchor = self.load_anchor() if cfg.beta_mar > 0 else None
+        self.teacher_rewards: dict[str, float] = dict(cfg.teacher_rewards)  # task sampling by distance
+        self.student_rewards: dict[str, float] = {}  # a running mean of the student's rollout rewards per task
         self.init_student(cfg.init, resume)
+        if cfg.task_sampling == "distance" and set(self.distance_tasks()) - set(self.teacher_rewards):
+            self.teacher_rewards.update(self.measure_teacher_rewards(
+                [t for t in self.distance_tasks() if t not in self.teacher_rewards]))
 
     def load_teachers(self) -> dict[str, str]:
         """Task -> teacher adapter name, loading each distinct folder once as ``teacher_<first task>``."""
@@ -111,10 +120,70 @@ class OPDTrainer(RLTrainer):
         return route_teachers(records, self.teachers)
 
     def epoch_tasks(self, epoch: int) -> Mapping[str, float]:
-        """Prompt task weights of ``epoch``: all tasks (per-sample) or the schedule's one task (alternate)."""
-        if self.cfg.routing == "alternate":
-            return {alternate_task(epoch, self.cfg.epochs_per_task): 1.0}
-        return self.cfg.prompt_tasks
+        """Prompt task weights of ``epoch``: all tasks (per-sample), the schedule's one task (alternate), or the
+        tasks in proportion to the student's remaining distance to each teacher (``task_sampling`` distance;
+        the mixed set, if any, keeps its share)."""
+        cfg = self.cfg
+        if cfg.routing == "alternate":
+            return {alternate_task(epoch, cfg.epochs_per_task): 1.0}
+        if cfg.task_sampling != "distance" or not self.student_rewards:
+            return cfg.prompt_tasks
+        mixed = cfg.prompt_tasks.get(MIXED, 0.0) / sum(cfg.prompt_tasks.values())
+        weights = distance_weights(self.student_rewards, {t: self.teacher_rewards[t] for t in self.distance_tasks()},
+                                   cfg.distance_floor)
+        return {**{t: w * (1 - mixed) for t, w in weights.items()}, **({MIXED: mixed} if mixed else {})}
+
+    def distance_tasks(self) -> list[str]:
+        return [t for t in self.cfg.prompt_tasks if t != MIXED]
+
+    @torch.no_grad()
+    def measure_teacher_rewards(self, tasks: list[str]) -> dict[str, float]:
+        """Each task's teacher's mean reward on the first ``reference_prompts`` train prompts of the task (ODE
+        samples at the teacher's guidance, seeds from the run's): the target of distance sampling."""
+        cfg, out = self.cfg, {}
+        for task in tasks:
+            records = load_prompts(task, "train")[:cfg.reference_prompts]
+            prompts = [r["prompt"] for r in records]
+            seeds = [epoch_seed(cfg.seed, 0, i, f"reference:{task}") for i in range(len(records))]
+            with use_adapter(self.model, self.teachers[task]):
+                images = generate(self.model, prompts, seeds=seeds, num_steps=cfg.eval_steps,
+                                  guidance=self.guidance[self.teachers[task]])
+            out[task] = float(np.mean(get_reward(task_reward(cfg.task_rewards, task))(images, prompts, records)))
+        log.info("opd: teacher rewards %s", ", ".join(f"{t} {r:.3f}" for t, r in out.items()))
+        return out
+
+    def extra_state(self) -> dict:
+        return {"teacher_rewards": dict(self.teacher_rewards), "student_rewards": dict(self.student_rewards)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.teacher_rewards.update(state.get("teacher_rewards", {}))
+        self.student_rewards = dict(state.get("student_rewards", {}))
+
+    def track_student_rewards(self, metrics: Mapping[str, float]) -> None:
+        """Fold this epoch's mean reward per task into the running mean the distance sampling reads (half
+        this epoch, half the past: a few epochs' memory)."""
+        for task in self.distance_tasks():
+            value = metrics.get(names.reward(task_reward(self.cfg.task_rewards, task)))
+            if value is not None:
+                old = self.student_rewards.get(task)
+                self.student_rewards[task] = float(value) if old is None else 0.5 * old + 0.5 * float(value)
+
+    def gradient_conflict(self, roll: Rollout, routes, keep: list[int]) -> dict[str, float]:
+        """``conflict/<a>~<b>``: the cosine between two tasks' gradients of the distillation loss on the LoRA,
+        each over up to ``train_batch_size`` of its rows and every trained step (this process's rows)."""
+        grads = {}
+        for task in self.distance_tasks():
+            rows = [i for i in keep if roll.records[i]["task"] == task][:self.cfg.train_batch_size]
+            if not rows:
+                continue
+            self.opt.zero_grad(set_to_none=True)
+            steps = self.sde_steps(self.epoch)
+            for j in steps:
+                loss, _ = self.step_loss(roll, routes, rows, j)
+                (loss / len(steps)).backward()
+            grads[task] = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.opt.zero_grad(set_to_none=True)
+        return {f"conflict/{pair}": cos for pair, cos in gradient_cosines(grads).items()}
 
     def teacher_velocity(self, teachers: list[str], x: torch.Tensor, sigma: float, cond: PromptEmbeds,
                          uncond: PromptEmbeds | None) -> torch.Tensor:
@@ -159,6 +228,12 @@ class OPDTrainer(RLTrainer):
             out = reward_metrics(gather_scores(self.acc, roll, scores))
             if cfg.mask_zero_std:
                 keep = gather_advantages(self.acc, scores.total, cfg.group_size, mask_zero_std=True).keep
+        if cfg.conflict_every and (epoch + 1) % cfg.conflict_every == 0:
+            out.update(self.gradient_conflict(roll, routes, keep))
+        if cfg.task_sampling == "distance":
+            weights = self.epoch_tasks(epoch)
+            out.update({f"task_weight/{t}": float(w) / sum(weights.values()) for t, w in weights.items()})
+            self.track_student_rewards(out)
         metrics = MetricSums()
         metrics.add("trained_fraction", len(keep) / len(roll))
         self.accumulate(keep, lambda rows, j: self.step_loss(roll, routes, rows, j), metrics)
