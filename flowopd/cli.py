@@ -74,10 +74,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    _check_seed(args.seed)
-    from .models import load_model
-    from .models.base import to_pil
-    from .sampling import generate
+    _check_seed(args.seed)  # every argument is checked before torch and the model load (seconds)
+    if args.scale < 1 or args.scale > 32:
+        raise ValueError(f"--scale {args.scale} is out of range: use 1 to 32")
+    if not 1 <= args.steps <= 1000:
+        raise ValueError(f"--steps {args.steps} is out of range: use 1 to 1000 (20 is the protocol's)")
+    if not 0 <= args.guidance <= 100:
+        raise ValueError(f"--guidance {args.guidance} is out of range: use 0 to 100 (1.0 disables guidance)")
     from .world.splits import read_prompt_file
 
     prompts = list(args.prompt or [])
@@ -85,8 +88,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
         prompts += [r["prompt"] for r in read_prompt_file(args.prompt_file)]
     if not prompts or not all(p.strip() for p in prompts):
         raise ValueError("no prompt given (or an empty one): pass --prompt TEXT or --prompt-file FILE")
-    if args.scale < 1 or args.scale > 32:
-        raise ValueError(f"--scale {args.scale} is out of range: use 1 to 32")
+    from .models import load_model
+    from .models.base import to_pil
+    from .sampling import generate
+
     model = load_model(args.model)
     seeds = [args.seed + i for i in range(len(prompts))]
     images = generate(model, prompts, seeds=seeds, num_steps=args.steps, guidance=args.guidance)

@@ -43,6 +43,9 @@ SFT_FILE = "sft.json"
 TRAIN_FILE = "train.json"
 CURVE_FILE = "curve.jsonl"
 RESULT_FILE = "result.json"
+# an adapter folder (flowopd.adapters.save_adapter): diffusers' LoRA weights and our metadata
+ADAPTER_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+ADAPTER_META_FILE = "adapter.json"
 # flowopd reproduce's folder
 RESULTS_FILE = "results.json"
 DETAILS_FILE = "details.json"
@@ -60,11 +63,12 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, torn or does not belong to this run (one class: the library's and the store's)."""
 
 
-__all__ = ["ADAPTER_DIR", "CHECKPOINT_DIR", "COLDSTART_FILE", "COMPARISON_FILE", "CONFIG_FILE", "CURVE_FILE",
-           "DETAILS_FILE", "EMA_DIR", "EXPORTS_DIR", "EXPORT_FILE", "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR",
-           "PLOTS_DIR", "PRETRAIN_CONFIG_FILE", "PRETRAIN_STATE_FILE", "PREVIOUS_CHECKPOINT_DIR", "REPORTS_DIR",
-           "REPORT_FILE", "RESULTS_FILE", "RESULT_FILE", "SAMPLES_DIR", "SFT_FILE", "STATE_FILE", "TRAIN_FILE",
-           "CheckpointError", "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
+__all__ = ["ADAPTER_DIR", "ADAPTER_META_FILE", "ADAPTER_WEIGHTS_FILE", "CHECKPOINT_DIR", "COLDSTART_FILE",
+           "COMPARISON_FILE", "CONFIG_FILE", "CURVE_FILE", "DETAILS_FILE", "EMA_DIR", "EXPORTS_DIR", "EXPORT_FILE",
+           "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR", "PLOTS_DIR", "PRETRAIN_CONFIG_FILE", "PRETRAIN_STATE_FILE",
+           "PREVIOUS_CHECKPOINT_DIR", "REPORTS_DIR", "REPORT_FILE", "RESULTS_FILE", "RESULT_FILE", "SAMPLES_DIR",
+           "SFT_FILE", "STATE_FILE", "TRAIN_FILE", "CheckpointError", "adapter_dir", "checkpoint_dir", "exports_dir",
+           "samples_dir"]
 
 
 def checkpoint_dir(run_folder: str | Path) -> Path:

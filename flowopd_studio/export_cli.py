@@ -8,6 +8,7 @@ base model and checked image for image, then zipped with a model card.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from flowopd.config.choices import EXPORT_FORMATS
@@ -22,10 +23,29 @@ FORMATS_HELP = ("a format (repeat for several; default flowopd): flowopd (our ad
                 "folded in, for SD3Transformer2DModel.from_pretrained)")
 
 
+def check_early(adapter: Path, out: Path) -> None:
+    """What can be checked in milliseconds, before the export's modules and the model load: the adapter folder's
+    files and a writable output folder."""
+    from flowopd.layout import ADAPTER_META_FILE, ADAPTER_WEIGHTS_FILE
+
+    missing = [n for n in (ADAPTER_WEIGHTS_FILE, ADAPTER_META_FILE) if not (adapter / n).is_file()]
+    if missing:
+        raise ValueError(f"{adapter} is not an adapter folder: it lacks {', '.join(missing)}; give a trainer's "
+                         "OUT/adapter or a teacher's folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out} cannot be created ({err.strerror}): give a folder you can write, e.g. "
+                         "exports/") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out} is not writable: give a folder you can write, e.g. exports/")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
+    adapter = Path(args.adapter)
+    check_early(adapter, Path(args.out))
     from .services.export import ExportError, check_formats, export_adapter, run_card, slug
 
-    adapter = Path(args.adapter)
     formats = tuple(dict.fromkeys(args.formats or ["flowopd"]))
     try:
         check_formats(adapter, formats)  # before the model loads: a wrong format fails in a second

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 
 from .paths import DEFAULT_HOME, HOME_ENV
@@ -60,9 +61,18 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
     from .queue import submit
 
+    from .paths import resolve_home
+
     config = read_config_data(args.config, args.stage)
-    with _store(args) as store, naming_file(args.config):  # the stage's freeze validates (and names the file)
-        run = submit(store, args.stage, config, name=args.name)
+    home = resolve_home(getattr(args, "home", None), create=False)
+    fresh = not home.exists()
+    try:
+        with _store(args) as store, naming_file(args.config):  # the stage's freeze validates (and names the file)
+            run = submit(store, args.stage, config, name=args.name)
+    except Exception:
+        if fresh:  # a refused first submit leaves no data folder behind
+            shutil.rmtree(home, ignore_errors=True)
+        raise
     _print(args, run.to_dict(), run.id)
 
 

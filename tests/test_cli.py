@@ -99,8 +99,8 @@ def test_generate_unknown_words_warn_but_succeed(cli, small_model_dir: Path, tmp
 def test_generate_bad_inputs(cli, small_model_dir: Path, tmp_path: Path) -> None:
     model = ["--model", small_model_dir]
     out = ["--out", tmp_path / "out"]
-    _fails_with(cli("generate", *model, "--prompt", "a circle", "--steps", 0, *out), "step count 0")
-    _fails_with(cli("generate", *model, "--prompt", "a circle", "--steps", 1001, *out), "step count 1001")
+    _fails_with(cli("generate", *model, "--prompt", "a circle", "--steps", 0, *out), "--steps 0 is out of range")
+    _fails_with(cli("generate", *model, "--prompt", "a circle", "--steps", 1001, *out), "--steps 1001 is out of range")
     _fails_with(cli("generate", *model, *out), "no prompt")
     _fails_with(cli("generate", *model, "--prompt", "  ", *out), "no prompt")
     _fails_with(cli("generate", *model, "--prompt", "a circle", "--scale", 0, *out), "--scale")
@@ -295,3 +295,11 @@ def test_pretrain_bad_inputs(cli, tmp_path: Path) -> None:
     config.write_text("{not json")
     _fails_with(cli("pretrain", *out, "--config", config))
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_checks_its_numbers_before_the_model_loads(cli, tmp_path) -> None:
+    code, _, err = cli("generate", "--prompt", "a red circle", "--steps", "-5", "--out", tmp_path)
+    assert code == 2 and "--steps -5 is out of range: use 1 to 1000" in err
+    code, _, err = cli("generate", "--prompt", "a red circle", "--guidance", "-1", "--out", tmp_path)
+    assert code == 2 and "--guidance -1.0 is out of range" in err
+    assert not any(tmp_path.iterdir())

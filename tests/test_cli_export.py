@@ -88,3 +88,22 @@ def test_the_help_lists_every_export_format(cli):
     code, out, _ = cli("export", "--help")
     assert code == 0 and "example: flowopd export" in out
     assert all(name in out for name in FORMATS)
+
+
+def test_export_refuses_bad_paths_before_anything_loads(tmp_path) -> None:
+    """In a fresh interpreter: the refusal comes without importing torch (which takes seconds)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom flowopd_studio.cli import main\n"
+             f"code = main(['export', {str(tmp_path)!r}, '--out', '/proc/flowopd-x'])\n"
+             "print(code, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={
+        "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert out.stdout.split() == ["2", "False"], out.stderr
+    assert "is not an adapter folder: it lacks pytorch_lora_weights.safetensors" in out.stderr
+
+
+def test_export_names_an_output_folder_it_cannot_create(cli, run_folder) -> None:
+    code, _, err = cli("export", run_folder / "adapter", "--out", "/proc/flowopd-x")
+    assert code == 2 and "--out /proc/flowopd-x cannot be created" in err and "Errno" not in err

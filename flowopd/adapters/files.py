@@ -13,6 +13,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..layout import ADAPTER_META_FILE, ADAPTER_WEIGHTS_FILE
 from ..models.base import FlowModel
 from .lora import drop_adapter, quiet_peft
 from .registry import AdapterError, adapter_names, adapter_parameters, require_adapter
@@ -20,8 +21,8 @@ from .switching import active_state, lora_grad_flags, restore_state
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
-META_NAME = "adapter.json"
+WEIGHTS_NAME = ADAPTER_WEIGHTS_FILE
+META_NAME = ADAPTER_META_FILE
 
 
 def base_model_id(model: FlowModel) -> str:

@@ -22,7 +22,7 @@ def retention(student: float, teacher: float, base: float) -> float | None:
     """``(student − base) / (teacher − base)``; None when the teacher did not move (a zero gain).
 
     Example:
-        >>> retention(0.7, 0.9, 0.5), retention(0.5, 0.5, 0.5)
+        >>> retention(0.75, 1.0, 0.5), retention(0.5, 0.5, 0.5)
         (0.5, None)
     """
     gain = teacher - base

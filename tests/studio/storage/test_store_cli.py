@@ -100,3 +100,16 @@ def test_errors_are_one_clean_line(cli, home: Path, tmp_path: Path, argv: list[s
     argv = [str(tmp_path / a) if a in files else a for a in argv]
     code, out, err = cli("runs", "--home", home, *argv)
     assert code == 2 and message in err and out == "" and "Traceback" not in err, err
+
+
+def test_a_refused_first_submit_leaves_no_data_folder(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"steps": -1}))
+    home = tmp_path / "new-home"
+    code, _, err = cli("runs", "--home", home, "submit", "pretrain", "--config", bad)
+    assert code == 2 and "steps=-1 is invalid" in err
+    assert not home.exists()  # nothing made for a run that was refused
+    existing = tmp_path / "old-home"
+    Store(existing).close()
+    code, _, _ = cli("runs", "--home", existing, "submit", "pretrain", "--config", bad)
+    assert code == 2 and (existing / "flowopd.db").is_file()  # an existing store is left as it was
