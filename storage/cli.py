@@ -59,9 +59,8 @@ def _line(run) -> str:
 def cmd_submit(args: argparse.Namespace) -> None:
     from flowopd.config.base import naming_file, read_config_data
 
-    from .queue import submit
-
     from .paths import resolve_home
+    from .queue import submit
 
     config = read_config_data(args.config, args.stage)
     home = resolve_home(getattr(args, "home", None), create=False)

@@ -65,8 +65,8 @@ def model_choices(state: AppState) -> tuple[list[tuple[str, str]], list[str]]:
 def render(state: AppState) -> CompareWidgets:
     with gr.Row():
         with gr.Column(scale=2):
-            prompts = gr.Textbox(label="Prompts (one per line)", lines=3, value='a photo of three circles\n'
-                                 'a sign that says "HAT"', elem_id="compare-prompts")
+            prompts = gr.Textbox(label="Prompts (one per line)", lines=4, elem_id="compare-prompts",
+                                 value="\n".join(i.prompt for i in cmp.default_items()))
             with gr.Row():
                 prompt_set = gr.Dropdown([FROM_LIST, *TASKS], value=FROM_LIST, label="Or a task's test prompts")
                 count = gr.Slider(1, cmp.MAX_PROMPTS, value=2, step=1, label="How many of the set")
@@ -162,10 +162,7 @@ def default_compare(state: AppState):
     cached = getattr(state.model, _DEFAULT_CACHE, None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    items: list[cmp.PromptItem] = []
-    for task in TASKS:  # the first test prompt of each task not already picked (quality borrows prompts)
-        items.append(next(i for i in cmp.prompt_items(task=task, count=cmp.MAX_PROMPTS)
-                          if i.prompt not in {j.prompt for j in items}))
+    items = cmp.default_items()  # the prompts the Prompts box shows at first launch
     start = time.perf_counter()
     with state.lock:
         result = cmp.compare(state.model, found, items, [0], num_steps=DEFAULT_STEPS)  # each at its own guidance

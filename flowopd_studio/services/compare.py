@@ -81,6 +81,16 @@ def task_of(prompt: str, record: dict) -> str | None:
         return "text" if prompt.count('"') >= 2 else None
 
 
+def default_items() -> list[PromptItem]:
+    """The first test prompt of each task, all different (``quality`` borrows the other tasks' prompts): what
+    the Compare tab shows at first launch and puts in its Prompts box."""
+    items: list[PromptItem] = []
+    for task in TASKS:
+        items.append(next(i for i in prompt_items(task=task, count=MAX_PROMPTS)
+                          if i.prompt not in {j.prompt for j in items}))
+    return items
+
+
 def prompt_items(text: str = "", task: str | None = None, count: int = 4) -> list[PromptItem]:
     """The prompts to compare: the first ``count`` test prompts of ``task`` when given, else the lines of
     ``text`` (one prompt per line; blank lines skipped).

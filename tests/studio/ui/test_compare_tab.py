@@ -80,6 +80,10 @@ def test_page_load_grid_shows_base_teachers_merge_and_student(client):
     assert scores["headers"][3:] == ["base", "teacher-compose", "teacher-text", "teacher-prefer", "teacher-quality",
                                      "coldstart-merge", "opd"]
     assert len(means["data"]) == 7 and "test fixture" in note
+    from flowopd_studio.services.compare import default_items
+
+    shown = [row[0] for row in scores["data"]]
+    assert len(default_items()) == 4 and all(any(i.prompt in p for p in shown) for i in default_items())
     start = time.perf_counter()
     again = client.predict(api_name="/compare_default")
     assert again[2] == means and time.perf_counter() - start < first + 1  # cached after the first load
@@ -128,3 +132,15 @@ def test_results_show_the_committed_reproduction(client):
     table, plots, report = client.predict("committed reproduction (docs/results-tiny.md)", api_name="/results_show")
     assert table["headers"][0] == "row" and table["data"][0][0] == "base"
     assert len(plots) >= 5 and "reproduction report" in report
+
+
+def test_the_prompts_box_starts_with_the_page_load_prompts(small_model, tmp_path):
+    import gradio as gr
+
+    from flowopd_studio.services.compare import default_items
+    from flowopd_studio.ui import compare_tab
+    from flowopd_studio.ui.state import AppState
+
+    with gr.Blocks():
+        widgets = compare_tab.render(AppState(small_model, "small random", home=tmp_path / "home"))
+    assert widgets.prompts.value.splitlines() == [i.prompt for i in default_items()]
