@@ -154,8 +154,7 @@ def start_teacher(state: AppState, request_json: str):
     with state.store() as store:
         base = base_models.current_base(store, state.model_ref)
         run = teachers.define_teacher(store, request, base)
-    return (f"Teacher **{request.name}** queued as run `{run.id}` ({run.status}); follow it in the Runs tab.",
-            *teacher_table(state))
+    return f"Teacher **{request.name}** queued as run `{run.id}` ({run.status}); follow it in the Runs tab."
 
 
 def inspect_lora(state: AppState, path: str) -> str:
@@ -178,7 +177,7 @@ def import_lora(state: AppState, path: str, name: str, task: str):
         info, run_id = lora_import.import_lora(store, state.model, path, name, teachers.check_task(task), base.name,
                                                state.model_ref)
     return (f"Imported **{name.strip()}** ({info.format}, r={info.rank}, alpha {info.alpha:g}); its quick evaluation "
-            f"is run `{run_id}`.", *teacher_table(state))
+            f"is run `{run_id}`.")
 
 
 def remove_teacher(state: AppState, name: str):
@@ -187,8 +186,7 @@ def remove_teacher(state: AppState, name: str):
     with state.store() as store:
         if not name or not store.remove_teacher(name):
             raise ValueError(f"Teacher {name!r} is not in the teachers table: pick one from the list")
-    return (f"Teacher **{name}** removed from the teachers table (its adapter and runs are kept).",
-            *teacher_table(state))
+    return f"Teacher **{name}** removed from the teachers table (its adapter and runs are kept)."
 
 
 def evaluate_teacher(state: AppState, name: str) -> str:
@@ -209,6 +207,11 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     order = [(algo, f) for algo, (_, widgets) in w.forms.items() for f in widgets]
     fields = [widget for _, widgets in w.forms.values() for widget in widgets.values()]
     hidden = dict(api_visibility="undocumented")
+    listing = [w.table, w.eval_name]
+
+    def table():
+        return teacher_table(state)
+
     w.base_button.click(guarded(lambda k, p: choose_base(state, k, p)), [w.base_kind, w.base_path], w.base_info,
                         api_name="choose_base")
     demo.load(lambda: base_text(state), None, w.base_info, api_name="current_base", **hidden)
@@ -222,12 +225,14 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     w.start.click(guarded(lambda *v: teacher_request(state, order, *v)),
                   [w.name, w.task, w.rewards, w.prompts, w.algorithm, *fields], [w.request, w.cli],
                   api_name="teacher_config", **hidden
-                  ).success(guarded(lambda r: start_teacher(state, r)), w.request, [w.status, w.table, w.eval_name],
-                            api_name="start_teacher")
+                  ).success(guarded(lambda r: start_teacher(state, r)), w.request, w.status, api_name="start_teacher"
+                            ).then(table, None, listing, **hidden)
     w.inspect.click(guarded(lambda p: inspect_lora(state, p)), w.imp_path, w.imp_info, api_name="inspect_lora")
+    # An action that can be refused writes only its message: a refusal then marks that message, never the table,
+    # which is read again afterwards whatever happened.
     w.do_import.click(guarded(lambda p, n, t: import_lora(state, p, n, t)), [w.imp_path, w.imp_name, w.imp_task],
-                      [w.imp_info, w.table, w.eval_name], api_name="import_lora")
+                      w.imp_info, api_name="import_lora").then(table, None, listing, **hidden)
     w.evaluate.click(guarded(lambda n: evaluate_teacher(state, n)), w.eval_name, w.status, api_name="evaluate_teacher")
-    w.remove.click(guarded(lambda n: remove_teacher(state, n)), w.eval_name, [w.status, w.table, w.eval_name],
-                   api_name="remove_teacher")
+    w.remove.click(guarded(lambda n: remove_teacher(state, n)), w.eval_name, w.status,
+                   api_name="remove_teacher").then(table, None, listing, **hidden)
 

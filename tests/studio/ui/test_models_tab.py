@@ -29,7 +29,8 @@ def test_define_a_teacher_and_start_its_run(app, spawned):
     request, cli = client.predict(*_form("text-quick", epochs=3), api_name="/teacher_config")
     assert json.loads(request)["config"]["epochs"] == 3
     assert "flowopd runs" in cli and "submit grpo --config text-quick.json --name text-quick" in cli
-    status, table, _ = client.predict(request, api_name="/start_teacher")
+    status = client.predict(request, api_name="/start_teacher")
+    table, _ = client.predict(api_name="/refresh_teachers")
     assert "text-quick" in status and len(spawned) == 1
     assert table["data"][0][:5] == ["text-quick", "text", "grpo", 3.0, "run"]  # guidance: its run's config's
     with Store(home) as store:
@@ -62,11 +63,21 @@ def test_import_a_lora_and_refuse_a_missing_one(app, spawned, small_model, make_
     folder = make_adapter(small_model, tmp_path / "lora")
     text = client.predict(str(folder), api_name="/inspect_lora")
     assert "format **ours**, rank 2" in text and "fits the app's model" in text
-    status, table, _ = client.predict(str(folder), "imported", "prefer", api_name="/import_lora")
+    status = client.predict(str(folder), "imported", "prefer", api_name="/import_lora")
+    table, _ = client.predict(api_name="/refresh_teachers")
     assert "Imported **imported**" in status and len(spawned) == 1  # its quick evaluation
     assert table["data"][0][:5] == ["imported", "prefer", "import", None, "import"]  # no guidance of its own
     with pytest.raises(AppError, match="LoRA path .* does not exist"):
         client.predict(str(tmp_path / "missing"), "other", "text", api_name="/import_lora")
+
+
+def test_a_refused_import_marks_its_message_not_the_teachers_table(app) -> None:
+    """A refused import's error lands on the import's message; the table is not an output of the refused event,
+    so it keeps its rows (it used to show a red "Error" badge until the page was reloaded)."""
+    client, _ = app
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    returns = api["/import_lora"]["returns"]
+    assert len(returns) == 1 and returns[0]["component"] == "Markdown", returns  # the message alone
 
 
 def test_an_sft_teacher_request_carries_no_rewards(small_model, tmp_path) -> None:
