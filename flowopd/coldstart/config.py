@@ -40,6 +40,9 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     sft_best_of: int = option(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)",
                               min=1, group="SFT")
     sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
+    gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
+                                                 "pass of sft (less memory, a slower step); None = on for SD3, off "
+                                                 "for the tiny model", group="SFT")
     task_rewards: dict = option({}, "task -> the reward sft_best_of ranks its samples by (e.g. {\"text\": \"ocr\"}); "
                                 "a task not named: the tiny world's reward of its name", group="SFT")
     eval_steps: int = option(20, "ODE steps of the teacher samples (40 for SD3.5)", min=1, max=1000, group="SFT")

@@ -91,6 +91,7 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, 
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
     add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
+    model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     params = trainable_parameters(model, STUDENT)
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr)
     gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, 0, "sft-train"))
@@ -108,7 +109,8 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, 
         if not torch.isfinite(loss):
             raise FloatingPointError(f"cold-start SFT loss became {loss.item()} at step {step}: lower sft_lr "
                                      f"(now {cfg.sft_lr}); nothing was written")
-        clipped_step(opt, params, loss)
+        with use_adapter(model, STUDENT):  # a checkpointed backward recomputes the student's forward
+            clipped_step(opt, params, loss)
         if callback is not None:
             callback.on_metrics(step, {names.LOSS: loss.item(),
                                        names.IMAGES_PER_S: len(idx) / (time.perf_counter() - start)})

@@ -72,6 +72,9 @@ class RLConfig(ConfigBase):
     ema_every: int = option(8, "update the EMA every this many optimizer steps", min=1, group="LoRA and EMA")
     mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (LoRA weights stay fp32)",
                                   choices=PRECISIONS, group="LoRA and EMA")
+    gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
+                                                 "pass (less memory, a slower step); None = on for SD3, off for "
+                                                 "the tiny model", group="LoRA and EMA")
     checkpoint_every: int = option(10, "save a resumable checkpoint every this many epochs", min=1, group="bookkeeping")
     sample_every: int = option(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never",
                                min=0, group="bookkeeping")

@@ -61,7 +61,21 @@ class FlowModel(ABC):
     image_size: int
     shift: float
     lora_target_modules: tuple[str, ...] = LORA_TARGET_MODULES
+    # Whether training recomputes the transformer's block activations in the backward pass by default: on for
+    # SD3 (activations dominate its training memory), off for the tiny model (they are small; it costs time).
+    default_gradient_checkpointing: bool = False
     _pinned_model_id: str | None = None
+
+    def set_gradient_checkpointing(self, enabled: bool | None) -> bool:
+        """Turn activation checkpointing of the transformer's blocks on or off (None: the model's default);
+        the loss and the gradients are the same either way, the peak memory lower and a step slower when on.
+        Returns whether it is on."""
+        on = self.default_gradient_checkpointing if enabled is None else bool(enabled)
+        if on:
+            self.transformer.enable_gradient_checkpointing()
+        elif getattr(self.transformer, "gradient_checkpointing", False):
+            self.transformer.disable_gradient_checkpointing()
+        return on
 
     @abstractmethod
     def modules(self) -> dict[str, torch.nn.Module]:

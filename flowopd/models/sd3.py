@@ -36,6 +36,8 @@ class SD3FlowModel(FlowModel):
         max_sequence_length: T5 tokens per prompt; the sequence is 77 CLIP tokens plus these.
     """
 
+    default_gradient_checkpointing = True  # activations dominate SD3's training memory (docs/sd35.md)
+
     def __init__(self, pipe: StableDiffusion3Pipeline, image_size: int = 512, max_sequence_length: int = 128):
         self.pipe = pipe
         self.transformer = pipe.transformer

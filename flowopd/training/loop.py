@@ -130,6 +130,7 @@ class RLTrainer:
             add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         self.params = trainable_parameters(model, self.name)
         prepare_model(model, self.acc, cfg.mixed_precision)
+        model.set_gradient_checkpointing(cfg.gradient_checkpointing)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                                      weight_decay=cfg.weight_decay)
         total = cfg.epochs * cfg.optimizer_steps_per_epoch
@@ -227,6 +228,13 @@ class RLTrainer:
         ``micro_loss(rows, j) -> (scalar loss, {metric: value or [rows] tensor})``. A non-finite loss is not
         back-propagated; the step then raises on every process (:meth:`optimizer_step`).
         """
+        # The student is the ambient adapter of the whole step: every other adapter is used inside a context that
+        # restores it, so a checkpointed backward (gradient_checkpointing) recomputes the student's forward.
+        with use_adapter(self.model, self.name):
+            self._accumulate(index, micro_loss, metrics)
+
+    def _accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
+                    metrics: MetricSums) -> None:
         cfg, n_opt = self.cfg, self.cfg.optimizer_steps_per_epoch
         chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
         pick = random.Random(epoch_seed(cfg.seed, self.epoch, self.acc.process_index, "timesteps"))

@@ -178,9 +178,10 @@ class OPDTrainer(RLTrainer):
                 continue
             self.opt.zero_grad(set_to_none=True)
             steps = self.sde_steps(self.epoch)
-            for j in steps:
-                loss, _ = self.step_loss(roll, routes, rows, j)
-                (loss / len(steps)).backward()
+            with use_adapter(self.model, self.name):  # as in accumulate: the student is the ambient adapter
+                for j in steps:
+                    loss, _ = self.step_loss(roll, routes, rows, j)
+                    (loss / len(steps)).backward()
             grads[task] = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params]
         self.opt.zero_grad(set_to_none=True)
         return {f"conflict/{pair}": cos for pair, cos in gradient_cosines(grads).items()}

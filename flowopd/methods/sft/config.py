@@ -53,6 +53,9 @@ class SFTConfig(ConfigBase, kind="sft"):
                                    min=1, group="run")
     sample_every: int = option(100, "every this many steps, ODE samples of the set's first captions (0 = never)",
                                min=0, group="run")
+    gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
+                                                 "pass (less memory, a slower step); None = on for SD3, off for "
+                                                 "the tiny model", group="run")
     sample_count: int = option(4, "how many of the set's captions the samples show", min=1, group="run")
     eval_steps: int = option(20, "ODE steps of the samples (40 for SD3.5)", min=1, max=1000, group="run")
     guidance: float = option(3.0, "CFG scale of the run's samples and of the teacher (its adapter's guidance)",

@@ -120,6 +120,7 @@ class SFTTrainer:
             drop_adapter(model, cfg.adapter_name)
             add_lora(model, cfg.adapter_name, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         self.params = trainable_parameters(model, cfg.adapter_name)
+        model.set_gradient_checkpointing(cfg.gradient_checkpointing)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
@@ -198,7 +199,8 @@ class SFTTrainer:
                          if self.last_good else "no checkpoint was written yet")
                 raise DivergedError(f"sft: the loss became {loss} at step {self.step + 1}; training stopped and "
                                     f"{where}: lower lr (now {cfg.lr})")
-            clipped_step(self.opt, self.params, value)
+            with use_adapter(self.model, cfg.adapter_name):  # a checkpointed backward recomputes the LoRA's forward
+                clipped_step(self.opt, self.params, value)
             self.step += 1
             if cb is not None:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
