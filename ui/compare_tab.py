@@ -8,6 +8,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -197,7 +198,7 @@ def save_grid(state: AppState, image: Image.Image | None, name: str, models: lis
 def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
            **_: object) -> None:
     outputs = [w.grid, w.scores, w.means, w.note]
-    w.button.click(lambda *a: run_compare(state, *a), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
+    w.button.click(partial(run_compare, state), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
                    time_limit=600,
                    inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models, w.own_guidance],
                    outputs=outputs)

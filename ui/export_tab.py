@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 
@@ -103,7 +104,7 @@ def run_export(state: AppState, key: str, name: str, formats: list[str], with_gr
 
 def listen(w: ExportWidgets, state: AppState, *, demo: gr.Blocks | None = None, tabs: gr.Tabs | None = None,
            **_: object) -> None:
-    w.button.click(lambda *a: run_export(state, *a), inputs=[w.source, w.name, w.formats, w.with_grid],
+    w.button.click(partial(run_export, state), inputs=[w.source, w.name, w.formats, w.with_grid],
                    outputs=[w.download, w.status, w.card], api_name="export", concurrency_id="gpu",
                    concurrency_limit=1)
     w.refresh.click(lambda: gr.Dropdown(choices=choices(state)), outputs=[w.source], api_name="export_sources",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 from PIL import Image
@@ -69,5 +70,5 @@ def run_generate(state: AppState, prompt: str, seed: float, steps: float, guidan
 
 
 def listen(w: GenerateWidgets, state: AppState, **_: object) -> None:
-    w.button.click(lambda *a: run_generate(state, *a), inputs=[w.prompt, w.seed, w.steps, w.guidance, w.count],
+    w.button.click(partial(run_generate, state), inputs=[w.prompt, w.seed, w.steps, w.guidance, w.count],
                    outputs=[w.gallery, w.scores], api_name="generate", concurrency_id="gpu", concurrency_limit=1)

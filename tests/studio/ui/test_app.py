@@ -62,9 +62,15 @@ def test_compose_cell_judges_any_composition_prompt_and_notes_the_others():
 
 def test_empty_prompt_is_a_clear_error(small_model):
     import gradio as gr
-
     from flowopd_studio.ui.generate_tab import run_generate
     from flowopd_studio.ui.state import AppState
 
     with pytest.raises(gr.Error, match="Prompt is empty"):
         run_generate(AppState(small_model, "small random"), "   ", 0, 2, 3.0, 1)
+
+
+def test_the_generate_api_names_its_parameters(app) -> None:
+    client, _ = app
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in api["/generate"]["parameters"]] == ["prompt", "seed", "steps", "guidance",
+                                                                            "count"]

@@ -144,3 +144,11 @@ def test_the_prompts_box_starts_with_the_page_load_prompts(small_model, tmp_path
     with gr.Blocks():
         widgets = compare_tab.render(AppState(small_model, "small random", home=tmp_path / "home"))
     assert widgets.prompts.value.splitlines() == [i.prompt for i in default_items()]
+
+
+def test_the_api_names_its_parameters(client):
+    """gradio_client and the "Use via API" page show the fields' names, not param_0 ... param_6."""
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    names = [p["parameter_name"] for p in api["/compare"]["parameters"]]
+    assert names == ["prompts", "prompt_set", "count", "seeds", "steps", "guidance", "keys", "own_guidance"]
+
