@@ -297,6 +297,14 @@ class Store:
         with self._write(f"a {kind} command for run {run_id}"):
             self.db["commands"].insert({"run_id": run_id, "kind": kind, "created_at": time.time()})
 
+    def stopping_runs(self) -> set[str]:
+        """Ids of the running runs a stop was asked of since they started (the worker ends them at its next poll,
+        after a checkpoint): what the app shows as stopping."""
+        rows = self.db.execute(
+            "SELECT DISTINCT c.run_id FROM commands c JOIN runs r ON r.id = c.run_id WHERE c.kind = 'stop' "
+            "AND r.status = 'running' AND c.created_at >= COALESCE(r.started_at, 0)").fetchall()
+        return {r[0] for r in rows}
+
     def take_commands(self, run_id: str) -> list[str]:
         """Pending commands of the run, oldest first, marked handled (a cheap read when there are none)."""
         if not self.db.execute("SELECT 1 FROM commands WHERE run_id = ? AND handled_at IS NULL LIMIT 1",

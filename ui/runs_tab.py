@@ -125,8 +125,8 @@ def runs_table(state: AppState):
             queue.tick(store)
         except Exception as err:  # a stuck queue must not blank the table; the table says the rest
             gr.Warning(f"queue tick failed: {err}")
-        runs = store.list_runs()
-    return rv.runs_table(runs), gr.Dropdown(choices=[(f"{r.name} ({r.id})", r.id) for r in runs])
+        runs, stopping = store.list_runs(), store.stopping_runs()
+    return rv.runs_table(runs, stopping), gr.Dropdown(choices=[(f"{r.name} ({r.id})", r.id) for r in runs])
 
 
 def run_status(state: AppState, run_id: str):
@@ -139,12 +139,13 @@ def run_status(state: AppState, run_id: str):
         except StoreError as err:
             return f"<p>{html.escape(str(err))}</p>", gr.Textbox(value="", visible=False), ""
         logs = rv.log_tail(store, run)
+        status = rv.shown_status(run, store.stopping_runs())
     frac = rv.progress_fraction(run)
     bar = (f'<progress value="{run.step}" max="{run.total_steps}" style="width:100%"></progress>'
            f" {frac:.0%} · step {run.step}/{run.total_steps}" if frac is not None else f"step {run.step}")
     eta = f" · ETA {rv.format_eta(run.eta_s)}" if run.status == "running" and run.eta_s is not None else ""
     err_line = (run.error or "").splitlines()[0] if run.error else ""
-    parts = [f"<h3>{html.escape(run.name)} <code>{run.id}</code> · {run.stage} · <b>{run.status}</b></h3>",
+    parts = [f"<h3>{html.escape(run.name)} <code>{run.id}</code> · {run.stage} · <b>{status}</b></h3>",
              f"<div>{bar}{eta}</div>",
              f"<p>origin: {run.origin} · attempts: {run.attempts} · device: {html.escape(run.device or '?')} · "
              f'link: <a href="?run={run.id}">?run={run.id}</a></p>']

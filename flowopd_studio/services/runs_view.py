@@ -89,15 +89,22 @@ def progress_fraction(run: Run) -> float | None:
     return min(1.0, run.step / run.total_steps) if run.total_steps else None
 
 
-def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run, newest first: id, name, stage, status, progress (percent and step/total), ETA, origin."""
+def shown_status(run: Run, stopping: set[str]) -> str:
+    """The status the app shows: ``stopping…`` for a running run a stop was asked of, else the run's."""
+    return "stopping…" if run.status == "running" and run.id in stopping else run.status
+
+
+def runs_table(runs: list[Run], stopping: set[str] = frozenset()) -> pd.DataFrame:
+    """One row per run, newest first: id, name, stage, status (``stopping…`` once a stop was asked of a running
+    run), progress (percent and step/total), ETA, origin."""
     rows = []
     for r in runs:
         frac = progress_fraction(r)
         progress = f"{frac:.0%} · {r.step}/{r.total_steps}" if frac is not None else str(r.step or "")
         eta = format_eta(r.eta_s) if r.status == "running" else ""
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
-        rows.append([r.id, r.name, r.stage, r.status, progress, eta, r.origin, r.progress or "", created])
+        rows.append([r.id, r.name, r.stage, shown_status(r, stopping), progress, eta, r.origin, r.progress or "",
+                     created])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

@@ -152,6 +152,20 @@ def test_runs_table_shows_progress_eta_and_cli_runs(state, store, monkeypatch) -
     assert error.visible is False
 
 
+def test_a_stop_shows_as_stopping_at_once(state, store) -> None:
+    """The worker ends a run at its next poll, after a checkpoint; until then the table and the header say
+    stopping… instead of running (and a resumed run is running again, its old stop forgotten)."""
+    run = store.start_foreground("eval", {}, pid=os.getpid(), name="long")
+    assert runs_tab.runs_table(state)[0].set_index("id").loc[run.id, "status"] == "running"
+    store.send_command(run.id, "stop")
+    assert store.stopping_runs() == {run.id}
+    assert runs_tab.runs_table(state)[0].set_index("id").loc[run.id, "status"] == "stopping…"
+    header, _, _ = runs_tab.run_status(state, run.id)
+    assert "<b>stopping…</b>" in header
+    store.take_commands(run.id)  # the worker took it: still stopping until the run ends
+    assert store.stopping_runs() == {run.id}
+
+
 def test_sample_scrubber_walks_the_steps_of_one_prompt_and_seed(state, store) -> None:
     run = store.create_run("grpo", {})
     folder = store.run_dir(run.id) / "samples"
