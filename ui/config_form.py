@@ -24,11 +24,9 @@ def field_widget(info: FieldInfo, value: Any, prefix: str = "field") -> gr.compo
         return gr.Checkbox(value=value, label=label, info=help_, elem_id=f"{prefix}-{info.name}")
     if info.choices:
         return gr.Dropdown(list(info.choices), value=value, label=label, info=help_, elem_id=f"{prefix}-{info.name}")
-    if t.startswith(("int", "float")):
-        lo = info.min if info.min is not None and not info.min_open else None
-        hi = info.max if info.max is not None and not info.max_open else None
-        return gr.Number(value=value, label=label, info=help_, minimum=lo, maximum=hi,
-                         precision=0 if t.startswith("int") else None, elem_id=f"{prefix}-{info.name}")
+    if t.startswith(("int", "float")):  # bounds in the help, checked by the config: its message names the field
+        return gr.Number(value=value, label=label, info=help_, precision=0 if t.startswith("int") else None,
+                         elem_id=f"{prefix}-{info.name}")
     return gr.Textbox(value=value, label=label, info=help_, elem_id=f"{prefix}-{info.name}")
 
 

@@ -21,7 +21,7 @@ from flowopd.world.prompts import TASKS
 from ..storage import queue
 from .base_models import BaseModel
 from .config_forms import build_config
-from .preflight import Estimate, estimate
+from .preflight import Estimate, check_run_size, estimate
 from .teachers import TeacherRequest, check_name, define_teacher, teacher_ref
 
 
@@ -75,6 +75,7 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
         base_cfg = preset("opd", choice.preset, teachers={t: "-" for t in tasks}).to_dict()
         settings = {k: v for k, v in base_cfg.items() if k not in fixed and k != "kind"}
     opd = build_config("opd", settings, fixed, "Distillation settings")
+    check_run_size("opd", opd, base)
     coldstart = None
     if choice.coldstart != "none":
         extra = {k: v for k, v in preset("coldstart", choice.preset, teachers=refs).to_dict().items()

@@ -102,6 +102,29 @@ def stage_seconds(store, stage: str, cfg: dict, base: BaseModel) -> tuple[float 
     return RUN_OVERHEAD_S + images / rate, how
 
 
+MAX_RUN_S = 3 * 24 * 3600  # a run the app refuses to queue: three days of the machine (the estimate says why)
+
+
+def check_run_size(stage: str, cfg: dict, base: BaseModel) -> None:
+    """Refuse a run whose estimated time on the built-in model passes :data:`MAX_RUN_S`, with the estimate and
+    the fields to lower (a batch of a billion images is a typo, not a plan); an SD3 base has no rate here to
+    estimate with, so it is not refused."""
+    if base.backend != "tiny":
+        return
+    if stage == "sft":
+        images, fields, rate = cfg["steps"] * cfg["batch_size"], "steps or batch_size", SFT_IMAGES_PER_S
+    elif "epochs" in cfg and "batch_size" in cfg:
+        rate = FALLBACK_IMAGES_PER_S.get(stage, FALLBACK_IMAGES_PER_S["grpo"]) * 10 / max(cfg.get("num_steps", 10), 1)
+        images, fields = cfg["epochs"] * cfg["batch_size"], "epochs or batch_size"
+    else:
+        return
+    seconds = RUN_OVERHEAD_S + images / rate
+    if seconds > MAX_RUN_S:
+        raise ValueError(f"Settings: this run trains on {images:,} images, about {_fmt(seconds)} on this machine "
+                         f"(at {rate:.1f} images/s, measured on the built-in model), more than the "
+                         f"{_fmt(MAX_RUN_S)} the app queues: lower {fields}")
+
+
 def model_arch(model) -> dict:
     """Parameters, layers, width, heads and joint tokens of a loaded model's transformer (for the formula)."""
     cfg = dict(getattr(model.transformer, "config", {}))

@@ -18,6 +18,7 @@ from flowopd.world.prompts import TASKS
 from ..storage import queue
 from ..storage.paths import RUNS_DIR
 from .base_models import BaseModel, ensure_registered
+from .preflight import check_run_size
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 EVAL_LIMIT = 8  # test prompts of the task in a quick evaluation: a few seconds on the tiny model
@@ -73,6 +74,9 @@ def define_teacher(store, request: TeacherRequest, base: BaseModel, *, spawn=Non
                          f"{', '.join(teacher_algorithms())}")
     config = {k: v for k, v in request.config.items() if k != "kind"}
     config["model"] = base.ref
+    from flowopd.config.base import config_class
+
+    check_run_size(request.algorithm, config_class(request.algorithm).from_dict(config).to_dict(), base)
     run = queue.submit(store, request.algorithm, config, name=name, spawn=spawn)
     rewards = config.get("rewards") or {task: 1.0}
     store.add_teacher(name, task, "+".join(rewards), f"{RUNS_DIR}/{run.id}/{ADAPTER_DIR}",

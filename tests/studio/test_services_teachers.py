@@ -171,3 +171,14 @@ def test_only_a_teacher_algorithm_starts_a_teacher_and_a_teacher_can_be_removed(
         store.delete_run(run.id)  # a registered teacher keeps its run
     assert store.remove_teacher("t") and store.teacher("t") is None
     store.delete_run(run.id)  # now the run can go
+
+
+def test_an_absurd_teacher_is_refused_with_its_estimate(store, tmp_path) -> None:
+    from flowopd_studio.services.teachers import TeacherRequest, define_teacher
+
+    base = _base()
+    request = TeacherRequest("huge", "text", "grpo", {"rewards": {"text": 1.0}, "prompt_tasks": {"text": 1.0},
+                                                      "batch_size": 1_000_000_000, "group_size": 4})
+    with pytest.raises(ValueError, match=r"trains on 40,000,000,000 images, about .* lower epochs or batch_size"):
+        define_teacher(store, request, base, spawn=lambda home, run_id: 1)
+    assert store.list_runs() == [] and store.teachers() == []  # nothing queued, nothing registered

@@ -110,3 +110,15 @@ def test_an_import_for_another_base_than_the_app_serves_is_refused(small_model, 
         import_lora(state, str(tmp_path), "imported", "text")
     with state.store() as store:
         assert store.teachers() == []
+
+
+def test_a_number_out_of_range_is_refused_by_its_name(app) -> None:
+    """Not Gradio's "Value -1 is less than minimum value 1": the config's check, which names the field."""
+    from gradio_client.exceptions import AppError
+
+    client, _ = app
+    with pytest.raises(AppError, match=r"epochs=-1 is invalid: use a positive integer"):
+        client.predict(*_form("bad-epochs", epochs=-1), api_name="/teacher_config")
+    with pytest.raises(AppError, match=r"lower epochs or batch_size"):
+        request, _ = client.predict(*_form("huge", epochs=100_000_000), api_name="/teacher_config")
+        client.predict(request, api_name="/start_teacher")
