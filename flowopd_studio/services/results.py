@@ -5,6 +5,7 @@ store (artifacts of kind ``report``)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def table_of(results: dict) -> tuple[list[str], list[list[str]]]:
     return ["row", *COLUMNS], rows
 
 
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?://|#)([^)\s]+)\)")
+
+
+def report_for_app(text: str, where: str) -> str:
+    """A report's markdown as the app can show it: a relative image (a plot, shown in the gallery above) becomes a
+    note, and a relative link (another page of the repository, which the app does not serve) becomes its path in
+    the repository, ``where`` being the report's folder there (``docs``)."""
+    text = _IMAGE.sub(lambda m: f"*(plot `{Path(m.group(2)).stem}`: in the Plots gallery above)*", text)
+    return _LINK.sub(lambda m: f"{m.group(1)} (`{(Path(where) / m.group(2)).as_posix()}` in the repository)", text)
+
+
 def committed(docs: Path = DOCS, name: str = "results-tiny") -> Results | None:
     """The committed reproduction ``docs/<name>.json`` (its ``.md`` and ``<name>/*.png`` beside), or None where
     the docs are not shipped (an installed package)."""
@@ -56,7 +69,8 @@ def committed(docs: Path = DOCS, name: str = "results-tiny") -> Results | None:
     md = docs / f"{name}.md"
     plots = sorted((docs / name).glob("*.png"))
     what = "committed reproduction" if name == "results-tiny" else "earlier committed reproduction"
-    return Results(f"{what} (docs/{name}.md)", headers, table, md.read_text() if md.is_file() else "", plots)
+    report = report_for_app(md.read_text(), "docs") if md.is_file() else ""
+    return Results(f"{what} (docs/{name}.md)", headers, table, report, plots)
 
 
 def committed_all(docs: Path = DOCS) -> list[Results]:

@@ -130,3 +130,18 @@ def test_committed_results_and_a_reproduce_runs_report(tmp_path):
         store.db.commit()
         [found] = run_reports(store)
     assert found.table[0][0] == "opd" and found.table[0][2] == "0.800" and found.report == "# report"
+
+
+def test_the_results_report_has_no_link_the_app_cannot_serve():
+    """The committed report's relative images and links point into the repository, which the app does not
+    serve (they were broken images and 404s): images become notes (the plots are in the gallery), links paths."""
+    import re
+
+    from flowopd_studio.services.results import committed_all, report_for_app
+
+    for results in committed_all():
+        assert not re.search(r"\]\((?!https?://|#)[^)]+\)", results.report), results.title
+    text = report_for_app("![opd](results-tiny/opd.png) see [the tuning](notes/opd-tuning.md), [x](https://a.b)",
+                          "docs")
+    assert text == ("*(plot `opd`: in the Plots gallery above)* see the tuning (`docs/notes/opd-tuning.md` in the "
+                    "repository), [x](https://a.b)")
