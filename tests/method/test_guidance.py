@@ -72,14 +72,18 @@ def own_model(small_model_dir):
     return TinyFlowModel.load(small_model_dir)
 
 
-def test_an_adapter_carries_its_guidance(own_model, tmp_path: Path) -> None:
-    small_model = own_model
-    add_lora(small_model, "g", 2, 2.0)
+def _two_adapters(model, tmp_path: Path) -> tuple[Path, Path]:
+    """One adapter saved with guidance 1.0 and one without (as an imported or older adapter)."""
+    add_lora(model, "g", 2, 2.0)
     try:
-        with_one = save_adapter(small_model, "g", tmp_path / "with", guidance=1.0)
-        without = save_adapter(small_model, "g", tmp_path / "without")
+        return (save_adapter(model, "g", tmp_path / "with", guidance=1.0),
+                save_adapter(model, "g", tmp_path / "without"))
     finally:
-        delete_adapter(small_model, "g")
+        delete_adapter(model, "g")
+
+
+def test_an_adapter_carries_its_guidance(own_model, tmp_path: Path) -> None:
+    with_one, without = _two_adapters(own_model, tmp_path)
     assert json.loads((with_one / "adapter.json").read_text())["guidance"] == 1.0
     assert adapter_guidance(with_one, 3.0) == 1.0
     assert adapter_guidance(without, 3.0) == 3.0  # an imported or older adapter: the caller's default
@@ -101,12 +105,7 @@ def test_evaluation_samples_each_adapter_at_its_own_guidance_unless_overridden(o
         return torch.rand(len(prompts), 3, model.image_size, model.image_size)
 
     monkeypatch.setattr(evaluate, "generate", fake_generate)
-    add_lora(small_model, "g", 2, 2.0)
-    try:
-        nft_like = save_adapter(small_model, "g", tmp_path / "nft", guidance=1.0)
-        imported = save_adapter(small_model, "g", tmp_path / "imported")
-    finally:
-        delete_adapter(small_model, "g")
+    nft_like, imported = _two_adapters(small_model, tmp_path)
     protocol = EvalConfig(tasks=["prefer"])
 
     def run(adapter, cfg=protocol):
