@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.base import ConfigBase, fail, option
-from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS
+from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, PRECISIONS
 from ..config.fields import check_task_rewards, check_weights
 from ..models.presets import SD35_MEDIUM
 from ..reward_names import SD35_TASK_REWARDS
@@ -43,6 +43,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass of sft (less memory, a slower step); None = on for SD3, off "
                                                  "for the tiny model", group="SFT")
+    mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base during sft (the LoRA stays fp32)",
+                                  choices=PRECISIONS, group="SFT")
     task_rewards: dict = option({}, "task -> the reward sft_best_of ranks its samples by (e.g. {\"text\": \"ocr\"}); "
                                 "a task not named: the tiny world's reward of its name", group="SFT")
     eval_steps: int = option(20, "ODE steps of the teacher samples (40 for SD3.5)", min=1, max=1000, group="SFT")

@@ -40,6 +40,7 @@ from ..layout import COLDSTART_FILE, adapter_dir
 from ..models.base import FlowModel, PromptEmbeds
 from ..rewards import get_reward
 from ..sampling import sample
+from ..training.dist import cast_base
 from ..training.rollout import epoch_seed, lora_init_seed, sample_groups
 from .config import ColdStartConfig
 from .merge import merge_adapters
@@ -91,6 +92,7 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, 
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
     add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
+    cast_base(model, cfg.mixed_precision)  # a half-precision frozen base, an fp32 LoRA
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     params = trainable_parameters(model, STUDENT)
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr)

@@ -75,6 +75,8 @@ class RLConfig(ConfigBase):
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass (less memory, a slower step); None = on for SD3, off for "
                                                  "the tiny model", group="LoRA and EMA")
+    decode_chunk: int = option(0, "latents the rollout's VAE decode takes at a time (its memory grows with it); 0 = "
+                               "the whole batch at once", min=0, group="LoRA and EMA")
     checkpoint_every: int = option(10, "save a resumable checkpoint every this many epochs", min=1, group="bookkeeping")
     sample_every: int = option(10, "send ODE samples of fixed test prompts to the callback every N epochs; 0 = never",
                                min=0, group="bookkeeping")

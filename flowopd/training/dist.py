@@ -37,10 +37,15 @@ def prepare_model(model: FlowModel, accelerator: Accelerator, mixed_precision: s
     LoRA weights stay fp32 (peft casts a layer's input to its adapter's dtype), so the student's updates keep
     their precision while the base, which never trains, halves its memory.
     """
-    if mixed_precision not in DTYPES:
-        raise ValueError(f"unknown mixed_precision {mixed_precision!r}: use one of {', '.join(DTYPES)}")
     if model.device != accelerator.device:
         model.to(accelerator.device)
+    cast_base(model, mixed_precision)
+
+
+def cast_base(model: FlowModel, mixed_precision: str = "no") -> None:
+    """With fp16/bf16, cast the frozen base's parameters (not the LoRAs', which stay fp32); "no" leaves it."""
+    if mixed_precision not in DTYPES:
+        raise ValueError(f"unknown mixed_precision {mixed_precision!r}: use one of {', '.join(DTYPES)}")
     dtype = DTYPES[mixed_precision]
     if dtype is not None:
         # Pin the base's id before the cast: a bf16 copy fingerprints differently, and the adapters saved

@@ -148,12 +148,21 @@ class Scores:
     raw: dict[str, torch.Tensor]  # reward name -> [B] unweighted score, NaN where the reward does not apply
 
 
+def decode_in_chunks(model: FlowModel, latents: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+    """Images [B, 3, H, W] on the CPU in float32, decoded ``chunk`` latents at a time (0: all at once): a VAE
+    decode's memory grows with its batch (about 0.5 GiB per 512 px image for SD3.5, docs/sd35.md)."""
+    step = chunk or len(latents)
+    with torch.no_grad():
+        return torch.cat([model.decode(latents[i:i + step]).float().cpu() for i in range(0, len(latents), step)])
+
+
 def score_rollout(model: FlowModel, roll: Rollout, weights: Mapping[str, float],
-                  prompt_tasks: Sequence[str], scored_tasks: Mapping[str, str] | None = None) -> Scores:
-    """Decode the final samples and score each with the rewards that apply to it (:func:`reward_applies`), or,
-    for a reward in ``scored_tasks`` (reward -> task), with the rewards of its task (``record["task"]``, or a
-    mixed prompt's ``record["tasks"]``)."""
-    images = model.decode(roll.latents[:, -1]).float().cpu()
+                  prompt_tasks: Sequence[str], scored_tasks: Mapping[str, str] | None = None,
+                  decode_chunk: int = 0) -> Scores:
+    """Decode the final samples (``decode_chunk`` at a time, 0: all at once) and score each with the rewards that
+    apply to it (:func:`reward_applies`), or, for a reward in ``scored_tasks`` (reward -> task), with the rewards
+    of its task (``record["task"]``, or a mixed prompt's ``record["tasks"]``)."""
+    images = decode_in_chunks(model, roll.latents[:, -1], decode_chunk)
     n = len(roll)
     total = torch.zeros(n, dtype=torch.float32)
     raw = {}

@@ -193,3 +193,20 @@ def test_a_missing_or_bad_regularization_set_names_reg_data(tiny, text_set, tmp_
         train_sft(tiny(), SFTConfig(data=str(text_set), reg_data=str(tmp_path / "empty")), tmp_path / "out")
     with pytest.raises(ValueError, match=r"prior_weight=-1 is invalid"):
         SFTConfig(prior_weight=-1)
+
+
+def test_sft_in_bf16_trains_an_fp32_lora_on_a_bf16_base(tiny, text_set, tmp_path):
+    """mixed_precision bf16, as the RL stages: the frozen base in bf16, the LoRA's weights in fp32 and training."""
+    from flowopd.adapters import trainable_parameters
+    from flowopd.methods.sft.trainer import train_sft
+
+    model = tiny()
+    seen = []
+    train_sft(model, SFTConfig(data=str(text_set), **{**SMALL_RUN, "steps": 6, "mixed_precision": "bf16"}), tmp_path,
+              callback=seen.append)
+    lora = trainable_parameters(model, "teacher")
+    trained_b = [p for n, p in model.transformer.named_parameters() if "lora_B.teacher" in n]
+    assert all(p.dtype == torch.float32 for p in lora) and trained_b and any(p.abs().sum() > 0 for p in trained_b)
+    base = [p for n, p in model.transformer.named_parameters() if "lora_" not in n and p.is_floating_point()]
+    assert base and all(p.dtype == torch.bfloat16 for p in base)
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in seen) and len(seen) == 6

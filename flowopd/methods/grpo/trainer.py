@@ -82,7 +82,8 @@ class GRPOTrainer(RLTrainer):
         return list(self.cfg.prompt_tasks)
 
     def score(self, roll: Rollout) -> Scores:
-        return score_rollout(self.model, roll, self.cfg.rewards, list(self.cfg.prompt_tasks))
+        return score_rollout(self.model, roll, self.cfg.rewards, list(self.cfg.prompt_tasks),
+                             decode_chunk=self.cfg.decode_chunk)
 
     def step_loss(self, roll: Rollout, adv: torch.Tensor, rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
         """Clipped-ratio loss of rows ``rows`` at step ``j`` plus ``beta`` x KL to the base; and its metrics."""

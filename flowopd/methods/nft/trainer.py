@@ -147,7 +147,7 @@ class NFTTrainer(RLTrainer):
         advantages."""
         cfg = self.cfg
         roll = self.make_rollout(epoch, cfg.prompt_tasks)
-        scores = score_rollout(self.model, roll, cfg.rewards, list(cfg.prompt_tasks))
+        scores = score_rollout(self.model, roll, cfg.rewards, list(cfg.prompt_tasks), decode_chunk=cfg.decode_chunk)
         gathered = gather_scores(self.acc, roll, scores)
         return roll, gathered, gather_advantages(self.acc, scores.total, cfg.group_size, global_std=cfg.global_std)
 

@@ -225,7 +225,8 @@ class OPDTrainer(RLTrainer):
         keep, out = list(range(len(roll))), {}
         if cfg.log_rewards:
             by_reward = {task_reward(cfg.task_rewards, t): t for t in self.reward_tasks}
-            scores = score_rollout(self.model, roll, dict.fromkeys(by_reward, 1.0), self.reward_tasks, by_reward)
+            scores = score_rollout(self.model, roll, dict.fromkeys(by_reward, 1.0), self.reward_tasks, by_reward,
+                                   decode_chunk=cfg.decode_chunk)
             out = reward_metrics(gather_scores(self.acc, roll, scores))
             if cfg.mask_zero_std:
                 keep = gather_advantages(self.acc, scores.total, cfg.group_size, mask_zero_std=True).keep

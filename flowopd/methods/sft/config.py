@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config.base import ConfigBase, fail, option
+from ...config.choices import PRECISIONS
 from ...datasets import RESIZE_MODES
 from ...models.presets import SD35_MEDIUM
 
@@ -53,6 +54,8 @@ class SFTConfig(ConfigBase, kind="sft"):
                                    min=1, group="run")
     sample_every: int = option(100, "every this many steps, ODE samples of the set's first captions (0 = never)",
                                min=0, group="run")
+    mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (the LoRA stays fp32), as the RL "
+                                  "stages", choices=PRECISIONS, group="run")
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass (less memory, a slower step); None = on for SD3, off for "
                                                  "the tiny model", group="run")

@@ -46,7 +46,7 @@ from ...layout import ADAPTER_DIR, SFT_FILE
 from ...models.base import FlowModel, PromptEmbeds, to_pil
 from ...sampling import generate
 from ...training.checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
-from ...training.dist import make_accelerator
+from ...training.dist import make_accelerator, prepare_model
 from ...training.image_sets import encode_set
 from ...training.loop import DivergedError, TrainResult
 from ...training.rollout import epoch_seed, lora_init_seed
@@ -120,6 +120,7 @@ class SFTTrainer:
             drop_adapter(model, cfg.adapter_name)
             add_lora(model, cfg.adapter_name, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         self.params = trainable_parameters(model, cfg.adapter_name)
+        prepare_model(model, self.acc, cfg.mixed_precision)  # a half-precision frozen base, an fp32 LoRA
         model.set_gradient_checkpointing(cfg.gradient_checkpointing)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if state is not None:
