@@ -24,6 +24,7 @@ EXAMPLES = {
     "delete": "flowopd runs delete r3f9c0a1b2d",
     "logs": "flowopd runs logs r3f9c0a1b2d --tail 40",
     "tick": "flowopd runs tick --max-concurrent 1   # e.g. from cron, to keep the queue moving",
+    "webhook": "flowopd runs webhook https://hooks.example.com/flowopd   # POSTed when any run ends; '' turns it off",
 }
 HOME_HELP = f"data folder holding flowopd.db and runs/ (default: ${HOME_ENV}, else {DEFAULT_HOME})"
 
@@ -156,6 +157,16 @@ def cmd_tick(args: argparse.Namespace) -> None:
            f"started: {' '.join(result.started) or '-'}; interrupted: {' '.join(result.interrupted) or '-'}")
 
 
+def cmd_webhook(args: argparse.Namespace) -> None:
+    from .notify import WEBHOOK_SETTING, check_url
+
+    with _store(args) as store:
+        if args.url is not None:
+            store.set_setting(WEBHOOK_SETTING, check_url(args.url) if args.url.strip() else "")
+        url = store.get_setting(WEBHOOK_SETTING) or ""
+    _print(args, {"webhook": url or None}, f"webhook: {url or 'off'}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``runs`` and its subcommands to the ``flowopd`` subparsers ``sub``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -194,6 +205,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     with_id("delete", cmd_delete, "Delete a run that is not running: its rows and its folder, nothing else.")
     p = with_id("logs", cmd_logs, "Print the last lines of a run's worker log.")
     p.add_argument("--tail", type=int, default=40, help="how many lines (default %(default)s)")
+    p = add("webhook", cmd_webhook, "Show or set the URL a small JSON is POSTed to when any run of this data "
+            "folder ends (run id, name, stage, status, error, latest metrics; one try, 5 s timeout).")
+    p.add_argument("url", nargs="?", metavar="URL", help="an http(s) URL; '' turns notifications off")
     p = add("tick", cmd_tick, "Mark dead workers interrupted and start queued runs (what the app does "
             "every few seconds).")
     p.add_argument("--max-concurrent", type=int, help="runs at a time on this machine (stored; default 1)")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .errors import RunTakenOver, StoreError
+from .notify import TIMEOUT_S, notify_end
 from .queue import tick
 from .reporter import Heartbeat, Reporter
 from .stages import StopStage, get_stage
@@ -101,6 +102,9 @@ def execute(home: str | Path, run_id: str, *, handle_signals: bool = False) -> i
             return 5
         log.info("run %s %s at step %d (%d metric rows written)", run_id, status, reporter.step,
                  reporter.rows_written)
+        sending = notify_end(store, run_id)  # a daemon thread: one try, a timeout, never the exit status
+        if sending is not None:
+            sending.join(TIMEOUT_S + 1)
         try:
             tick(store)
         except Exception:  # the run itself is recorded; a failed tick must not change its exit status
