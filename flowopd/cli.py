@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from .config.base import FieldInfo, config_class, config_kinds, read_config
 from .config.eval import EvalConfig
 from .config.pretrain import PretrainConfig
 from .events import Progress
+from .reward_names import TOKEN_ENV
 from .world.prompts import PROMPT_SETS
 
 log = logging.getLogger("flowopd")
@@ -206,9 +208,17 @@ def _check_port(port: int) -> None:
 
 def cmd_reward_serve(args: argparse.Namespace) -> None:
     _check_port(args.port)
-    from .rewards.serve import serve
+    for flag, value in (("--max-request-mb", args.max_request_mb), ("--max-images", args.max_images),
+                        ("--max-megapixels", args.max_megapixels), ("--timeout", args.timeout),
+                        ("--max-connections", args.max_connections)):
+        if not value > 0:
+            raise ValueError(f"{flag} {value} is invalid: use a number > 0")
+    from .rewards.serve import Limits, serve
 
-    serve(args.reward, args.host, args.port)
+    limits = Limits(max_request_bytes=int(args.max_request_mb * 2**20), max_images=args.max_images,
+                    max_pixels=int(args.max_megapixels * 2**20), timeout_s=args.timeout,
+                    max_connections=args.max_connections)
+    serve(args.reward, args.host, args.port, limits=limits, token=args.token or os.environ.get(TOKEN_ENV) or None)
 
 
 def cmd_reward_check(args: argparse.Namespace) -> None:
@@ -326,8 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
             "\"metadata\": [...]} and answers {\"scores\": [...]}; GET /health answers {\"status\": \"ok\"}.", rsub)
     p.add_argument("--reward", required=True, help="the reward to serve: any name `score --reward` takes")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 serves "
-                   "other machines: the server has no authentication, keep it on a trusted network)")
+                   "other machines: give it a --token, and keep it on a trusted network)")
     p.add_argument("--port", type=int, default=18087, help="port (default %(default)s)")
+    p.add_argument("--token", help=f"a secret /compute requires as Authorization: Bearer TOKEN (clients: "
+                   f"remote:URL?token=TOKEN or ${TOKEN_ENV}; default: ${TOKEN_ENV}, else none)")
+    p.add_argument("--max-request-mb", type=float, default=64, help="largest request body in MiB (default "
+                   "%(default)s); larger: HTTP 413")
+    p.add_argument("--max-images", type=int, default=256, help="images per request (default %(default)s)")
+    p.add_argument("--max-megapixels", type=float, default=64, help="decoded pixels per request in Mi (default "
+                   "%(default)s: 256 images of 512 px)")
+    p.add_argument("--timeout", type=float, default=30, help="seconds a connection may stay silent (default "
+                   "%(default)s)")
+    p.add_argument("--max-connections", type=int, default=8, help="requests served at once; one more gets HTTP 503 "
+                   "(default %(default)s)")
     p = add("reward check", cmd_reward_check, "Ask a reward server's /health and print its JSON answer.", rsub)
     p.add_argument("url", help="the server's address, e.g. http://127.0.0.1:18085")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default %(default)s)")

@@ -36,6 +36,8 @@ from pathlib import Path
 # The registered rewards' names (flowopd.rewards.REWARDS; a test checks it), so a config is checked without
 # importing torch; flowopd.rewards.register_reward adds a new name here too.
 REWARD_NAMES: list[str] = ["compose", "text", "prefer", "quality"]
+# The environment variable holding a reward server's token, for the server and its clients (flowopd reward serve).
+TOKEN_ENV = "FLOWOPD_REWARD_TOKEN"
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ import io
 import json
 import logging
 import math
+import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
 from PIL import Image
 
+from ..reward_names import TOKEN_ENV
 from .images import as_uint8_list
 
 log = logging.getLogger(__name__)
@@ -96,13 +99,16 @@ class RemoteReward:
     """
 
     def __init__(self, url: str, *, timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
-                 batch_size: int = 16, scale: float = 1.0):
+                 batch_size: int = 16, scale: float = 1.0, token: str | None = None):
+        url, _, query = url.partition("?")  # remote:URL?token=TOKEN
+        params = urllib.parse.parse_qs(query)
+        token = token or (params.get("token") or [None])[0] or os.environ.get(TOKEN_ENV) or None
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"reward server address {url!r} is invalid: use http://HOST:PORT")
         if timeout <= 0 or retries < 1 or backoff < 0 or batch_size < 1 or not scale > 0:
             raise ValueError(f"invalid settings for reward server {url}: timeout={timeout} (> 0), retries={retries} "
                              f"(>= 1), backoff={backoff} (>= 0), batch_size={batch_size} (>= 1), scale={scale} (> 0)")
-        self.url, self.timeout, self.retries = url.rstrip("/"), timeout, retries
+        self.url, self.timeout, self.retries, self.token = url.rstrip("/"), timeout, retries, token
         self.backoff, self.batch_size, self.scale = backoff, batch_size, scale
 
     def __repr__(self) -> str:
@@ -151,11 +157,15 @@ class RemoteReward:
         for attempt in range(self.retries):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
             request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
-                                             headers={"Content-Type": "application/json", "Accept": "application/json"})
+                                             headers=headers)
             try:
+                deadline = time.monotonic() + self.timeout  # for the whole answer, not for each read
                 with _OPENER.open(request, timeout=self.timeout) as answer:
-                    return answer.read(MAX_ANSWER_BYTES + 1)[:MAX_ANSWER_BYTES]
+                    return read_by(answer, deadline, MAX_ANSWER_BYTES)
             except urllib.error.HTTPError as err:
                 text = _error_text(err.read(4096))
                 if err.code < 500:  # the request itself is wrong: asking again gives the same answer
@@ -178,6 +188,29 @@ class RemoteReward:
         raise RewardServerError(f"reward server {self.url}: {problem}, after {self.retries} attempt(s): "
                                 f"{_fix(problem)} (a training run keeps its last checkpoint: run the same command "
                                 "again to resume)")
+
+
+def read_by(answer, deadline: float, limit: int) -> bytes:
+    """The answer's body (at most ``limit`` bytes), read before ``deadline`` (``time.monotonic()``): a server that
+    trickles a byte at a time cannot keep a call alive past its timeout.
+
+    Raises:
+        TimeoutError: the deadline passed before the body ended.
+    """
+    sock = getattr(getattr(getattr(answer, "fp", None), "raw", None), "_sock", None)
+    chunks, size = [], 0
+    while size < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not end in time")
+        if sock is not None:
+            sock.settimeout(left)
+        chunk = answer.read1(min(65536, limit - size)) if hasattr(answer, "read1") else answer.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit]
 
 
 def _fix(problem: str) -> str:
