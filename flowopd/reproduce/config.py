@@ -98,6 +98,9 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                                           "categories); None = the whole test split (the protocol)", min=1,
                                     group="evaluation")
     eval_batch_size: int = option(64, "images per evaluation batch", min=1, group="evaluation")
+    eval_guidance: float | None = option(3.0, "CFG of every row's evaluation: one scale, so that rows compare (a "
+                                         "CFG-free teacher at 1.0 against the base at 3.0 mixes guidance with "
+                                         "training); None = each adapter at its own", min=0, group="evaluation")
     eval_merged: bool = option(False, "evaluate each adapter folded into the base weights (same images up to float "
                                       "rounding, ~25 % faster on the tiny model); the presets set true, false = "
                                       "through the LoRA layers (the first published runs)", group="evaluation")

@@ -214,8 +214,10 @@ def train_stage(spec: StageSpec, folder: Path, cfg: ReproduceConfig, accelerator
 
 
 def eval_config(cfg: ReproduceConfig) -> EvalConfig:
-    """The evaluation protocol of the benchmark (fixed seeds; ``eval_steps`` ODE steps)."""
-    return EvalConfig(num_steps=cfg.eval_steps, batch_size=cfg.eval_batch_size)
+    """The evaluation protocol of the benchmark (fixed seeds; ``eval_steps`` ODE steps; every row at
+    ``eval_guidance``, so that the rows' differences are the training's, not the guidance's:
+    docs/notes/guidance-reeval.md)."""
+    return EvalConfig(num_steps=cfg.eval_steps, batch_size=cfg.eval_batch_size, guidance=cfg.eval_guidance)
 
 
 def run_stage(spec: StageSpec, seed_dir: Path, cfg: ReproduceConfig, accelerator, seed: int,
