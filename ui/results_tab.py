@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..services.results import Results, committed_all, run_reports
+from ..services.results import Results, committed_all, retention_lines, run_reports, tradeoff_chart
 from .state import AppState
 
 
@@ -20,6 +20,8 @@ class ResultsWidgets:
     pick: gr.Dropdown
     refresh: gr.Button
     table: gr.Dataframe
+    tradeoff: gr.Image
+    retention: gr.Markdown
     plots: gr.Gallery
     report: gr.Markdown
 
@@ -37,10 +39,14 @@ def render(state: AppState) -> ResultsWidgets:
                            elem_id="results-pick")
         refresh = gr.Button("Refresh", size="sm", scale=1)
     table = gr.Dataframe(label="Per-task scores (mean ± std over seeds)", interactive=False, elem_id="results-table")
+    with gr.Row():
+        tradeoff = gr.Image(label="Trade-off: every row's four task scores", type="filepath", scale=3,
+                            elem_id="results-tradeoff")
+        retention = gr.Markdown(elem_id="results-retention")
     plots = gr.Gallery(label="Plots", columns=3, height="auto")
     with gr.Accordion("Report", open=False):
         report = gr.Markdown()
-    return ResultsWidgets(pick, refresh, table, plots, report)
+    return ResultsWidgets(pick, refresh, table, tradeoff, retention, plots, report)
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,15 +61,20 @@ def show(state: AppState, title: str | None):
     """The table, the plots (as images: nothing is served from outside the data folder) and the report."""
     found = {r.title: r for r in all_results(state)}
     if not found:
-        return {"headers": ["row"], "data": []}, [], "No reproduction yet: run `flowopd reproduce --record`."
+        return ({"headers": ["row"], "data": []}, None, "", [],
+                "No reproduction yet: run `flowopd reproduce --record`.")
     r = found.get(title) or next(iter(found.values()))
     plots = [(_image(str(path), path.stat().st_mtime), path.stem) for path in r.plots]
-    return {"headers": r.headers, "data": r.table}, plots, r.report
+    chart = tradeoff_chart(r, Path(tempfile.mkdtemp(prefix="flowopd-tradeoff-")) / "tradeoff.png")
+    kept = retention_lines(r.means)
+    retention = ("**Retention** of each teacher's gain, (opd − base) / (teacher − base):\n\n" + "\n".join(kept)
+                 if kept else "")
+    return {"headers": r.headers, "data": r.table}, (str(chart) if chart else None), retention, plots, r.report
 
 
 def listen(w: ResultsWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
            **_: object) -> None:
-    outputs = [w.table, w.plots, w.report]
+    outputs = [w.table, w.tradeoff, w.retention, w.plots, w.report]
     w.pick.change(lambda t: show(state, t), inputs=[w.pick], outputs=outputs, api_name="results_show",
                   concurrency_limit=None)
     if tabs is None:

@@ -16,6 +16,7 @@ from ..storage.paths import CODE_ROOT
 
 DOCS = CODE_ROOT / "docs"
 COLUMNS = [*TASKS, "average"]
+TEACHER_COLORS = {"compose": "tab:blue", "text": "tab:orange", "prefer": "tab:green", "quality": "tab:purple"}
 
 
 @dataclass
@@ -28,6 +29,58 @@ class Results:
     table: list[list[str]]
     report: str = ""
     plots: list[Path] = field(default_factory=list)
+    means: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> task -> mean over seeds
+
+
+def means_of(results: dict) -> dict[str, dict[str, float]]:
+    """Row -> task -> mean of ``results.json``'s rows (the four tasks; rows missing one are left out)."""
+    return {name: {t: float(row[t]) for t in TASKS} for name, row in (results.get("rows") or {}).items()
+            if all(isinstance(row.get(t), (int, float)) for t in TASKS)}
+
+
+def retention_lines(means: dict[str, dict[str, float]], student: str = "opd") -> list[str]:
+    """The share of each teacher's gain ``student`` keeps, on the teacher's own task (from the means)."""
+    from flowopd.reproduce.retention import MIN_GAIN, retention
+
+    lines = []
+    for task in TASKS:
+        teacher = f"teacher-{task}"
+        if not {"base", teacher, student} <= set(means):
+            continue
+        gain = means[teacher][task] - means["base"][task]
+        kept = retention(means[student][task], means[teacher][task], means["base"][task])
+        judged = "" if gain >= MIN_GAIN else f" (not judged: the teacher gained {gain:+.3f})"
+        lines.append(f"- `{task}`: {student} keeps {'—' if kept is None else f'{kept:.2f}'} of `{teacher}`'s "
+                     f"{gain:+.3f}{judged}")
+    return lines
+
+
+def tradeoff_chart(results: Results, out: Path) -> Path | None:
+    """Each row's four task scores on one chart (parallel coordinates): the base, the teachers, the mixes and
+    the student, so that the seesaw and the student's place are seen at once; None without rows."""
+    if not results.means:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name, row in results.means.items():
+        style = {"color": "black", "lw": 2.2} if name == "base" else (
+            {"color": "tab:red", "lw": 2.6} if name == "opd" else
+            {"lw": 1.3, "ls": "--", "color": TEACHER_COLORS.get(name.removeprefix("teacher-"), "tab:brown")}
+            if name.startswith("teacher-") else {"color": "0.65", "lw": 1.0})
+        ax.plot(list(TASKS), [row[t] for t in TASKS], marker="o", label=name, **style)
+    ax.set_ylabel("score on the task's test prompts")
+    ax.set_title("trade-off: every row's four task scores", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return out
 
 
 def table_of(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -65,12 +118,13 @@ def committed(docs: Path = DOCS, name: str = "results-tiny") -> Results | None:
     data_file = docs / f"{name}.json"
     if not data_file.is_file():
         return None
-    headers, table = table_of(json.loads(data_file.read_text()))
+    data = json.loads(data_file.read_text())
+    headers, table = table_of(data)
     md = docs / f"{name}.md"
     plots = sorted((docs / name).glob("*.png"))
     what = "committed reproduction" if name == "results-tiny" else "earlier committed reproduction"
     report = report_for_app(md.read_text(), "docs") if md.is_file() else ""
-    return Results(f"{what} (docs/{name}.md)", headers, table, report, plots)
+    return Results(f"{what} (docs/{name}.md)", headers, table, report, plots, means_of(data))
 
 
 def committed_all(docs: Path = DOCS) -> list[Results]:
@@ -91,13 +145,15 @@ def run_reports(store) -> list[Results]:
             files = [store.path(a["path"]) for a in reports]
         except StoreError:
             continue
-        headers, table, text, plots = ["row", *COLUMNS], [], "", []
+        headers, table, text, plots, means = ["row", *COLUMNS], [], "", [], {}
         for f in files:
             if f.name == "results.json" and f.is_file():
-                headers, table = table_of(json.loads(f.read_text()))
+                data = json.loads(f.read_text())
+                headers, table = table_of(data)
+                means = means_of(data)
             elif f.suffix == ".md" and f.is_file():
                 text = f.read_text()
                 plots = sorted(f.parent.glob("*.png")) + sorted(f.parent.glob("*/*.png"))
         if table or text:
-            out.append(Results(f"run {run.id} ({run.name})", headers, table, text, plots))
+            out.append(Results(f"run {run.id} ({run.name})", headers, table, text, plots, means))
     return out

@@ -129,9 +129,12 @@ def test_export_and_download_a_verified_zip(client, app):
 def test_results_show_the_committed_reproduction(client):
     titles = client.view_api(print_info=False, return_format="dict")  # the endpoint is public
     assert "/results_show" in titles["named_endpoints"]
-    table, plots, report = client.predict("committed reproduction (docs/results-tiny.md)", api_name="/results_show")
+    table, chart, retention, plots, report = client.predict("committed reproduction (docs/results-tiny.md)",
+                                                            api_name="/results_show")
     assert table["headers"][0] == "row" and table["data"][0][0] == "base"
     assert len(plots) >= 5 and "reproduction report" in report
+    assert chart and chart.endswith(".png")  # the trade-off view: every row's four task scores
+    assert "`text`: opd keeps 0.42 of `teacher-text`'s +0.246" in retention  # the committed run's figure
 
 
 def test_the_prompts_box_starts_with_the_page_load_prompts(small_model, tmp_path):
