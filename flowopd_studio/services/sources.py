@@ -7,10 +7,13 @@ Keys: ``base``, ``example:<name>``, ``run:<run id>`` (the run's latest adapter a
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowopd.adapters import AdapterError, read_adapter_metadata
+from flowopd.layout import ADAPTER_WEIGHTS_FILE
 
 from ..storage.errors import StoreError
 from . import examples as builtin
@@ -103,7 +106,34 @@ def list_sources(store, model_name: str, model_id: str | None = None, examples: 
         found += run_sources(store) + teacher_sources(store)
     if model_id is not None:
         found = [s for s in found if compatible(s, model_id)]
-    return sorted(found, key=lambda s: KIND_ORDER.get(s.kind, 9))
+    return sorted(unique(found), key=lambda s: KIND_ORDER.get(s.kind, 9))
+
+
+def unique(sources: list[Source]) -> list[Source]:
+    """``sources`` without repeats of one adapter: a trained teacher is also its run, an imported built-in
+    example also the example; the first of each (examples, then runs, then teachers) stays. Two sources are
+    one adapter when their weights are the same bytes."""
+    seen, out = set(), []
+    for source in sources:
+        key = _weights_digest(source.folder) if source.folder is not None else source.key
+        if key not in seen:
+            seen.add(key)
+            out.append(source)
+    return out
+
+
+def _weights_digest(folder: Path) -> str:
+    weights = Path(folder) / ADAPTER_WEIGHTS_FILE
+    try:
+        stat = weights.stat()
+    except OSError:
+        return str(Path(folder).resolve())  # not written yet (a run still training): its folder stands for it
+    return _digest(str(weights), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def resolve(key: str, sources: list[Source]) -> Source:

@@ -91,3 +91,24 @@ def test_scores_cover_every_reward_and_the_grid_renders(small_model):
         assert (cells[0]["compose"] is None) == (item.task == "text")  # the text prompt is outside the grammar
     image = grid_image(result)
     assert image.mode == "RGB" and image.width > 2 * 128 and image.height > 2 * 128
+
+
+def test_one_adapter_is_one_column(tmp_path):
+    """A trained teacher is also its run, an imported example also the example: Compare lists each adapter once
+    (the first: examples, then runs, then teachers), while different adapters stay apart."""
+    import shutil
+
+    from flowopd_studio.services.examples import EXAMPLES_DIR
+    from flowopd_studio.services.sources import Source, unique
+
+    example = EXAMPLES_DIR / "teacher-text"
+    copy = tmp_path / "store" / "teachers" / "example-teacher-text"
+    shutil.copytree(example, copy)
+    other = EXAMPLES_DIR / "teacher-prefer"
+    sources = [Source("base", "base", "base", "the base"),
+               Source("example:teacher-text", "teacher-text", "teacher", "built-in example", example, "text"),
+               Source("teacher:example-teacher-text", "example-teacher-text", "teacher", "imported", copy, "text"),
+               Source("example:teacher-prefer", "teacher-prefer", "teacher", "built-in example", other, "prefer"),
+               Source("run:r0123456789", "still-training", "teacher", "run", tmp_path / "no-adapter-yet")]
+    assert [s.key for s in unique(sources)] == ["base", "example:teacher-text", "example:teacher-prefer",
+                                                "run:r0123456789"]
