@@ -114,3 +114,17 @@ def test_a_share_link_that_cannot_be_made_leaves_the_app_serving_locally(serve, 
     out = capsys.readouterr().out
     assert "No share link could be made" in out and "keeps serving locally" in out
     assert httpx.get(f"{app.local_url}config", timeout=10).status_code == 401  # up, and still behind auth
+
+
+def test_the_readmes_python_example_runs_against_an_app_with_auth(serve) -> None:
+    """The README's "Use from Python" block, run as written against a served app (its URL swapped in)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("## Use from Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    app = serve(_opts(auth=[("alice", "s3cret")]))
+    namespace: dict = {}
+    exec(code.replace("http://127.0.0.1:7860/", app.local_url), namespace)  # noqa: S102 (our own README)
+    assert len(namespace["gallery"]) == 2 and namespace["grid"].endswith(".png")
+    assert namespace["means"]["data"][0][0] == "base"
