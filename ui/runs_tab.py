@@ -165,8 +165,8 @@ def run_plots(state: AppState, run_id: str, compare: list[str] | None, smoothing
         profile = rv.kl_profile(store, runs)
     marks = rv.passes(frames["reward"], refs)
     fig = rv.reward_figure(frames["reward"], refs, marks)
-    notes = "".join(f"⭐ **{m.series}** passes teacher *{m.task}* ({m.teacher:.3f}) at step {m.step}\n\n"
-                    for m in marks)
+    notes = "".join(f"**Passes:** {m.series} passes teacher *{m.task}* ({m.teacher:.3f}) at step {m.step}\n\n"
+                    for m in marks)  # no emoji: a browser without an emoji font draws a missing-glyph box
     cols = rv.FRAME_COLUMNS
     return fig, frames["kl"][cols], profile, frames["loss"][cols], frames["lr"][cols], notes
 

@@ -324,15 +324,19 @@ def reward_figure(frame: pd.DataFrame, refs: dict[str, dict[str, float]], marks:
     passes its teacher. Matplotlib, because gr.LinePlot has no dashed or marked series."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.8))
-    fig.subplots_adjust(left=0.07, right=0.74, bottom=0.13, top=0.96)  # fixed: a constrained layout draws twice
+    fig = Figure(figsize=(9, 4.6))
+    # fixed margins (a constrained layout draws twice); the legend goes under the axes, full width, so that long
+    # series names and teacher lines are not cut at the figure's edge
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.36, top=0.96)
     ax = fig.add_subplot()
     one_run = frame["run_id"].nunique() <= 1  # one run: a task's curve and its teacher share a colour
     task_color: dict[str, str] = {}
     for i, (series, g) in enumerate(frame.groupby("series", sort=False)):
         task = reward_task(g["name"].iloc[0]) or series
         color = task_color.setdefault(task, f"C{len(task_color) % 10}") if one_run else f"C{i % 10}"
-        ax.plot(g["step"].to_numpy(), g["value"].to_numpy(), color=color, lw=1.3, label=series)
+        few = len(g) < 3  # a series of one or two points is a dot, not an invisible line
+        ax.plot(g["step"].to_numpy(), g["value"].to_numpy(), color=color, lw=1.3, label=series,
+                marker="o" if few else None, ms=5)
     drawn = set()
     for scores in refs.values():
         for task, score in scores.items():
@@ -350,7 +354,8 @@ def reward_figure(frame: pd.DataFrame, refs: dict[str, dict[str, float]], marks:
     if frame.empty and not drawn:
         ax.text(0.5, 0.5, "no reward rows yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
     else:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # "best" costs 0.1 s on long curves
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,  # "best" costs 0.1 s
+                  frameon=False)
     return fig
 
 
@@ -363,10 +368,18 @@ def sample_groups(store: Store, run_id: str) -> dict[str, list[dict]]:
     return groups
 
 
+SAMPLE_SIDE = 256  # a tiny model's 32 px sample is shown this large, pixel for pixel
+
+
 def sample_image(store: Store, row: dict) -> Image.Image:
-    """The sample's image, read through the data folder's path guard (never a raw path for the browser)."""
+    """The sample's image, read through the data folder's path guard (never a raw path for the browser), enlarged
+    by a whole factor with nearest-neighbour when it is small (a 32 px sample is 8 x 8 screen pixels a pixel)."""
     with Image.open(store.path(row["path"])) as im:
-        return im.convert("RGB")
+        image = im.convert("RGB")
+    factor = SAMPLE_SIDE // max(image.size)
+    if factor <= 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
 
 
 def log_tail(store: Store, run: Run, lines: int = 60) -> str:

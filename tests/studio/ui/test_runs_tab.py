@@ -333,3 +333,22 @@ def test_an_empty_plot_frame_is_typed_so_the_browser_keeps_a_numeric_axis(store)
     profile = gr.LinePlot(x="denoising step", y="value", color="series").postprocess(
         rv.kl_profile(store, [store.get_run(run.id)]))
     assert profile.datatypes["value"] == "quantitative"
+
+
+def test_a_small_sample_is_enlarged_pixel_for_pixel_and_a_lone_point_is_drawn(store, tmp_path) -> None:
+    import pandas as pd
+    from PIL import Image
+
+    run = store.create_run("grpo", {}, name="tiny-samples")
+    path = store.run_dir(run.id) / "samples" / "s.png"
+    path.parent.mkdir(parents=True)
+    small = Image.new("RGB", (32, 32), (10, 20, 30))
+    small.putpixel((0, 0), (255, 0, 0))
+    small.save(path)
+    store.add_sample(run.id, 1, "a sign", 0, path)
+    big = rv.sample_image(store, {"path": str(path.relative_to(store.home))})
+    assert big.size == (256, 256) and big.getpixel((7, 7)) == (255, 0, 0) and big.getpixel((8, 8)) == (10, 20, 30)
+    frame = pd.DataFrame({"run_id": [run.id], "series": ["reward/text"], "name": ["reward/text"], "step": [4],
+                          "value": [0.5]})
+    fig = rv.reward_figure(frame, {}, [])
+    assert fig.axes[0].get_lines()[0].get_marker() == "o"  # one point: a dot
