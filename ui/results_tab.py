@@ -43,7 +43,7 @@ def render(state: AppState) -> ResultsWidgets:
         tradeoff = gr.Image(label="Trade-off: every row's four task scores", type="filepath", scale=3,
                             elem_id="results-tradeoff")
         retention = gr.Markdown(elem_id="results-retention")
-    plots = gr.Gallery(label="Plots", columns=3, height="auto")
+    plots = gr.Gallery(label="Plots", columns=3, height="auto", object_fit="contain")  # whole plots, titles too
     with gr.Accordion("Report", open=False):
         report = gr.Markdown()
     return ResultsWidgets(pick, refresh, table, tradeoff, retention, plots, report)
