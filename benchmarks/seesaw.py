@@ -9,7 +9,9 @@ The teachers and the merge cold start come from a ``flowopd reproduce --budget s
 * ``fresh-lr1e-3``: a fresh LoRA at lr 1e-3 (the init);
 * ``rank32``: a fresh rank-32 LoRA at lr 1e-3 (capacity; the merged rank is the teachers' sum);
 * ``all-steps``: ``timestep_fraction`` 1.0 (every rollout step trained);
-* ``distance``: prompts per task in proportion to the remaining distance to each teacher.
+* ``distance``: prompts per task in proportion to the remaining distance to each teacher;
+* ``cfg-free``: a CFG-free student (``guidance`` 1.0), each teacher still at its own guidance;
+* ``teachers-cfg3``: every teacher queried at 3.0, the student's (the published behaviour).
 
     python benchmarks/seesaw.py --from runs/strong --seed 0 --work runs/seesaw --out docs/notes/seesaw.json
 """
@@ -28,6 +30,8 @@ VARIANTS = {
     "rank32": {"init": None, "lr": 1e-3, "lora_rank": 32, "lora_alpha": 64.0},
     "all-steps": {"timestep_fraction": 1.0},
     "distance": {"task_sampling": "distance", "log_rewards": True},
+    "cfg-free": {"guidance": 1.0},  # a CFG-free student for the CFG-free teachers (each teacher at its own)
+    "teachers-cfg3": {"teacher_guidance": 3.0},  # every teacher queried at the student's 3.0, as published
 }
 
 
