@@ -135,10 +135,17 @@ def list_teachers(store) -> list[dict]:
     return out
 
 
+UNUSABLE = ("failed", "stopped", "interrupted", "deleted")  # a run that will not write its adapter as it is
+
+
 def teachers_by_task(store) -> dict[str, list[str]]:
-    """Task -> names of its teachers (every task present, maybe empty)."""
+    """Task -> names of the teachers a distillation can use (every task present, maybe empty): a teacher whose run
+    failed, was stopped, interrupted or deleted is left out (the teachers table still lists it, with its status,
+    so that it can be resumed or removed)."""
     out: dict[str, list[str]] = {t: [] for t in TASKS}
     for row in store.teachers():
+        if row.get("source") == "run" and _status(store, row.get("source_run")) in UNUSABLE:
+            continue
         out.setdefault(row["task"], []).append(row["name"])
     return out
 

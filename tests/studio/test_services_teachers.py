@@ -182,3 +182,16 @@ def test_an_absurd_teacher_is_refused_with_its_estimate(store, tmp_path) -> None
     with pytest.raises(ValueError, match=r"trains on 40,000,000,000 images, about .* lower epochs or batch_size"):
         define_teacher(store, request, base, spawn=lambda home, run_id: 1)
     assert store.list_runs() == [] and store.teachers() == []  # nothing queued, nothing registered
+
+
+def test_a_teacher_whose_run_stopped_is_not_offered_to_a_distillation(store) -> None:
+    from flowopd_studio.services.teachers import TeacherRequest, define_teacher, list_teachers, teachers_by_task
+
+    config = {"rewards": {"text": 1.0}, "prompt_tasks": {"text": 1.0}, "epochs": 2}
+    run = define_teacher(store, TeacherRequest("will-stop", "text", "grpo", config), _base(),
+                         spawn=lambda home, run_id: 1)
+    assert "will-stop" in teachers_by_task(store)["text"]  # queued or running: it will write its adapter
+    run = store.get_run(run.id)
+    assert store.finish(run.id, run.pid, "stopped", None)  # as its worker ends it after a stop
+    assert "will-stop" not in teachers_by_task(store)["text"]
+    assert [t["status"] for t in list_teachers(store) if t["name"] == "will-stop"] == ["stopped"]  # still listed
