@@ -4,6 +4,7 @@ of any finished ``reproduce`` run in the store."""
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ def _image(path: str, mtime: float) -> str:
     return str(shutil.copyfile(path, folder / Path(path).name))
 
 
+@functools.lru_cache(maxsize=64)
+def _chart(title: str, means_json: str) -> Path | None:
+    """The trade-off chart of one reproduction's means, drawn once per version of them (a redraw costs a
+    third of a second, and the tab must answer within one)."""
+    results = Results(title, [], [], means=json.loads(means_json))
+    return tradeoff_chart(results, Path(tempfile.mkdtemp(prefix="flowopd-tradeoff-")) / "tradeoff.png")
+
+
 def show(state: AppState, title: str | None):
     """The table, the plots (as images: nothing is served from outside the data folder) and the report."""
     found = {r.title: r for r in all_results(state)}
@@ -65,7 +74,7 @@ def show(state: AppState, title: str | None):
                 "No reproduction yet: run `flowopd reproduce --record`.")
     r = found.get(title) or next(iter(found.values()))
     plots = [(_image(str(path), path.stat().st_mtime), path.stem) for path in r.plots]
-    chart = tradeoff_chart(r, Path(tempfile.mkdtemp(prefix="flowopd-tradeoff-")) / "tradeoff.png")
+    chart = _chart(r.title, json.dumps(r.means, sort_keys=True))
     kept = retention_lines(r.means)
     retention = ("**Retention** of each teacher's gain, (opd − base) / (teacher − base):\n\n" + "\n".join(kept)
                  if kept else "")
