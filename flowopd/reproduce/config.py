@@ -173,6 +173,8 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
             base["coldstart"] = {"sft_steps": 100, "sft_batch_size": 32, "sft_samples_per_task": 64}
             base["rl"] = {"lr": 1e-3}
             base["opd"] = {"lr": 1e-4}  # from the merge init, 1e-3 throws the student off (docs/notes/opd-tuning.md)
+            if name == "strong":  # the CFG-3 student learns more from teachers queried at its own guidance than at
+                base["opd"]["teacher_guidance"] = 3.0  # theirs (seed 0: docs/notes/strong-seed0-guidance.md)
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,
