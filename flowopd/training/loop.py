@@ -44,7 +44,7 @@ from accelerate import Accelerator
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
 from ..events import Sample, TrainingCallback, as_callback, begin
 from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR
-from ..models.base import FlowModel, to_pil
+from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts
 from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
@@ -206,11 +206,19 @@ class RLTrainer:
         guidance = self.cfg.guidance if guidance is None else guidance
         x, (cond, uncond) = roll.latents[idx, j], roll.embeds(idx)
         if uncond is None and guidance != 1.0:  # rolled out CFG-free, queried guided
-            uncond = self.model.uncond_embeds(len(idx))
+            uncond = self.uncond(len(idx))
         with use_adapter(self.model, adapter):
             v = self.model.velocity(x, roll.sigmas[j], cond, uncond, guidance)
         return sde_step(v, x, roll.sigmas[j], roll.sigmas[j + 1], self.cfg.noise_level, sigma_max=roll.sigma_max,
                         prev_sample=roll.latents[idx, j + 1])
+
+    def uncond(self, n: int) -> PromptEmbeds:
+        """``n`` embeddings of the empty prompt, encoded once per trainer (a CFG-free rollout has none, and a
+        guided query of it needs them at every step)."""
+        if getattr(self, "_empty", None) is None:
+            with torch.no_grad():
+                self._empty = self.model.uncond_embeds(1)
+        return self._empty.repeat(n)
 
     def diverged(self, what: str, when: str | None = None) -> DivergedError:
         """The error that stops training; ``when`` defaults to the step under way."""

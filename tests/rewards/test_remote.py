@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import pickle
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -20,18 +18,6 @@ import torch
 from flowopd.rewards import get_reward
 from flowopd.rewards.remote import RemoteReward, RewardServerError, encode_png
 from flowopd.rewards.serve import make_server
-
-
-@contextmanager
-def serving(server: ThreadingHTTPServer):
-    """Serve ``server`` in a thread; yields its URL; shuts it down after."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def canned_server(status: int, body: bytes, delay: float = 0.0) -> ThreadingHTTPServer:
@@ -70,7 +56,7 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def test_a_served_reward_scores_batches_exactly_as_locally():
+def test_a_served_reward_scores_batches_exactly_as_locally(serving):
     seen = []
 
     def recording(images, prompts, metadata):
@@ -89,12 +75,12 @@ def test_a_served_reward_scores_batches_exactly_as_locally():
     assert [p for _, ps, _ in seen for p in ps] == prompts and [m for _, _, ms in seen for m in ms] == metadata
 
 
-def test_scale_divides_the_servers_scores():
+def test_scale_divides_the_servers_scores(serving):
     with serving(canned_server(200, b'{"scores": [4.0, 2.5]}')) as url:
         assert RemoteReward(url, scale=5.0)(_images(2), ["a", "b"], [{}, {}]) == [0.8, 0.5]
 
 
-def test_flow_factory_answers_are_read():
+def test_flow_factory_answers_are_read(serving):
     with serving(canned_server(200, b'{"rewards": [0.25]}')) as url:  # Flow-Factory's reward servers
         assert RemoteReward(url)(_images(1), ["a"], [{}]) == [0.25]
 
@@ -110,7 +96,7 @@ def test_a_server_that_is_down():
         RemoteReward(url, retries=1).health()
 
 
-def test_a_slow_server_times_out():
+def test_a_slow_server_times_out(serving):
     server = canned_server(200, b'{"scores": [1.0]}', delay=1.5)
     with serving(server) as url:
         start = time.perf_counter()
@@ -133,7 +119,7 @@ def test_a_slow_server_times_out():
                                               r"see the server's log", 2),
     (404, b"no such page", r"refused the request \(HTTP 404: no such page\)", 1),
 ])
-def test_garbage_answers(status, body, message, attempts):
+def test_garbage_answers(serving, status, body, message, attempts):
     server = canned_server(status, body)
     with serving(server) as url:
         with pytest.raises(RewardServerError, match=rf"reward server {url}.*{message}"):
@@ -150,7 +136,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-def test_the_server_refuses_bad_requests_and_reports_reward_failures():
+def test_the_server_refuses_bad_requests_and_reports_reward_failures(serving):
     def failing(images, prompts, metadata):
         if prompts[0] == "boom":
             raise RuntimeError("the detector crashed")

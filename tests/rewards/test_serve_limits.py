@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -26,16 +25,8 @@ def _ones(images, prompts, metadata):
     return [1.0] * len(images)
 
 
-@contextmanager
-def serving(**kw):
-    server = make_server(_ones, **kw)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def _server(**kw):
+    return make_server(_ones, **kw)
 
 
 def _png(side: int) -> str:
@@ -54,8 +45,8 @@ def _post(url: str, payload: dict, token: str | None = None) -> tuple[int, dict]
         return err.code, json.loads(err.read())
 
 
-def test_too_many_images_or_pixels_are_refused_with_413() -> None:
-    with serving(limits=Limits(max_images=3, max_pixels=100 * 100)) as url:
+def test_too_many_images_or_pixels_are_refused_with_413(serving) -> None:
+    with serving(_server(limits=Limits(max_images=3, max_pixels=100 * 100))) as url:
         four = {"images": [_png(8)] * 4, "prompts": ["a"] * 4}
         code, body = _post(url, four)
         assert code == 413 and "at most 3 (--max-images)" in body["error"]
@@ -65,8 +56,8 @@ def test_too_many_images_or_pixels_are_refused_with_413() -> None:
         assert _post(url, {"images": [_png(8)] * 2, "prompts": ["a", "b"]}) == (200, {"scores": [1.0, 1.0]})
 
 
-def test_a_token_is_required_when_the_server_has_one(monkeypatch) -> None:
-    with serving(token="s3cret") as url:
+def test_a_token_is_required_when_the_server_has_one(serving, monkeypatch) -> None:
+    with serving(_server(token="s3cret")) as url:
         code, body = _post(url, {"images": [_png(8)], "prompts": ["a"]})
         assert code == 401 and "Bearer TOKEN" in body["error"]
         assert _post(url, {"images": [_png(8)], "prompts": ["a"]}, token="s3cret")[0] == 200
@@ -79,8 +70,8 @@ def test_a_token_is_required_when_the_server_has_one(monkeypatch) -> None:
             RemoteReward(url, retries=1)([image], ["a"], [{}])
 
 
-def test_a_stalled_body_is_dropped_and_one_connection_too_many_gets_503() -> None:
-    with serving(limits=Limits(timeout_s=0.5, max_connections=1)) as url:
+def test_a_stalled_body_is_dropped_and_one_connection_too_many_gets_503(serving) -> None:
+    with serving(_server(limits=Limits(timeout_s=0.5, max_connections=1))) as url:
         host, port = url.removeprefix("http://").split(":")
         stalled = socket.create_connection((host, int(port)))
         stalled.sendall(b"POST /compute HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")  # then nothing

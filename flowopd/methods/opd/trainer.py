@@ -192,7 +192,7 @@ class OPDTrainer(RLTrainer):
         sampling velocity (``flowopd.bench`` overrides it to measure the released code's layout: one full model
         copy per teacher)."""
         if uncond is None and any(g != 1.0 for g in self.guidance.values()):  # a CFG-free student's rollout
-            uncond = self.model.uncond_embeds(x.shape[0])
+            uncond = self.uncond(x.shape[0])
         return routed_velocity(self.model, teachers, x, sigma, cond, uncond, self.guidance)
 
     def step_loss(self, roll: Rollout, routes: list[str], rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
