@@ -1,91 +1,85 @@
-"""Count the activations SD3.5 Medium's transformer keeps for the student's backward, on a CPU.
+"""Count the activation memory of SD3.5 Medium's transformer in training, on a CPU: the plan's coefficients.
 
 The whole 2.2 B-parameter transformer does not fit a CPU benchmark, but its blocks all have the real width
-(1536, 24 heads of 64). So this builds 1-, 2- and 3-block slices of the real config (``flowopd.bench.model``),
-adds the student's LoRA (r 32 on the paper's attention projections, float32) on a base in ``--dtype``, runs one
-guided velocity (CFG: the conditional and unconditional rows in one batch, as training does) with gradients,
-and sums the bytes of the tensors autograd saves (``torch.autograd.graph.saved_tensors_hooks``; one count per
-storage, parameters excluded). Differences between the slices give the bytes per token of a joint block, the
-extra bytes per image token of a dual-attention block, and the rest (embeddings, the last block, the output).
+(1536, 24 heads of 64). So this builds slices of the real config of 1-3 blocks (with and without the
+dual-attention ones), adds the student's LoRA (r 32, float32) on a bf16 base, runs one guided velocity (the
+conditional and unconditional rows in one batch, as training does) and its backward, and takes the peak of
+live tensor bytes, weights excluded (:func:`flowopd.memplan.count.slice_peak_bytes`), with and without
+gradient checkpointing. Differences between slices give the per-token coefficients of
+:mod:`flowopd.memplan.families`; the 3-block slice checks the fit.
 
-It counts what is saved, not a GPU's allocator: backward's transient buffers and fragmentation come on top,
-and GPU attention kernels save about what the CPU's flash kernel saves (q, k, v, the output, log-sum-exp).
-
-    .venv/bin/python benchmarks/activation_bytes.py --dtype bfloat16 --json docs/sd35-activations.json
+    .venv/bin/python benchmarks/activation_bytes.py --json docs/sd35-activations.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import torch
-from diffusers import SD3Transformer2DModel
 
-from flowopd.adapters import add_lora, trainable_parameters, use_adapter
-from flowopd.bench.model import SD35_MEDIUM_TRANSFORMER, SHAPES, BenchFlowModel
+from flowopd.bench.model import SD35_MEDIUM_TRANSFORMER
+from flowopd.memplan.count import slice_peak_bytes
+from flowopd.memplan.families import MEDIUM, TEXT_TOKENS
 
 KIB = 1024
+SLICES = ((1, 0), (1, 1), (2, 1), (2, 2), (3, 3))  # (blocks, of them dual-attention)
 
 
-def saved_bytes(layers: int, dual: int, resolution: int, dtype: torch.dtype) -> int:
-    """Bytes autograd saves for one guided student velocity of one image on a ``layers``-block slice."""
-    cfg = dict(SD35_MEDIUM_TRANSFORMER, num_layers=layers, dual_attention_layers=tuple(range(dual)))
-    torch.manual_seed(0)
-    model = BenchFlowModel(SD3Transformer2DModel(**cfg).eval(), resolution, SHAPES["sd35-medium"].text_tokens)
-    add_lora(model, "student", 32, 64.0)
-    trainable_parameters(model, "student")
-    for name, p in model.transformer.named_parameters():  # as flowopd.training.dist.prepare_model casts
-        p.data = p.data.float() if "lora_" in name else p.data.to(dtype)
-    storages: dict[int, int] = {}
+def fit(peaks: dict[tuple[int, int], int], image: int, checkpointing: bool) -> dict[str, float]:
+    """Per-token, per-sequence coefficients in KiB from the slices' peaks (one guided image = 2 sequences)."""
+    tokens = image + TEXT_TOKENS
+    per = {k: v / 2 for k, v in peaks.items()}
+    dual = (per[(1, 1)] - per[(1, 0)]) / image  # a dual block's second attention, per image token
+    if checkpointing:
+        # The backward recomputes one block at a time, the costliest (a dual one) after the later blocks' inputs
+        # are freed, so slices cannot separate a block's kept input: it is the block's hidden and context rows
+        # in bf16, width x 2 bytes a token. The 1-block slice holds the rest, one recomputed block and one input.
+        block = MEDIUM.width * 2
+        return {"rest": per[(1, 0)] / tokens / KIB, "block_input": block / KIB, "dual_extra": dual / KIB}
+    block = (per[(2, 1)] - per[(1, 1)]) / tokens  # one more joint block's saved activations
+    return {"rest": (per[(1, 0)] / tokens - block) / KIB, "joint": block / KIB, "dual_extra": dual / KIB}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if not isinstance(t, torch.nn.Parameter):
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
-        return t
 
-    x = torch.randn(1, *model.latent_shape)
-    cond, uncond = model.encode_prompts(["a photo"]), model.encode_prompts([""])
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), use_adapter(model, "student"):
-        model.velocity(x, 0.5, cond, uncond, 4.5)
-    return sum(storages.values())
+def predicted(coeffs: dict[str, float], layers: int, dual: int, image: int, checkpointing: bool) -> float:
+    """Bytes of a guided image on a ``layers``-block slice by the formula."""
+    tokens = image + TEXT_TOKENS
+    if checkpointing:
+        per = (tokens * (coeffs["rest"] + (layers - 1) * coeffs["block_input"])
+               + image * coeffs["dual_extra"] * (dual > 0))
+    else:
+        per = tokens * (coeffs["rest"] + layers * coeffs["joint"]) + image * dual * coeffs["dual_extra"]
+    return 2 * per * KIB
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16")
     parser.add_argument("--resolution", type=int, default=512, help="image side of the counted slices")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    dtype = getattr(torch, args.dtype)
-    res, text = args.resolution, SHAPES["sd35-medium"].text_tokens
-    image = (res // 16) ** 2
-    rows = 2  # CFG: one conditional and one unconditional sequence per image
-    one, two, three = (saved_bytes(n, 0, res, dtype) for n in (1, 2, 3))
-    two_dual = saved_bytes(2, 1, res, dtype)
-    joint = (three - two) / (rows * (image + text))  # per token of a (non-dual, non-last) joint block
-    dual = (two_dual - two) / (rows * image)  # extra per image token of a dual-attention block
-    rest = one / (rows * (image + text))  # embeddings, the last block and the output, per token
-    cfg = SD35_MEDIUM_TRANSFORMER
-    n_dual, n_joint = len(cfg["dual_attention_layers"]), cfg["num_layers"] - 1
-
-    def per_sequence(resolution: int) -> float:
-        img = (resolution // 16) ** 2
-        return (img + text) * (n_joint * joint + rest) + img * n_dual * dual
-
-    out = {"dtype": args.dtype, "lora": "r 32 on the attention projections, float32", "counted_at_px": res,
-           "text_tokens": text, "slices_bytes": {"1": one, "2": two, "3": three, "2_with_dual": two_dual},
-           "joint_block_kib_per_token": joint / KIB, "dual_extra_kib_per_image_token": dual / KIB,
-           "rest_kib_per_token": rest / KIB,
-           "gib_per_sequence": {str(r): per_sequence(r) / 2**30 for r in (512, 1024)},
-           "gib_per_cfg_image": {str(r): 2 * per_sequence(r) / 2**30 for r in (512, 1024)}}
-    text_out = json.dumps(out, indent=1)
-    print(text_out)
+    image = MEDIUM.image_tokens(args.resolution)
+    report: dict = {"dtype": "bfloat16", "lora": "r 32 on the attention projections, float32",
+                    "counted_at_px": args.resolution, "text_tokens": TEXT_TOKENS, "image_tokens": image,
+                    "what": "peak live bytes of one guided image's velocity and backward, weights excluded"}
+    for checkpointing in (False, True):
+        key = "checkpointed" if checkpointing else "plain"
+        peaks = {}
+        for layers, dual in SLICES:
+            start = time.perf_counter()
+            peaks[(layers, dual)] = slice_peak_bytes(SD35_MEDIUM_TRANSFORMER, layers, dual, args.resolution,
+                                                     dtype=torch.bfloat16, checkpointing=checkpointing)
+            print(f"{key} {layers}-{dual}: {peaks[(layers, dual)] / 2**30:.3f} GiB "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        coeffs = fit(peaks, image, checkpointing)
+        check = predicted(coeffs, 3, 3, image, checkpointing)
+        report[key] = {"slices_bytes": {f"{a}-{b}": v for (a, b), v in peaks.items()}, "kib_per_token": coeffs,
+                       "three_block_check": {"counted": peaks[(3, 3)], "formula": round(check),
+                                             "ratio": round(check / peaks[(3, 3)], 4)}}
+    print(json.dumps(report, indent=1))
     if args.json:
-        Path(args.json).write_text(text_out + "\n")
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -366,4 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import register as register_bench  # cheap: torch and the benchmark load in its handler
 
     register_bench(sub)
+    from .memplan.cli import register as register_plan  # cheap: the plan reads configs, no torch
+
+    register_plan(sub)
     return parser

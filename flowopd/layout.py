@@ -34,6 +34,8 @@ ADAPTER_DIR = "adapter"
 EMA_DIR = "ema"
 OLD_ADAPTER_DIR = "old"  # DiffusionNFT's frozen old adapter, in its checkpoint
 SAMPLES_DIR = "samples"
+TRACKERS_DIR = "trackers"  # a run's TensorBoard event files and offline wandb runs (flowopd.trackers)
+PROMPT_CACHE_DIR = "prompt-cache"  # a run's prompt embeddings (flowopd.models.prompt_cache)
 EXPORTS_DIR = "exports"
 REPORTS_DIR = "reports"  # reports a run produced (a recorded reproduce: report.md, results.json)
 STATE_FILE = "state.pt"
@@ -66,9 +68,9 @@ class CheckpointError(ValueError):
 __all__ = ["ADAPTER_DIR", "ADAPTER_META_FILE", "ADAPTER_WEIGHTS_FILE", "CHECKPOINT_DIR", "COLDSTART_FILE",
            "COMPARISON_FILE", "CONFIG_FILE", "CURVE_FILE", "DETAILS_FILE", "EMA_DIR", "EXPORTS_DIR", "EXPORT_FILE",
            "NEW_CHECKPOINT_DIR", "OLD_ADAPTER_DIR", "PLOTS_DIR", "PRETRAIN_CONFIG_FILE", "PRETRAIN_STATE_FILE",
-           "PREVIOUS_CHECKPOINT_DIR", "REPORTS_DIR", "REPORT_FILE", "RESULTS_FILE", "RESULT_FILE", "SAMPLES_DIR",
-           "SFT_FILE", "STATE_FILE", "TRAIN_FILE", "CheckpointError", "adapter_dir", "checkpoint_dir", "exports_dir",
-           "samples_dir"]
+           "PREVIOUS_CHECKPOINT_DIR", "PROMPT_CACHE_DIR", "REPORTS_DIR", "REPORT_FILE", "RESULTS_FILE",
+           "RESULT_FILE", "SAMPLES_DIR", "SFT_FILE", "STATE_FILE", "TRACKERS_DIR", "TRAIN_FILE", "CheckpointError",
+           "adapter_dir", "checkpoint_dir", "exports_dir", "samples_dir"]
 
 
 def checkpoint_dir(run_folder: str | Path) -> Path:

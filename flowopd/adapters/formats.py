@@ -25,6 +25,7 @@ included (its transformer is an ``SD3Transformer2DModel`` too, in pixel space).
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pathlib import Path
 from ..config.choices import EXPORT_FORMATS
 from ..models.presets import LORA_TARGET_MODULES
 from .files import META_NAME, WEIGHTS_NAME
+from .layouts import ALPHA, B, LayoutError, parse_key
 from .registry import AdapterError
 
 FLOWOPD, DIFFUSERS, COMFYUI, PEFT, FUSED = EXPORT_FORMATS
@@ -48,8 +50,6 @@ BACKENDS = {"SD3FlowModel": "sd3", "TinyFlowModel": "tiny"}  # model id prefix (
 FORMAT_BACKENDS: dict[str, tuple[str, ...] | None] = {FLOWOPD: None, PEFT: None, FUSED: None,  # None: any
                                                       DIFFUSERS: ("sd3",), COMFYUI: ("sd3",)}
 _BACKEND_NAMES = {"tiny": "the built-in tiny model", "sd3": "an SD3 model"}
-_KEY = re.compile(r"^(?P<prefix>base_model\.model\.|transformer\.)?(?P<module>.+?)\."
-                  r"(?:(?P<ab>lora_[AB])(?:\.[^.]+)?\.weight|(?P<alpha>alpha))$")
 
 
 class LoraFormatError(AdapterError):
@@ -65,8 +65,12 @@ class LoraFile:
     rank: int
     alpha: float
     target_modules: list[str]  # declared by the file, else the module names' last parts
-    modules: dict[str, tuple[list[int], list[int]]]  # module -> (A shape, B shape)
+    modules: dict[str, tuple[list[int], list[int]]]  # module -> (A shape, B shape), as imported
     base: str | None = None  # the base model the file names, if any
+    layout: str = "flowopd"  # the key layout (flowopd.adapters.layouts): diffusers, peft, kohya, native, ...
+    # Per-module scales folded into B when ranks or alphas differ by module (or rslora): the import is then a
+    # LoRA of the largest rank with alpha = rank (scale 1), A and B zero-padded, B times its module's scale.
+    scales: dict[str, float] | None = None
 
 
 def backend_of(base_model: str | None) -> str | None:
@@ -140,7 +144,7 @@ def _json(path: Path) -> dict:
     return data
 
 
-def _declared(fmt: str, weights: Path, metadata: dict, alphas: dict[str, float]) -> dict:
+def _declared(fmt: str, weights: Path, metadata: dict) -> dict:
     """The file's own description as LoraConfig-style fields: r, lora_alpha, target_modules, base."""
     if fmt == FLOWOPD:
         meta = _json(weights.parent / META_NAME)
@@ -148,17 +152,13 @@ def _declared(fmt: str, weights: Path, metadata: dict, alphas: dict[str, float])
                 "base": meta.get("base_model")}
     if fmt == PEFT:
         config = _json(weights.parent / PEFT_CONFIG)
-        unsupported = [k for k in ("rank_pattern", "alpha_pattern", "use_rslora", "use_dora") if config.get(k)]
-        if unsupported:
-            raise LoraFormatError(f"LoRA {weights.parent}: {PEFT_CONFIG} sets {unsupported}: only a plain LoRA of "
-                                  "one rank and alpha (scale alpha / r) can be read")
+        if config.get("use_dora"):
+            raise LoraFormatError(f"LoRA {weights.parent}: {PEFT_CONFIG} sets use_dora: a DoRA cannot be read as a "
+                                  "LoRA")
         return {**config, "base": config.get("base_model_name_or_path")}
     base = metadata.get(BASE_KEY)
     if fmt == COMFYUI:
-        if len(set(alphas.values())) > 1:
-            raise LoraFormatError(f"LoRA file {weights} has alphas {sorted(set(alphas.values()))} by layer: only a "
-                                  "LoRA of one alpha can be read")
-        return {"lora_alpha": next(iter(alphas.values()), None), "base": base}
+        return {"base": base}  # alphas are per module (read from the .alpha keys)
     try:
         config = json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
     except json.JSONDecodeError as err:
@@ -171,50 +171,96 @@ def _declared(fmt: str, weights: Path, metadata: dict, alphas: dict[str, float])
 
 
 def describe(path: str | Path, target_names: tuple[str, ...] = ()) -> LoraFile:
-    """Detect format, rank, alpha, target modules and named base of the LoRA at ``path`` (folder or file).
+    """Detect format, key layout, rank, alpha, target modules and named base of the LoRA at ``path``.
 
     ``target_names``: the model's LoRA target names (e.g. ``to_out.0``), to name a module's target when the
     file declares none (default: the paper's, :data:`flowopd.models.presets.LORA_TARGET_MODULES`). Reads the
-    header, the config and the ``.alpha`` scalars, no weight.
+    header, the config and the ``.alpha`` scalars, no weight. Ranks and alphas may differ by module (kohya's
+    ``.alpha`` keys, peft's ``rank_pattern`` / ``alpha_pattern``, ``use_rslora``): see :class:`LoraFile`.
 
     Raises:
-        LoraFormatError: not a LoRA of a known format, kohya-style keys, ranks or alphas that differ by layer.
+        LoraFormatError: not a LoRA of a known format or key layout (text-encoder LoRAs, LyCORIS and DoRA are
+            refused with the reason), A and B of different ranks, a rank that contradicts the config.
     """
     weights, fmt = locate(path)
     header = read_header(weights)
     metadata = header.pop("__metadata__", None) or {}
-    modules: dict[str, dict[str, list[int]]] = {}
-    alpha_keys: dict[str, str] = {}
-    for key, entry in header.items():
-        m = _KEY.match(key)
-        if m is None:
-            hint = (" (kohya lora_up/lora_down keys: convert it to diffusers keys, transformer.<module>.lora_A/B"
-                    ".weight, first)") if "lora_down" in key or "lora_up" in key else ""
-            raise LoraFormatError(f"LoRA file {weights} has key {key!r}, which is not a LoRA A/B weight or alpha{hint}")
-        if m["alpha"]:
-            alpha_keys[m["module"]] = key
-        else:
-            modules.setdefault(m["module"], {})[m["ab"]] = entry["shape"]
-    if not modules:
-        raise LoraFormatError(f"LoRA file {weights} holds no LoRA weights")
-    ranks = {shapes.get("lora_A", [0])[0] for shapes in modules.values()}
-    if len(ranks) != 1 or any(set(s) != {"lora_A", "lora_B"} for s in modules.values()):
-        raise LoraFormatError(f"LoRA file {weights} has ranks {sorted(ranks)} by layer or a layer without both A "
-                              "and B: only a LoRA of one rank over whole layers can be read")
-    rank = ranks.pop()
-    if set(alpha_keys) - set(modules) or (alpha_keys and set(modules) - set(alpha_keys)):
-        raise LoraFormatError(f"LoRA file {weights} has .alpha keys for some layers only: give every layer its alpha")
-    declared = _declared(fmt, weights, metadata, _read_scalars(weights, alpha_keys))
-    if declared.get("r") is not None and int(declared["r"]) != rank:
-        raise LoraFormatError(f"LoRA {weights}: its config says r={declared['r']} but its weights have rank {rank}: "
-                              "the files do not belong together")
+    layouts, shapes, alpha_keys = _parse_header(weights, header)
+    ranks = {m: s["lora_A"][0] for m, s in shapes.items()}
+    declared = _declared(fmt, weights, metadata)
+    scalars = _read_scalars(weights, alpha_keys)
+    rank_pattern, alpha_pattern = declared.get("rank_pattern") or {}, declared.get("alpha_pattern") or {}
+    for module, r in ranks.items():
+        want = _pattern_value(rank_pattern, module, declared.get("r") if not rank_pattern else None)
+        if want is not None and int(want) != r:
+            raise LoraFormatError(f"LoRA {weights}: its config says r={want} but its weights have rank {r} "
+                                  f"({module}): the files do not belong together")
+    default_alpha = declared.get("lora_alpha")
+    alphas = {m: float(scalars[m]) if m in scalars else
+              float(_pattern_value(alpha_pattern, m, default_alpha if default_alpha is not None else r))
+              for m, r in ranks.items()}  # diffusers' rule: no alpha is alpha = r (scale 1)
+    rslora = bool(declared.get("use_rslora"))
+    uniform = len(set(ranks.values())) == 1 and len(set(alphas.values())) == 1 and not rslora
+    rank = max(ranks.values())
+    if uniform and next(iter(alphas.values())) != 0:
+        alpha, scales = next(iter(alphas.values())), None
+        modules = {m: (s["lora_A"], s["lora_B"]) for m, s in shapes.items()}
+    else:
+        alpha = float(rank)
+        scales = {m: alphas[m] / (math.sqrt(ranks[m]) if rslora else ranks[m]) for m in ranks}
+        modules = {m: ([rank, s["lora_A"][1]], [s["lora_B"][0], rank]) for m, s in shapes.items()}
     targets = declared.get("target_modules")
     if not isinstance(targets, list | tuple) or not targets:  # a regex (peft allows one) or nothing: use the keys
         names = target_names or LORA_TARGET_MODULES
         targets = {next((t for t in names if n == t or n.endswith("." + t)), n.split(".")[-1]) for n in modules}
-    shapes = {name: (s["lora_A"], s["lora_B"]) for name, s in modules.items()}
-    alpha = float(declared.get("lora_alpha") or rank)  # diffusers' rule: no alpha is alpha = r (scale 1)
-    return LoraFile(weights, fmt, int(rank), alpha, sorted(targets), shapes, declared.get("base"))
+    return LoraFile(weights, fmt, int(rank), float(alpha), sorted(targets), modules, declared.get("base"),
+                    layout="+".join(sorted(layouts)), scales=scales)
+
+
+def _parse_header(weights: Path, header: dict) -> tuple[set[str], dict[str, dict[str, list[int]]], dict[str, str]]:
+    """The layouts, each module's A and B shapes (a fused qkv's B split by rows) and each module's alpha key."""
+    shapes: dict[str, dict[str, list[int]]] = {}
+    alpha_keys: dict[str, str] = {}
+    layouts: set[str] = set()
+    for key, entry in header.items():
+        try:
+            parsed = parse_key(key)
+        except LayoutError as err:
+            raise LoraFormatError(f"LoRA file {weights}: {err}") from None
+        layouts.add(parsed.layout)
+        if parsed.part == ALPHA:
+            alpha_keys.update(dict.fromkeys(parsed.modules, key))
+            continue
+        shape = list(entry["shape"])
+        if len(shape) != 2:
+            raise LoraFormatError(f"LoRA file {weights}: {key} has shape {shape}: only linear layers' LoRAs (2-D A "
+                                  "and B) can be read, not a LoCon's convolution")
+        if parsed.part == B and len(parsed.modules) > 1:
+            if shape[0] % len(parsed.modules):
+                raise LoraFormatError(f"LoRA file {weights}: {key} has {shape[0]} rows, not 3 equal q/k/v parts")
+            shape = [shape[0] // len(parsed.modules), shape[1]]
+        for module in parsed.modules:
+            shapes.setdefault(module, {})[parsed.part] = shape
+    if not shapes:
+        raise LoraFormatError(f"LoRA file {weights} holds no LoRA weights")
+    for module, s in shapes.items():
+        if set(s) != {"lora_A", "lora_B"}:
+            raise LoraFormatError(f"LoRA file {weights}: module {module} has no {'B' if 'lora_A' in s else 'A'} "
+                                  "weight: only whole layers (A and B) can be read")
+        if s["lora_A"][0] != s["lora_B"][1]:
+            raise LoraFormatError(f"LoRA file {weights}: module {module} has A of rank {s['lora_A'][0]} and B of "
+                                  f"rank {s['lora_B'][1]}: the file is corrupt")
+    if set(alpha_keys) - set(shapes) or (alpha_keys and set(shapes) - set(alpha_keys)):
+        raise LoraFormatError(f"LoRA file {weights} has .alpha keys for some layers only: give every layer its alpha")
+    return layouts, shapes, alpha_keys
+
+
+def _pattern_value(pattern: dict, module: str, default):
+    """peft's per-module override: the value of the first pattern that ends the module's name."""
+    for key, value in pattern.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
 
 
 def _read_scalars(weights: Path, keys: dict[str, str]) -> dict[str, float]:
@@ -227,15 +273,32 @@ def _read_scalars(weights: Path, keys: dict[str, str]) -> dict[str, float]:
 
 
 def read(path: str | Path, target_names: tuple[str, ...] = ()) -> tuple[LoraFile, dict]:
-    """:func:`describe` and the weights under our keys ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``."""
+    """:func:`describe` and the weights under our keys ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``
+    (a fused qkv split, per-module scales folded in).
+
+    Raises:
+        LoraFormatError: as :func:`describe`, or a weight that is not finite.
+    """
+    import torch
     from safetensors.torch import load_file
 
     info = describe(path, target_names)
     tensors = {}
     for key, t in load_file(str(info.path)).items():
-        m = _KEY.match(key)
-        if m["ab"]:
-            tensors[f"{m['module']}.{m['ab']}.weight"] = t.contiguous()
+        parsed = parse_key(key)
+        if parsed.part == ALPHA:
+            continue
+        if not torch.isfinite(t).all():
+            raise LoraFormatError(f"LoRA file {info.path}: {key} holds NaN or infinite values: the file is corrupt")
+        parts = t.chunk(len(parsed.modules)) if parsed.part == B else [t] * len(parsed.modules)
+        for module, part in zip(parsed.modules, parts, strict=True):
+            tensors[f"{module}.{parsed.part}.weight"] = part.contiguous()
+    if info.scales is not None:
+        for module, scale in info.scales.items():
+            a, b = tensors[f"{module}.lora_A.weight"], tensors[f"{module}.lora_B.weight"]
+            pad = info.rank - a.shape[0]
+            tensors[f"{module}.lora_A.weight"] = torch.cat([a, a.new_zeros(pad, a.shape[1])])
+            tensors[f"{module}.lora_B.weight"] = torch.cat([b * scale, b.new_zeros(b.shape[0], pad)], dim=1)
     return info, tensors
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.base import ConfigBase, fail, option
-from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, PRECISIONS
+from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, PRECISIONS, REPORT_TARGETS
 from ..config.fields import check_task_rewards, check_weights
 from ..models.presets import SD35_MEDIUM
 from ..reward_names import SD35_TASK_REWARDS
@@ -29,6 +29,9 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
                               choices=MERGE_COMBINATIONS, group="merge")
     svd_rank: int | None = option(None, "rank of an svd merge; None = the largest teacher rank", min=1, group="merge")
     model: str | None = option(None, "base model (as in the GRPO config); None = the built-in tiny model", group="SFT")
+    resolution: int | None = option(None, "image side in pixels of an SD3 base (None = its family's: 512 for SD3.5 "
+                                    "Medium, 1024 for Large and SD3); the tiny model draws its own size", min=16,
+                                    max=4096, group="SFT")
     seed: int = option(0, "random seed", min=0, group="SFT")
     lora_rank: int = option(8, "rank of the SFT / none student LoRA", min=1, group="SFT")
     lora_alpha: float = option(16.0, "alpha of the SFT / none student LoRA", min=0, min_open=True, group="SFT")
@@ -40,6 +43,9 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     sft_best_of: int = option(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)",
                               min=1, group="SFT")
     sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
+    report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
+                            "the run folder) | wandb (offline unless configured); the package is optional",
+                            choices=REPORT_TARGETS, group="SFT")
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass of sft (less memory, a slower step); None = on for SD3, off "
                                                  "for the tiny model", group="SFT")
@@ -71,4 +77,5 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     def sd35_medium(cls, **overrides: Any) -> ColdStartConfig:
         """SD3.5-M: r 32 / alpha 64, 40-step teacher samples at CFG 4.5, SFT lr 1e-4."""
         return cls(**{"model": SD35_MEDIUM, "lora_rank": 32, "lora_alpha": 64.0, "eval_steps": 40, "guidance": 4.5,
-                      "sft_steps": 1000, "sft_batch_size": 24, "task_rewards": dict(SD35_TASK_REWARDS), **overrides})
+                      "sft_steps": 1000, "sft_batch_size": 24, "task_rewards": dict(SD35_TASK_REWARDS),
+                      "mixed_precision": "bf16", **overrides})

@@ -38,6 +38,7 @@ from ..events import Clock, StopRequested, TrainingCallback, as_callback, begin
 from ..flow_matching import clipped_step, flow_matching_loss
 from ..layout import COLDSTART_FILE, adapter_dir
 from ..models.base import FlowModel, PromptEmbeds
+from ..models.prompt_cache import cache_prompts
 from ..rewards import get_reward
 from ..sampling import sample
 from ..training.dist import cast_base
@@ -91,6 +92,8 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, 
         data.append(_teacher_samples(model, cfg, task, name, guidance))
     x_all = torch.cat([x for x, _ in data])
     cond_all = PromptEmbeds(torch.cat([c.seq for _, c in data]), torch.cat([c.pooled for _, c in data]))
+    if model.default_cache_prompts:  # SD3: the text encoders leave the GPU while the student trains
+        cache_prompts(model, [])
     add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
     cast_base(model, cfg.mixed_precision)  # a half-precision frozen base, an fp32 LoRA
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..models.presets import SD35_MEDIUM
 from .base import ConfigBase, fail, option
-from .choices import EMA_WARMUPS, LR_SCHEDULES, PRECISIONS
+from .choices import EMA_WARMUPS, LR_SCHEDULES, PRECISIONS, REPORT_TARGETS
 from .fields import check_reward_weights, check_weights
 
 __all__ = ["ForwardRLConfig", "RLConfig", "SDERLConfig"]
@@ -31,6 +31,9 @@ class RLConfig(ConfigBase):
     # model and rollouts
     model: str | None = option(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = built-in",
                                group="rollouts")
+    resolution: int | None = option(None, "image side in pixels of an SD3 base (None = its family's: 512 for SD3.5 "
+                                    "Medium, 1024 for Large and SD3); the tiny model draws its own size", min=16,
+                                    max=4096, group="rollouts")
     seed: int = option(0, "random seed of prompts, noise and initialisation", min=0, group="rollouts")
     num_steps: int = option(10, "SDE steps per training rollout (the paper's T = 10)",
                             min=1, max=1000, group="rollouts")
@@ -75,6 +78,12 @@ class RLConfig(ConfigBase):
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass (less memory, a slower step); None = on for SD3, off for "
                                                  "the tiny model", group="LoRA and EMA")
+    report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
+                            "the run folder) | wandb (offline unless configured); the package is optional",
+                            choices=REPORT_TARGETS, group="LoRA and EMA")
+    cache_prompt_embeddings: bool | None = option(None, "encode the run's prompts once and keep the text "
+                                                  "encoders off the accelerator while training; None = on for "
+                                                  "SD3, off for the tiny model", group="LoRA and EMA")
     decode_chunk: int = option(0, "latents the rollout's VAE decode takes at a time (its memory grows with it); 0 = "
                                "the whole batch at once", min=0, group="LoRA and EMA")
     checkpoint_every: int = option(10, "save a resumable checkpoint every this many epochs", min=1, group="bookkeeping")
@@ -155,8 +164,11 @@ class SDERLConfig(RLConfig):
     def _sd35(cls, **values: Any) -> Any:
         base = dict(model=SD35_MEDIUM, num_steps=10, eval_steps=40, guidance=4.5, lora_rank=32, lora_alpha=64.0,
                     mixed_precision="fp16", checkpoint_every=60, eval_every=60, epochs=1000,
-                    timestep_fraction=0.99, clean_untrained_steps=False)
+                    timestep_fraction=0.99, clean_untrained_steps=False, decode_chunk=SD35_DECODE_CHUNK)
         return cls(**{**base, **values})
+
+
+SD35_DECODE_CHUNK = 8  # the rollout decodes 8 images at a time on SD3.5: a 48-image batch in one call needs 24 GiB
 
 
 @dataclass

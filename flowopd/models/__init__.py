@@ -40,8 +40,10 @@ def looks_like_hub_id(name: str) -> bool:
     return bool(_HUB_ID_RE.match(name)) and ".." not in name
 
 
-def load_model(path: str | Path | None = None, *, device: torch.device | str = "cpu") -> FlowModel:
-    """Load a model by what ``path`` is.
+def load_model(path: str | Path | None = None, *, device: torch.device | str = "cpu",
+               resolution: int | None = None) -> FlowModel:
+    """Load a model by what ``path`` is; ``resolution``: an SD3 base's image side (None: its family's default;
+    a tiny model draws its own size, and another one is refused).
 
     * ``None``: the built-in tiny checkpoint (``DEFAULT_MODEL_DIR``);
     * a folder whose ``config.json`` says ``"backend": "tiny"``: a tiny checkpoint (``flowopd pretrain``);
@@ -51,10 +53,8 @@ def load_model(path: str | Path | None = None, *, device: torch.device | str = "
         FileNotFoundError: ``path`` does not exist and is not a Hub id (or the Hub id is not available).
         ValueError: the folder is neither kind of checkpoint, or is corrupt.
     """
-    from .tiny import TinyFlowModel
-
     if path is None:
-        return TinyFlowModel.load(DEFAULT_MODEL_DIR).to(device)
+        return _tiny(DEFAULT_MODEL_DIR, device, resolution)
     folder = Path(path).expanduser()
     if folder.is_dir():
         config = folder / "config.json"
@@ -64,14 +64,14 @@ def load_model(path: str | Path | None = None, *, device: torch.device | str = "
             except (json.JSONDecodeError, AttributeError) as err:
                 raise ValueError(f"{config} is not a valid model config ({err}): re-run `flowopd pretrain`") from None
             if backend == "tiny":
-                return TinyFlowModel.load(folder).to(device)
+                return _tiny(folder, device, resolution)
             if not (folder / "model_index.json").is_file():
                 raise ValueError(f"{folder} has a config.json with backend {backend!r}, which flowopd cannot "
                                  "load: pass a tiny checkpoint (backend 'tiny') or a diffusers SD3 pipeline folder")
         if (folder / "model_index.json").is_file():
             from .sd3 import SD3FlowModel
 
-            return SD3FlowModel.from_pretrained(folder, device=device)
+            return SD3FlowModel.from_pretrained(folder, device=device, image_size=resolution)
         raise ValueError(f"{folder} is not a model folder (no config.json or model_index.json): pass a folder "
                          "written by `flowopd pretrain`, a diffusers SD3 pipeline folder, or omit --model")
     if folder.exists():
@@ -79,7 +79,17 @@ def load_model(path: str | Path | None = None, *, device: torch.device | str = "
     if looks_like_hub_id(str(path)):
         from .sd3 import SD3FlowModel
 
-        return SD3FlowModel.from_pretrained(str(path), device=device)
+        return SD3FlowModel.from_pretrained(str(path), device=device, image_size=resolution)
     raise FileNotFoundError(f"model folder {path} does not exist: pass a folder written by `flowopd pretrain`, "
                             "a diffusers SD3 pipeline folder or a Hub id such as "
                             "stabilityai/stable-diffusion-3.5-medium, or omit --model for the built-in tiny model")
+
+
+def _tiny(folder: Path, device: torch.device | str, resolution: int | None) -> TinyFlowModel:
+    from .tiny import TinyFlowModel
+
+    model = TinyFlowModel.load(folder).to(device)
+    if resolution is not None and resolution != model.image_size:
+        raise ValueError(f"resolution={resolution} is invalid for the tiny model {folder}, which draws "
+                         f"{model.image_size} px images: leave resolution unset (it is for SD3 bases)")
+    return model

@@ -64,6 +64,9 @@ class FlowModel(ABC):
     # Whether training recomputes the transformer's block activations in the backward pass by default: on for
     # SD3 (activations dominate its training memory), off for the tiny model (they are small; it costs time).
     default_gradient_checkpointing: bool = False
+    # Whether a trainer encodes its prompts once and moves the text encoders off the accelerator by default
+    # (flowopd.models.prompt_cache): on for SD3 (10 GiB of encoders), off for the tiny model (nothing to free).
+    default_cache_prompts: bool = False
     _pinned_model_id: str | None = None
 
     def set_gradient_checkpointing(self, enabled: bool | None) -> bool:

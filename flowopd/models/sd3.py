@@ -37,6 +37,7 @@ class SD3FlowModel(FlowModel):
     """
 
     default_gradient_checkpointing = True  # activations dominate SD3's training memory (docs/sd35.md)
+    default_cache_prompts = True  # the three text encoders are 10 GiB in half precision
 
     def __init__(self, pipe: StableDiffusion3Pipeline, image_size: int = 512, max_sequence_length: int = 128):
         self.pipe = pipe
@@ -47,8 +48,8 @@ class SD3FlowModel(FlowModel):
         step = self.vae_scale_factor * tcfg.patch_size
         largest = tcfg.pos_embed_max_size * step
         if image_size % step or not step <= image_size <= largest:
-            raise ValueError(f"image_size {image_size} does not suit this model: use a multiple of {step} "
-                             f"from {step} to {largest} pixels")
+            raise ValueError(f"resolution {image_size} does not suit this model: pass --resolution (the config's "
+                             f"resolution field) as a multiple of {step} from {step} to {largest} pixels")
         if max_sequence_length < 1:
             raise ValueError(f"max_sequence_length {max_sequence_length} must be >= 1 (SD3.5 uses up to 256)")
         self.image_size = image_size
@@ -107,8 +108,8 @@ class SD3FlowModel(FlowModel):
                         max_sequence_length: int | None = None) -> SD3FlowModel:
         """Load a pipeline folder or a Hub id (offline: only if cached).
 
-        ``image_size`` and ``max_sequence_length`` default to those saved by :meth:`save_pretrained`,
-        else 512 and 128 (Flow-GRPO's SD3.5-M settings).
+        ``image_size`` (the resolution) and ``max_sequence_length`` default to those saved by
+        :meth:`save_pretrained`, else the family's resolution (:func:`default_resolution`) and 128.
 
         Raises:
             FileNotFoundError: the folder does not exist, or the Hub id is not cached and cannot be fetched.
@@ -140,9 +141,18 @@ class SD3FlowModel(FlowModel):
         except (ValueError, KeyError, RuntimeError, TypeError) as err:  # missing components, shape mismatches
             raise ValueError(f"{name} is not a loadable StableDiffusion3Pipeline ({_short(err)}): {_FIX}") from None
         log.info("loaded SD3 pipeline %s (%s)", name, dtype)
-        model = cls(pipe, image_size=image_size or settings.get("image_size", 512),
+        model = cls(pipe, image_size=image_size or settings.get("image_size")
+                    or default_resolution(pipe.transformer, 2 ** (len(pipe.vae.config.block_out_channels) - 1)),
                     max_sequence_length=max_sequence_length or settings.get("max_sequence_length", 128))
         return model.to(device)
+
+
+def default_resolution(transformer, vae_factor: int = 8) -> int:
+    """The family's resolution: 1024 for SD3.5 Large (38 blocks) and SD3 Medium (no dual-attention blocks), 512
+    for SD3.5 Medium (Flow-GRPO's setting); never more than the position table covers."""
+    cfg = transformer.config
+    side = 1024 if cfg.num_layers >= 38 or not getattr(cfg, "dual_attention_layers", ()) else 512
+    return min(side, cfg.pos_embed_max_size * cfg.patch_size * vae_factor)
 
 
 def _check_folder(folder: Path) -> dict:

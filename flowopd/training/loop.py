@@ -43,8 +43,9 @@ from accelerate import Accelerator
 
 from ..adapters import add_lora, drop_adapter, replace_adapter, save_adapter, trainable_parameters, use_adapter
 from ..events import Sample, TrainingCallback, as_callback, begin
-from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR
+from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR, PROMPT_CACHE_DIR
 from ..models.base import FlowModel, PromptEmbeds, to_pil
+from ..models.prompt_cache import cache_prompts
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts
 from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
@@ -131,6 +132,9 @@ class RLTrainer:
         self.params = trainable_parameters(model, self.name)
         prepare_model(model, self.acc, cfg.mixed_precision)
         model.set_gradient_checkpointing(cfg.gradient_checkpointing)
+        cache = model.default_cache_prompts if cfg.cache_prompt_embeddings is None else cfg.cache_prompt_embeddings
+        if cache:  # after prepare_model, which places every module on the accelerator
+            cache_prompts(model, self.run_prompts(), self.out / PROMPT_CACHE_DIR)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                                      weight_decay=cfg.weight_decay)
         total = cfg.epochs * cfg.optimizer_steps_per_epoch
@@ -307,6 +311,12 @@ class RLTrainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One rollout and its optimizer steps; returns the epoch's metrics (gathered over processes)."""
         raise NotImplementedError
+
+    def run_prompts(self) -> list[str]:
+        """The prompts this run encodes: its tasks' training prompts and the sample images' test prompts."""
+        tasks = [t for t, w in self.cfg.prompt_tasks.items() if w > 0]
+        return ([r["prompt"] for t in tasks for r in load_prompts(t, "train")]
+                + [r["prompt"] for t in self.sample_tasks() for r in load_prompts(t, "test")[:SAMPLES_PER_TASK]])
 
     def sample_tasks(self) -> list[str]:
         """Tasks whose test prompts the callback's sample images show."""

@@ -123,3 +123,32 @@ def test_lora_targets_exist_in_sd3_transformer() -> None:
     transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=list(LORA_TARGET_MODULES)))
     lora = [n for n, p in transformer.named_parameters() if "lora_" in n]
     assert lora and all(p.requires_grad for n, p in transformer.named_parameters() if "lora_" in n)
+
+
+def test_the_resolution_is_a_parameter_not_a_hidden_file(tmp_path) -> None:
+    from flowopd.models.sd3 import SETTINGS_FILE, default_resolution
+
+    m = SD3FlowModel(tiny_random_pipeline(seed=1), image_size=32, max_sequence_length=16)
+    m.save_pretrained(tmp_path)
+    (tmp_path / SETTINGS_FILE).unlink()  # a pipeline folder as diffusers writes it
+    plain = load_model(str(tmp_path))
+    assert plain.image_size == default_resolution(m.transformer, m.vae_scale_factor)  # the family's, capped
+    assert load_model(str(tmp_path), resolution=16).image_size == 16
+    with pytest.raises(ValueError, match="resolution 25 does not suit.*pass --resolution"):
+        load_model(str(tmp_path), resolution=25)
+    with pytest.raises(ValueError, match="resolution=64 is invalid for the tiny model.*leave resolution unset"):
+        load_model(None, resolution=64)
+
+
+def test_family_default_resolutions() -> None:
+    from types import SimpleNamespace
+
+    from flowopd.models.sd3 import default_resolution
+
+    def t(layers, dual):
+        return SimpleNamespace(config=SimpleNamespace(num_layers=layers, dual_attention_layers=dual,
+                                                      pos_embed_max_size=384 if dual else 192, patch_size=2))
+
+    assert default_resolution(t(24, tuple(range(13)))) == 512  # SD3.5 Medium: Flow-GRPO's setting
+    assert default_resolution(t(38, ())) == 1024  # SD3.5 Large
+    assert default_resolution(t(24, ())) == 1024  # SD3 Medium

@@ -113,8 +113,8 @@ def test_import_refuses_mismatches_clearly(sd3, small_model, tmp_path):
     (peft / "adapter_config.json").write_text(json.dumps({**config, "r": 8}))
     with pytest.raises(ImportRefused, match="config says r=8 but its weights have rank 4"):
         inspect_lora(peft)
-    (peft / "adapter_config.json").write_text(json.dumps({**config, "use_rslora": True}))
-    with pytest.raises(ImportRefused, match=r"sets \['use_rslora'\]: only a plain LoRA"):
+    (peft / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(ImportRefused, match=r"sets use_dora: a DoRA cannot be read as a LoRA"):
         inspect_lora(peft)
     (peft / "adapter_config.json").write_text(json.dumps(config))
     info = check_lora(inspect_lora(peft, tuple(small_model.lora_target_modules)), small_model)  # SD3 LoRA, tiny model

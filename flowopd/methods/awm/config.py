@@ -13,7 +13,7 @@ from typing import Any
 from ...config.base import fail, option
 from ...config.choices import AWM_WEIGHTINGS, EMA_TARGET_SCHEDULES
 from ...config.fields import sd35_reward_overrides
-from ...config.rl import ForwardRLConfig
+from ...config.rl import SD35_DECODE_CHUNK, ForwardRLConfig
 from ...models.presets import SD35_MEDIUM
 
 __all__ = ["AWMConfig", "RELEASED_REF_WEIGHTS", "released_ref_weight"]
@@ -116,7 +116,8 @@ class AWMConfig(ForwardRLConfig, kind="awm"):
         SA-Solver; Euler here) with 6 trained noise levels per sample among levels 1-11, the released recipe
         (:meth:`released`: ghuber, advantages to +-1, the EMA pull, the task's KL weight), LoRA r 32 / alpha 64."""
         base = dict(model=SD35_MEDIUM, num_steps=14, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
-                    mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
+                    mixed_precision="fp16",
+                    decode_chunk=SD35_DECODE_CHUNK, checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
                     train_batch_size=8, lr=3e-4, timesteps_per_sample=6)
         rewards = sd35_reward_overrides(cls, overrides)
         return cls.released(**{**base, **rewards, **overrides})

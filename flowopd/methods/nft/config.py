@@ -12,7 +12,7 @@ from typing import Any
 
 from ...config.base import option
 from ...config.fields import sd35_reward_overrides
-from ...config.rl import ForwardRLConfig
+from ...config.rl import SD35_DECODE_CHUNK, ForwardRLConfig
 from ...models.presets import SD35_MEDIUM
 
 __all__ = ["NFTConfig"]
@@ -66,6 +66,7 @@ class NFTConfig(ForwardRLConfig, kind="nft"):
         """DiffusionNFT's SD3.5-M settings (``config/nft.py``): lr 3e-4, group 24, beta 1, 10 CFG-free ODE
         steps with 9 trained noise levels per sample, LoRA r 32 / alpha 64."""
         base = dict(model=SD35_MEDIUM, num_steps=10, eval_steps=40, guidance=1.0, lora_rank=32, lora_alpha=64.0,
-                    mixed_precision="fp16", checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
+                    mixed_precision="fp16",
+                    decode_chunk=SD35_DECODE_CHUNK, checkpoint_every=60, epochs=1000, batch_size=48, group_size=24,
                     train_batch_size=8, lr=3e-4, timesteps_per_sample=9)
         return cls(**{**base, **sd35_reward_overrides(cls, overrides), **overrides})

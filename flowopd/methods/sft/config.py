@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config.base import ConfigBase, fail, option
-from ...config.choices import PRECISIONS
+from ...config.choices import PRECISIONS, REPORT_TARGETS
 from ...datasets import RESIZE_MODES
 from ...models.presets import SD35_MEDIUM
 
@@ -39,6 +39,9 @@ class SFTConfig(ConfigBase, kind="sft"):
                                     "pretraining's 0.1)", min=0, max=1, max_open=True, group="data")
     model: str | None = option(None, "base model: tiny checkpoint folder, SD3 pipeline folder, Hub id; None = "
                                "built-in", group="model")
+    resolution: int | None = option(None, "image side in pixels of an SD3 base (None = its family's: 512 for SD3.5 "
+                                    "Medium, 1024 for Large and SD3); the tiny model draws its own size", min=16,
+                                    max=4096, group="model")
     seed: int = option(0, "random seed of the LoRA's initialisation, the image order, the noise and the timesteps",
                        min=0, group="model")
     lora_rank: int = option(8, "rank of the new LoRA", min=1, group="model")
@@ -56,6 +59,9 @@ class SFTConfig(ConfigBase, kind="sft"):
                                min=0, group="run")
     mixed_precision: str = option("no", "no | fp16 | bf16 for the frozen base (the LoRA stays fp32), as the RL "
                                   "stages", choices=PRECISIONS, group="run")
+    report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
+                            "the run folder) | wandb (offline unless configured); the package is optional",
+                            choices=REPORT_TARGETS, group="run")
     gradient_checkpointing: bool | None = option(None, "recompute the transformer's activations in the backward "
                                                  "pass (less memory, a slower step); None = on for SD3, off for "
                                                  "the tiny model", group="run")
@@ -93,4 +99,4 @@ class SFTConfig(ConfigBase, kind="sft"):
         teacher; these are common style-LoRA settings)."""
         return cls(**{"model": SD35_MEDIUM, "lora_rank": 32, "lora_alpha": 32.0, "lr": 1e-4, "batch_size": 8,
                       "steps": 2000, "checkpoint_every": 250, "sample_every": 250, "eval_steps": 40,
-                      "guidance": 4.5, **overrides})
+                      "guidance": 4.5, "mixed_precision": "bf16", **overrides})

@@ -42,8 +42,9 @@ from ...adapters import add_lora, drop_adapter, replace_adapter, save_adapter, t
 from ...datasets import load_image_set
 from ...events import Sample, TrainingCallback, as_callback, begin
 from ...flow_matching import FlowMatchingLoss, clipped_step, flow_matching_loss
-from ...layout import ADAPTER_DIR, SFT_FILE
+from ...layout import ADAPTER_DIR, PROMPT_CACHE_DIR, SFT_FILE
 from ...models.base import FlowModel, PromptEmbeds, to_pil
+from ...models.prompt_cache import cache_prompts
 from ...sampling import generate
 from ...training.checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
 from ...training.dist import make_accelerator, prepare_model
@@ -105,6 +106,8 @@ class SFTTrainer:
             self.reg_x, self.reg_cond = encode_set(self.model, self.reg)
         with torch.no_grad():
             self.uncond = self.model.uncond_embeds(1)
+        if self.model.default_cache_prompts:  # SD3: the encoders leave the GPU; the samples' captions are cached
+            cache_prompts(self.model, self.data.captions[:self.cfg.sample_count], self.out / PROMPT_CACHE_DIR)
 
     def init_adapter(self, resume: bool) -> None:
         """The LoRA (from the checkpoint on resume, else fresh), AdamW, and on resume the step and RNG states."""
