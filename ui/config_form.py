@@ -24,6 +24,9 @@ def field_widget(info: FieldInfo, value: Any, prefix: str = "field") -> gr.compo
         return gr.Checkbox(value=value, label=label, info=help_, elem_id=f"{prefix}-{info.name}")
     if info.choices:
         return gr.Dropdown(list(info.choices), value=value, label=label, info=help_, elem_id=f"{prefix}-{info.name}")
+    if t.startswith(("int", "float")) and "None" in t:  # a Number cannot be empty: None would show (and send) 0
+        return gr.Textbox(value="" if value is None else str(value), label=label, info=help_ + "; empty = None",
+                          elem_id=f"{prefix}-{info.name}")
     if t.startswith(("int", "float")):  # bounds in the help, checked by the config: its message names the field
         return gr.Number(value=value, label=label, info=help_, precision=0 if t.startswith("int") else None,
                          elem_id=f"{prefix}-{info.name}")

@@ -5,7 +5,10 @@ a queued run, an imported LoRA's evaluation an ``eval`` run)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -13,7 +16,7 @@ from flowopd.config.presets import PRESET_NAMES
 from flowopd.reward_names import REWARD_NAMES, reward_problem
 from flowopd.world.prompts import TASKS
 
-from ..services import base_models, lora_import, teachers
+from ..services import base_models, lora_import, teachers, uploads
 from ..services.config_forms import TEACHER_OWN, build_config, parse_weights, preset_values, teacher_algorithms
 from ..services.distill import teacher_cli
 from .config_form import guarded, settings_form
@@ -45,6 +48,11 @@ class ModelsWidgets:
     inspect: gr.Button
     do_import: gr.Button
     imp_info: gr.Markdown
+    imp_file: gr.File
+    imp_upload: gr.Button
+    set_file: gr.File
+    set_unpack: gr.Button
+    set_info: gr.Markdown
     table: gr.Dataframe
     refresh: gr.Button
     eval_name: gr.Dropdown
@@ -80,6 +88,15 @@ def render(state: AppState) -> ModelsWidgets:
     for algo in algorithms:
         with gr.Group(visible=algo == algorithms[0]) as group:
             forms[algo] = (group, settings_form(algo, "quick", TEACHER_OWN))
+    with gr.Accordion("An SFT teacher from your own images (upload a zip)", open=False):
+        gr.Markdown("A zip of images with same-name .txt captions or a metadata.jsonl (as `flowopd train sft --data` "
+                    f"reads a folder); up to {uploads.ZIP_MAX_BYTES // 1024 ** 2} MiB and {uploads.ZIP_MAX_FILES} "
+                    "files. Unpacking checks the set and puts its folder in the sft settings' `data`; then choose "
+                    "the sft algorithm and start the teacher.")
+        with gr.Row():
+            set_file = gr.File(label="Image set (.zip)", file_types=[".zip"], type="filepath", elem_id="set-upload")
+            set_unpack = gr.Button("Unpack as the sft data", elem_id="set-unpack")
+        set_info = gr.Markdown(elem_id="set-info")
     start = gr.Button("Start teacher", variant="primary", elem_id="start-teacher")
     status = gr.Markdown()
     with gr.Accordion("Config JSON and equivalent command", open=False):
@@ -95,7 +112,11 @@ def render(state: AppState) -> ModelsWidgets:
     with gr.Row():
         inspect = gr.Button("Inspect")
         do_import = gr.Button("Import", variant="primary")
-    imp_info = gr.Markdown()
+    with gr.Row():
+        imp_file = gr.File(label=f"...or upload a .safetensors LoRA (up to {uploads.LORA_MAX_BYTES // 1024 ** 3} GiB)",
+                           file_types=[".safetensors"], type="filepath", elem_id="lora-upload")
+        imp_upload = gr.Button("Import the upload", elem_id="import-upload")
+    imp_info = gr.Markdown(elem_id="import-info")
     gr.Markdown("### Teachers")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Teachers in the store")
     with gr.Row():
@@ -105,6 +126,7 @@ def render(state: AppState) -> ModelsWidgets:
         remove = gr.Button("Remove from the teachers", variant="stop")
     return ModelsWidgets(base_kind, base_path, base_button, base_info, name, task, rewards, prompts, algorithm, preset,
                          forms, start, request, cli, status, imp_path, imp_name, imp_task, inspect, do_import, imp_info,
+                         imp_file, imp_upload, set_file, set_unpack, set_info,
                          table, refresh, eval_name, evaluate, remove)
 
 
@@ -180,6 +202,33 @@ def import_lora(state: AppState, path: str, name: str, task: str):
             f"is run `{run_id}`.")
 
 
+def import_upload(state: AppState, upload: str | None, name: str, task: str):
+    """Import an uploaded .safetensors LoRA: the upload's caps, then the path import's checks."""
+    if not upload:
+        raise ValueError("LoRA upload: no file uploaded: drop a .safetensors file on the upload box first")
+    return import_lora(state, str(uploads.check_lora_upload(upload)), name, task)
+
+
+def unpack_image_set(state: AppState, upload: str | None, name: str):
+    """Unpack an uploaded image-set zip into the data folder, check it as ``train sft --data`` would, and put
+    its folder in the sft form's ``data``; returns (data value, message)."""
+    from flowopd.datasets import load_image_set
+
+    if not upload:
+        raise ValueError("Image set upload: no file uploaded: drop a .zip on the upload box first")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", (name or "").strip() or Path(upload).stem).strip("-") or "image-set"
+    root = state.data_folder / uploads.UPLOADS_DIR / "image-sets"
+    dest = next(root / f"{stem}-{i}" for i in range(1, 10_000) if not (root / f"{stem}-{i}").exists())
+    folder = uploads.unpack_image_set(upload, dest)
+    try:
+        data = load_image_set(folder, state.model.image_size)
+    except ValueError as err:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise ValueError(f"Image set upload: {err}") from None
+    return str(folder), (f"Unpacked **{len(data.captions)}** images with captions ({data.source}) into `{folder}`: "
+                         "it is now the sft settings' data. Choose the sft algorithm and start the teacher.")
+
+
 def remove_teacher(state: AppState, name: str):
     """Unregister a teacher: its adapter and runs stay (a run can then be deleted in Runs)."""
     name = (name or "").strip()
@@ -232,6 +281,11 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     # which is read again afterwards whatever happened.
     w.do_import.click(guarded(lambda p, n, t: import_lora(state, p, n, t)), [w.imp_path, w.imp_name, w.imp_task],
                       w.imp_info, api_name="import_lora").then(table, None, listing, **hidden)
+    w.imp_upload.click(guarded(lambda f, n, t: import_upload(state, f, n, t)), [w.imp_file, w.imp_name, w.imp_task],
+                       w.imp_info, api_name="import_lora_upload").then(table, None, listing, **hidden)
+    if "sft" in w.forms:  # the unpacked folder becomes the sft form's data
+        w.set_unpack.click(guarded(lambda f, n: unpack_image_set(state, f, n)), [w.set_file, w.name],
+                           [w.forms["sft"][1]["data"], w.set_info], api_name="unpack_image_set")
     w.evaluate.click(guarded(lambda n: evaluate_teacher(state, n)), w.eval_name, w.status, api_name="evaluate_teacher")
     w.remove.click(guarded(lambda n: remove_teacher(state, n)), w.eval_name, w.status,
                    api_name="remove_teacher").then(table, None, listing, **hidden)

@@ -21,9 +21,10 @@ MERGE_COMBINATIONS = ("cat", "svd")  # how the merge modes combine the teachers'
 PRECISIONS = ("no", "fp16", "bf16")
 EMA_WARMUPS = ("mean", "legacy")  # flowopd.training.ema's warm-ups
 LR_SCHEDULES = ("constant", "cosine", "linear")
+REPORT_TARGETS = ("none", "tensorboard", "wandb")  # flowopd.trackers: where a run's metrics also go
 # export (flowopd export, the app's Export tab)
 EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
 __all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES",
            "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
-           "PRECISIONS", "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]
+           "PRECISIONS", "REPORT_TARGETS", "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
+from ..config.choices import REPORT_TARGETS
+from ..events import CallbackList
 from ..terminal import command_callback
+from ..trackers import make_tracker
 
 log = logging.getLogger(__name__)
 COLDSTART_EXAMPLE = ("flowopd coldstart --config merge.json --out runs/merge\n"
@@ -28,17 +32,26 @@ def cmd_train(args: argparse.Namespace) -> None:
     flags = {f.field: getattr(args, f.field) for f in method.flags if getattr(args, f.field) is not None}
     if args.model is not None:
         flags["model"] = args.model
+    if args.resolution is not None:
+        flags["resolution"] = args.resolution
+    if args.report_to is not None:
+        flags["report_to"] = args.report_to
     cfg = method.with_absolute_folders(read_config(args.config, method.config, flags))  # checked before torch
+    tracker = make_tracker(getattr(cfg, "report_to", "none"), args.out, Path(args.out).name,  # fails now, not later
+                           cfg.to_dict())
+    from ..memplan.preflight import preflight
     from ..models import load_model
     from ..training.dist import make_accelerator
 
     train = method.load_trainer()
     accelerator = make_accelerator()  # one process, or this process of an `accelerate launch`
-    model = load_model(cfg.model, device=accelerator.device)
+    model = load_model(cfg.model, device=accelerator.device, resolution=getattr(cfg, "resolution", None))
+    preflight(model, method.kind, cfg)  # an SD3.5 run that cannot fit its GPU is refused here, with the plan
     if not accelerator.is_main_process:  # the main process alone shows and records the run
         args.recorder = None
     with command_callback(args, method.kind, cfg.to_dict(), args.out) as callback:
-        result = train(model, cfg, args.out, callback=callback, resume=not args.no_resume, accelerator=accelerator)
+        result = train(model, cfg, args.out, callback=CallbackList([callback, tracker]), resume=not args.no_resume,
+                       accelerator=accelerator)
     print(f"{method.kind}: step {result.step}, {method.done.format(epoch=result.epoch)}"
           f"{' (stopped)' if result.stopped else ''}; adapter written to {result.adapter_dir}")
 
@@ -47,15 +60,20 @@ def cmd_coldstart(args: argparse.Namespace) -> None:
     from ..coldstart.config import ColdStartConfig
     from ..config.base import read_config
 
-    cfg = read_config(args.config, ColdStartConfig, {"model": args.model} if args.model is not None else None)
+    flags = {k: v for k, v in (("model", args.model), ("resolution", args.resolution), ("report_to", args.report_to))
+             if v is not None}
+    cfg = read_config(args.config, ColdStartConfig, flags or None)
+    tracker = make_tracker(cfg.report_to, args.out, Path(args.out).name, cfg.to_dict())
     import torch
 
     from ..coldstart.trainer import run_coldstart
+    from ..memplan.preflight import preflight
     from ..models import load_model
 
-    model = load_model(cfg.model, device="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(cfg.model, device="cuda" if torch.cuda.is_available() else "cpu", resolution=cfg.resolution)
+    preflight(model, "coldstart", cfg)
     with command_callback(args, "coldstart", cfg.to_dict(), args.out) as callback:
-        out = run_coldstart(model, cfg, args.out, callback=callback)
+        out = run_coldstart(model, cfg, args.out, callback=CallbackList([callback, tracker]))
     print(f"coldstart {cfg.mode}: adapter written to {out}")
 
 
@@ -71,6 +89,11 @@ def _add(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Na
         p.add_argument("--config", help=config_help)
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--model", help="base model folder or Hub id; overrides the config's model (default: built-in tiny)")
+    p.add_argument("--report-to", choices=REPORT_TARGETS, help="also send metrics and samples to TensorBoard (event "
+                                                            "files in OUT/trackers) or wandb; overrides the config's "
+                                                            "report_to (default: none)")
+    p.add_argument("--resolution", type=int, help="image side in pixels of an SD3 base; overrides the config's "
+                                                  "(default: 512 for SD3.5 Medium, 1024 for Large and SD3)")
     return p
 
 

@@ -70,8 +70,16 @@ def from_widget(info: FieldInfo, value: Any, where: str) -> Any:
         except json.JSONDecodeError as err:
             raise ValueError(f"{where}: {info.name} is not valid JSON ({err.msg}): write e.g. "
                              f"{json.dumps(info.default)}") from None
+    if isinstance(value, str):
+        value = value.strip()
     if value is None or value == "":
         return None if "None" in t else info.default if t.startswith("str") else value
+    if t.startswith(("int", "float")) and isinstance(value, str):  # an optional number's text box
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{where}: {info.name}={value!r} is not a number: write one, or leave it empty for "
+                             "None") from None
     if t.startswith("int") and isinstance(value, float):
         if not value.is_integer():
             raise ValueError(f"{where}: {info.name}={value} is invalid: use a whole number")

@@ -36,8 +36,10 @@ def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
 
     from flowopd.coldstart.config import ColdStartConfig
     from flowopd.coldstart.trainer import run_coldstart
-    from flowopd.events import StopRequested
+    from flowopd.events import CallbackList, StopRequested
+    from flowopd.memplan.preflight import preflight
     from flowopd.models import load_model
+    from flowopd.trackers import make_tracker
 
     from ..recorder import StoreCallback
 
@@ -46,9 +48,12 @@ def run(config: dict, run_dir: Path, reporter: Reporter) -> str:
     reporter.set_device(device)
     reporter.truncate(0)  # no checkpoint: a resumed cold start starts over
     reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
-    model = load_model(cfg.model, device=device)
+    model = load_model(cfg.model, device=device, resolution=cfg.resolution)
+    preflight(model, "coldstart", cfg)
     try:
-        run_coldstart(model, cfg, run_dir, callback=StoreCallback(reporter, flush_metrics=False))
+        tracker = make_tracker(cfg.report_to, run_dir, reporter.run_id, cfg.to_dict())
+        run_coldstart(model, cfg, run_dir, callback=CallbackList([StoreCallback(reporter, flush_metrics=False),
+                                                                  tracker]))
     except StopRequested:
         return "stopped"
     return "finished"

@@ -53,12 +53,16 @@ def run_method(method: Method, config: dict, run_dir: Path, reporter: Reporter) 
     """Train to the last step (``finished``) or a stop command (``stopped``)."""
     import torch
 
+    from flowopd.events import CallbackList
+    from flowopd.memplan.preflight import preflight
     from flowopd.models import load_model
+    from flowopd.trackers import make_tracker
     from flowopd.training.dist import make_accelerator
 
     from ..recorder import StoreCallback
 
     cfg = method.config.from_dict(dict(config))
+    tracker = make_tracker(getattr(cfg, "report_to", "none"), run_dir, reporter.run_id, cfg.to_dict())
     train = method.load_trainer()
     accelerator = make_accelerator()
     reporter.set_device(accelerator.device.type)
@@ -69,10 +73,12 @@ def run_method(method: Method, config: dict, run_dir: Path, reporter: Reporter) 
         log.info("resuming %s run %s from its checkpoint at step %d", method.kind, reporter.run_id, start)
     torch.manual_seed(cfg.seed)  # a new LoRA's init: the same run gives the same weights (a resume restores RNG)
     reporter.progress(reporter.step, None, None, "loading the model")  # seen from the first second
-    model = load_model(cfg.model, device=accelerator.device)
+    model = load_model(cfg.model, device=accelerator.device, resolution=getattr(cfg, "resolution", None))
+    preflight(model, method.kind, cfg)  # an SD3.5 run over its GPU's memory fails here with the plan and the fix
     callback = StoreCallback(reporter, pausable=True)
+    both = CallbackList([callback, tracker])
     while True:
-        result = train(model, cfg, run_dir, callback=callback, resume=True, accelerator=accelerator)
+        result = train(model, cfg, run_dir, callback=both, resume=True, accelerator=accelerator)
         if not result.stopped:
             return "finished"
         if callback.stop:

@@ -27,10 +27,11 @@ QUICK = {"epochs": 4, "batch_size": 8, "group_size": 4, "train_batch_size": 4, "
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    from flowopd.models import load_model
     from flowopd_studio.ui import build_app
     from flowopd_studio.ui.launch import LaunchOptions, launch
     from flowopd_studio.ui.state import AppState
+
+    from flowopd.models import load_model
 
     home = tmp_path_factory.mktemp("browser-home")
     app = build_app(AppState(load_model(None), "built-in tiny-base", home=home))
@@ -124,6 +125,51 @@ def test_a_quick_teacher_run_moves_while_the_page_is_open_then_stops(page) -> No
     _shot(page, "runs")
     page.get_by_role("button", name="Stop").click()
     page.locator("#runs-header").get_by_text(re.compile("stopped|finished")).first.wait_for(timeout=120_000)
+
+
+def test_upload_a_lora_and_an_image_set(page, tmp_path) -> None:
+    """A LoRA uploaded as a ComfyUI-style file (a built-in teacher's weights with .alpha keys) is imported; an
+    image-set zip is unpacked, checked, and becomes the sft settings' data."""
+    import io
+    import zipfile
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from flowopd_studio.services.examples import EXAMPLES_DIR
+
+    tensors = load_file(str(EXAMPLES_DIR / "teacher-prefer" / "pytorch_lora_weights.safetensors"))
+    comfy = {f"transformer.{k}": v for k, v in tensors.items()}
+    comfy.update({f"transformer.{k.rsplit('.lora_A', 1)[0]}.alpha": torch.tensor(8.0)
+                  for k in tensors if ".lora_A" in k})
+    save_file(comfy, str(tmp_path / "prefer-comfy.safetensors"))
+    _tab(page, "Models & teachers")
+    page.get_by_label("Teacher name (import)").fill("uploaded-prefer")
+    page.locator("#lora-upload input[type=file]").set_input_files(str(tmp_path / "prefer-comfy.safetensors"))
+    page.locator("#lora-upload").get_by_text("prefer-comfy.safetensors").first.wait_for(timeout=60_000)
+    page.locator("#import-upload").click()
+    page.locator("#import-info").get_by_text("Imported").first.wait_for(timeout=60_000)
+
+    from PIL import Image
+
+    archive = tmp_path / "my-set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, caption in enumerate(["a red circle", "a blue square"]):
+            png = io.BytesIO()
+            Image.new("RGB", (32, 32), (200, 40 * i, 40)).save(png, "PNG")
+            zf.writestr(f"my-set/{i}.png", png.getvalue())
+            zf.writestr(f"my-set/{i}.txt", caption)
+    page.get_by_text("An SFT teacher from your own images").click()
+    page.locator("#set-upload input[type=file]").set_input_files(str(archive))
+    page.locator("#set-upload").get_by_text("my-set.zip").first.wait_for(timeout=60_000)
+    page.locator("#set-unpack").click()
+    page.locator("#set-info").get_by_text("Unpacked").first.wait_for(timeout=60_000)
+    page.get_by_label("Algorithm").click()  # the sft settings (hidden under another algorithm) show the folder
+    page.get_by_role("option", name="sft", exact=True).click()
+    box = page.locator("#sft-data textarea, #sft-data input").first
+    box.wait_for(timeout=30_000)
+    data = box.input_value()
+    assert data.endswith("my-set") and "uploads" in data
 
 
 def test_a_run_link_opens_the_runs_tab_on_that_run(page, app_url) -> None:

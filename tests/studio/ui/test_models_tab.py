@@ -122,3 +122,16 @@ def test_a_number_out_of_range_is_refused_by_its_name(app) -> None:
     with pytest.raises(AppError, match=r"lower epochs or batch_size"):
         request, _ = client.predict(*_form("huge", epochs=100_000_000), api_name="/teacher_config")
         client.predict(request, api_name="/start_teacher")
+
+
+def test_an_optional_number_is_a_text_box_empty_for_none(app) -> None:
+    """A Number widget cannot be empty (None showed as 0 and was refused): optional numbers are text boxes."""
+    from gradio_client.exceptions import AppError
+
+    client, _ = app
+    request, _ = client.predict(*_form("res-empty", resolution=""), api_name="/teacher_config")
+    assert json.loads(request)["config"]["resolution"] is None
+    request, _ = client.predict(*_form("res-set", resolution=" 512 "), api_name="/teacher_config")
+    assert json.loads(request)["config"]["resolution"] == 512
+    with pytest.raises(AppError, match=r"resolution='big' is not a number: write one, or leave it empty"):
+        client.predict(*_form("res-bad", resolution="big"), api_name="/teacher_config")
