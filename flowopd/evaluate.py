@@ -23,7 +23,7 @@ from .events import Sample, StopRequested, TrainingCallback, begin
 from .models.base import FlowModel, to_pil
 from .rewards import compose_correct, get_reward
 from .sampling import generate
-from .world.splits import load_prompts
+from .world.splits import load_prompts, use_prompt_sets
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,13 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
         StopRequested: the callback asked to stop (the finished tasks were reported).
     """
     cfg = cfg or EvalConfig()
+    if cfg.prompt_sets:  # the user's test prompts for the tasks they name, the world's again afterwards
+        previous = use_prompt_sets(cfg.prompt_sets)
+        try:
+            return evaluate(model, dataclasses.replace(cfg, prompt_sets={}), model_name=model_name,
+                            on_images=on_images, callback=callback, samples_per_task=samples_per_task, limit=limit)
+        finally:
+            use_prompt_sets(previous)
     start = time.perf_counter()
     clock = begin(callback, "eval", len(cfg.tasks))
     metrics = {}

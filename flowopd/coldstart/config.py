@@ -12,6 +12,7 @@ from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, PRECISIONS, RE
 from ..config.fields import check_task_rewards, check_weights
 from ..models.presets import SD35_MEDIUM
 from ..reward_names import SD35_TASK_REWARDS
+from ..world.prompt_sets import check_prompt_sets
 from ..world.prompts import TASKS
 
 __all__ = ["ColdStartConfig"]
@@ -43,6 +44,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     sft_best_of: int = option(1, "keep the best of this many samples per prompt by the task reward (1 = keep all)",
                               min=1, group="SFT")
     sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
+    prompt_sets: dict = option({}, "task -> folder of your own prompts (Flow-GRPO's layout) the teachers are sampled "
+                               "on in mode sft, instead of the tiny world's splits", group="SFT")
     report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
                             "the run folder) | wandb (offline unless configured); the package is optional",
                             choices=REPORT_TARGETS, group="SFT")
@@ -63,6 +66,7 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
         bad = sorted(set(self.teachers) - set(TASKS))
         if bad:
             fail("teachers", self.teachers, f"{bad} are not tasks; use names from {', '.join(TASKS)}")
+        check_prompt_sets(self.prompt_sets)
         if self.weights:
             check_weights("weights", self.weights)
             if set(self.weights) != set(self.teachers):

@@ -43,6 +43,7 @@ from ..rewards import get_reward
 from ..sampling import sample
 from ..training.dist import cast_base
 from ..training.rollout import epoch_seed, lora_init_seed, sample_groups
+from ..world.splits import use_prompt_sets
 from .config import ColdStartConfig
 from .merge import merge_adapters
 
@@ -158,7 +159,11 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
                            mode=MERGE_COMBINATION[cfg.mode] or cfg.combination, rank=cfg.svd_rank)
         elif cfg.mode == "sft":  # each teacher sampled at its own guidance (its adapter.json), else cfg.guidance
             guided = {t: (n, adapter_guidance(cfg.teachers[t], cfg.guidance)) for t, n in teachers.items()}
-            _sft(model, cfg, guided, cb, clock)
+            previous = use_prompt_sets(cfg.prompt_sets)  # the teachers draw the user's prompts where given
+            try:
+                _sft(model, cfg, guided, cb, clock)
+            finally:
+                use_prompt_sets(previous)
         else:
             add_lora(model, STUDENT, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
         save_adapter(model, STUDENT, out, guidance=cfg.guidance)

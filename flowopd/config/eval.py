@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..world.prompt_sets import check_prompt_sets
 from ..world.prompts import TASKS
 from .base import ConfigBase, option
 
@@ -22,11 +23,14 @@ class EvalConfig(ConfigBase, kind="eval"):
     seed: int = option(1000, "seed of the first image; image i of the split uses seed + i", min=0)
     batch_size: int = option(64, "images per sampling batch", min=1)
     tasks: list[str] = option(list(TASKS), f"tasks to evaluate, some of {', '.join(TASKS)}")
+    prompt_sets: dict = option({}, "task -> folder of your own prompts (Flow-GRPO's layout): its test split is "
+                               "evaluated instead of the tiny world's")
 
     def check(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ValueError(f"unknown tasks {bad} in tasks: use some of {list(TASKS)}")
+        check_prompt_sets(self.prompt_sets)
 
     @classmethod
     def sd35_medium(cls, **overrides) -> EvalConfig:

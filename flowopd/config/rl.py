@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.presets import SD35_MEDIUM
+from ..world.prompt_sets import check_prompt_sets
 from .base import ConfigBase, fail, option
 from .choices import EMA_WARMUPS, LR_SCHEDULES, PRECISIONS, REPORT_TARGETS
 from .fields import check_reward_weights, check_weights
@@ -81,6 +82,9 @@ class RLConfig(ConfigBase):
     report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
                             "the run folder) | wandb (offline unless configured); the package is optional",
                             choices=REPORT_TARGETS, group="LoRA and EMA")
+    prompt_sets: dict = option({}, "task -> folder of your own prompts in Flow-GRPO's layout (train.txt/test.txt or "
+                               "train_metadata.jsonl/test_metadata.jsonl) instead of the tiny world's splits",
+                               group="rollouts")
     cache_prompt_embeddings: bool | None = option(None, "encode the run's prompts once and keep the text "
                                                   "encoders off the accelerator while training; None = on for "
                                                   "SD3, off for the tiny model", group="LoRA and EMA")
@@ -91,7 +95,8 @@ class RLConfig(ConfigBase):
                                min=0, group="bookkeeping")
 
     def _check_batches(self) -> None:
-        """Whole groups and micro-batches per epoch, and AdamW's betas (bounds and choices are checked already)."""
+        """Whole groups and micro-batches per epoch, AdamW's betas and the prompt sets (bounds and choices are
+        checked already)."""
         if self.batch_size % self.group_size:
             fail("group_size", self.group_size, f"it must divide batch_size={self.batch_size} (whole groups)")
         if self.batch_size % self.train_batch_size:
@@ -102,6 +107,7 @@ class RLConfig(ConfigBase):
                  f"it must divide the {micro} micro-batches per epoch (batch_size / train_batch_size)")
         if len(self.adam_betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.adam_betas):
             fail("adam_betas", self.adam_betas, "use two numbers in [0, 1), e.g. [0.9, 0.999]")
+        check_prompt_sets(self.prompt_sets)  # a set that cannot be read fails here, before a run starts
 
     def total_steps(self) -> int:
         """The optimizer steps of the whole run (progress bars, learning-rate schedules)."""

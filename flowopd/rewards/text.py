@@ -16,18 +16,17 @@ the mean score by a few thousandths).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 
 import numpy as np
 
+from ..world.prompts import target_of
 from .images import as_uint8_list
 
 log = logging.getLogger(__name__)
 OCR_SIDE = 96
 INK_LEVEL = 150  # mean RGB below this counts as ink
 COLOR_SPREAD = 40  # max - min channel above this is a coloured (shape) pixel, not ink; the ink's spread is < 10
-_QUOTED = re.compile(r'"([^"]*)"')
 _engine = None
 _lock = threading.Lock()  # the ONNX OCR pipeline is not thread-safe
 
@@ -40,14 +39,6 @@ def _ocr():
         _engine = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "warning",
                                    "Det.limit_side_len": 64, "EngineConfig.onnxruntime.intra_op_num_threads": 1})
     return _engine
-
-
-def target_of(prompt: str, meta: dict | None = None) -> str | None:
-    """The word to draw: ``meta["target"]`` or the text between the first pair of double quotes."""
-    if meta and meta.get("target"):
-        return str(meta["target"])
-    match = _QUOTED.search(prompt)
-    return match.group(1) if match else None
 
 
 def edit_distance(a: str, b: str) -> int:

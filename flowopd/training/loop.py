@@ -47,7 +47,7 @@ from ..layout import ADAPTER_DIR, CONFIG_FILE, EMA_DIR, PROMPT_CACHE_DIR
 from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..models.prompt_cache import cache_prompts
 from ..sampling import SDEStep, generate, sde_step
-from ..world.splits import load_prompts
+from ..world.splits import load_prompts, use_prompt_sets
 from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
 from .dist import MetricSums, allreduce_mean, any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
@@ -103,6 +103,7 @@ class RLTrainer:
 
     def __init__(self, model: FlowModel, cfg: Any, out_dir: str | Path, accelerator: Accelerator | None = None):
         self.model, self.cfg, self.out = model, cfg, Path(out_dir)
+        self.previous_sets = use_prompt_sets(cfg.prompt_sets)  # put back when run() ends
         self.acc = make_accelerator(accelerator)
         self.name: str = cfg.adapter_name
         self.step = self.epoch = 0
@@ -343,6 +344,8 @@ class RLTrainer:
             if cb is not None:
                 cb.on_end(self.stage, "stopped" if isinstance(err, KeyboardInterrupt) else "failed")
             raise
+        finally:
+            use_prompt_sets(self.previous_sets)  # this process's prompts are the world's (or the caller's) again
         if cb is not None:
             if not result.stopped:
                 cb.on_artifact(result.step, "adapter", result.adapter_dir)

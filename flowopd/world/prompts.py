@@ -19,6 +19,7 @@ Its words are all in the base model's vocabulary ("and" joins the parts; "beside
 from __future__ import annotations
 
 import random
+import re
 
 from .scene import ALPHABET, BACKGROUNDS, MAX_WORD_LEN, PALETTE, SHAPES, SIZES, Scene, SceneObject
 
@@ -234,3 +235,15 @@ def sample_record(task: str, rng: random.Random) -> dict:
         raise ValueError(f"unknown task {task!r}: use one of {TASKS}")
     record["task"] = task
     return record
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def target_of(prompt: str, meta: dict | None = None) -> str | None:
+    """The word to draw (the ``text`` rewards' target): ``meta["target"]`` or the text between the first pair of
+    double quotes, as Flow-GRPO's OCR prompts write it."""
+    if meta and meta.get("target"):
+        return str(meta["target"])
+    match = _QUOTED.search(prompt)
+    return match.group(1) if match else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -138,13 +139,38 @@ def read_prompt_file(path: str | Path) -> list[dict]:
     return records
 
 
+_OWN_SETS: dict[str, str] = {}  # task -> folder of the user's prompt set in use in this process
+
+
+def use_prompt_sets(sets: Mapping[str, str | Path]) -> dict[str, str]:
+    """From now on, :func:`load_prompts` reads ``sets`` (task -> folder, :mod:`.prompt_sets`) for their tasks, the
+    committed splits for the others; returns the mapping it replaces (to put back when the run ends).
+
+    Raises:
+        PromptSetError: a set cannot be read (nothing changes then).
+    """
+    from .prompt_sets import check_prompt_sets
+
+    resolved = {t: str(Path(f).expanduser().resolve()) for t, f in sets.items()}
+    check_prompt_sets(resolved)
+    previous = dict(_OWN_SETS)
+    _OWN_SETS.clear()
+    _OWN_SETS.update(resolved)
+    _prompt_index.cache_clear()
+    return previous
+
+
 def load_prompts(task: str, split: str) -> list[dict]:
-    """The committed prompt records of ``task`` (one of ``PROMPT_SETS``: the four tasks, or ``mixed``) and
-    ``split`` ("train" or "test")."""
+    """The prompt records of ``task`` (one of ``PROMPT_SETS``: the four tasks, or ``mixed``) and ``split``
+    ("train" or "test"): the committed split, or the user's set in use for the task (:func:`use_prompt_sets`)."""
     if task not in PROMPT_SETS:
         raise ValueError(f"unknown task {task!r}: use one of {', '.join(PROMPT_SETS)}")
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    if task in _OWN_SETS:
+        from .prompt_sets import read_prompt_set
+
+        return [dict(r) for r in read_prompt_set(_OWN_SETS[task], task, split)]
     return read_prompt_file(PROMPT_DIR / f"{task}_{split}.jsonl")
 
 
