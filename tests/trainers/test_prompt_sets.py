@@ -91,7 +91,8 @@ def test_plain_text_files_are_a_set_too(tmp_path) -> None:
     ({}, r"has neither train_metadata.jsonl nor train.txt"),
     ({"train.txt": "\n\n", "test.txt": '"a"'}, r"train.txt has no prompts: write one per line"),
     ({"train_metadata.jsonl": "{bad json\n", "test.txt": '"a"'}, r"train_metadata.jsonl:1: not valid JSON"),
-    ({"train.txt": "a sign with no quotes\n", "test.txt": '"a"'}, r"prompt 1 of the train split .* has no text to draw"),
+    ({"train.txt": "a sign with no quotes\n", "test.txt": '"a"'},
+     r"prompt 1 of the train split .* has no text to draw"),
 ])
 def test_a_set_that_cannot_be_read_names_prompt_sets_and_the_fix(grpo_config, tmp_path, files, message) -> None:
     folder = tmp_path / "set"
