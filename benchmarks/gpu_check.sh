@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check of issue 19: `flowopd bench gpu` on the real SD3.5 Medium transformer config (random weights,
+# The GPU check of issues 19 and 26: `flowopd bench memory` (the memory plan against torch.cuda.max_memory_allocated,
+# every stage, 512 px at micro-batch 1 and 4 and 1024 px at 1, in memory-*/bench-memory.json), then
+# `flowopd bench gpu` on the real SD3.5 Medium transformer config (random weights,
 # nothing downloaded), bf16, on one CUDA GPU, in three runs (each capped, about 4-5 min in all on an H200):
 #
 #   512/               512 px, batch 4 (micro-batch 2), full copies in float32 as the released code keeps them
@@ -66,6 +68,21 @@ bench() {  # NAME CAP_SECONDS FLAGS...: one capped run; a failure or timeout is 
   fi
 }
 
+memory() {  # NAME CAP_SECONDS FLAGS...: the memory plan against max_memory_allocated, every stage (issue 26)
+  local name=$1 cap=$2
+  shift 2
+  echo "== $name (at most ${cap} s): flowopd bench memory $*"
+  local start=$SECONDS
+  if timeout "$cap" "$PY" -m flowopd bench memory --device cuda --model sd3.5-medium --out "$OUT_DIR/$name" "$@"; then
+    echo "== $name done in $((SECONDS - start)) s"
+  else
+    echo "== $name FAILED or timed out (exit $?) after $((SECONDS - start)) s"
+  fi
+}
+
+memory memory-512-m1 150 --resolution 512 --micro-batch 1
+memory memory-512-m4 150 --resolution 512 --micro-batch 4
+memory memory-1024-m1 150 --resolution 1024 --micro-batch 1
 bench 512 200 --resolution 512 --batch 4 --micro-batch 2 --copy-dtype float32
 bench 1024 200 --resolution 1024 --batch 2 --micro-batch 1 --copy-dtype float32
 bench 512-bf16-copies 150 --resolution 512 --batch 4 --micro-batch 2 --copy-dtype bfloat16

@@ -22,6 +22,15 @@ DESCRIPTION = ("Time one Flow-OPD iteration (student SDE rollouts, routed teache
                "OUT/bench-gpu.json and OUT/bench-gpu.md and prints the table.")
 
 
+MEMORY_DESCRIPTION = ("For each training stage, build the SD3.5 family's transformer with random weights (bf16; or a "
+                      "slice of its first blocks), its adapters and AdamW, run one training micro-batch with gradient "
+                      "checkpointing, and compare the peak (torch.cuda.max_memory_allocated; on a CPU the peak of "
+                      "live tensor bytes) with the memory plan's matching terms. Writes OUT/bench-memory.json.")
+MEMORY_EXAMPLE = ("flowopd bench memory --model sd3.5-medium --resolution 512 --out gpu-check/memory\n"
+                  "  a CPU smoke of the same path: flowopd bench memory --device cpu --layers 1 --resolution 128 "
+                  "--stages grpo --out /tmp/m")
+
+
 def cmd_bench_gpu(args: argparse.Namespace) -> None:
     import torch
 
@@ -39,6 +48,20 @@ def cmd_bench_gpu(args: argparse.Namespace) -> None:
     run_bench(opts, args.out)
     with open(f"{args.out}/{MD_FILE}") as f:
         print(f.read(), end="")
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..memplan.families import FAMILIES
+    from .memory import run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    resolution = args.resolution or FAMILIES[args.model].default_resolution
+    run(args.model, resolution, args.micro_batch, args.out, stages=tuple(args.stages), device=device,
+        layers=args.layers)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,3 +98,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                         "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and adapters (default %(default)s)")
     p.add_argument("--threads", type=int, help="torch intra-op threads on the CPU (default: torch's choice)")
+    from ..memplan.families import FAMILIES
+    from ..memplan.plan import STAGES
+
+    m = bsub.add_parser("memory", help="The memory plan against a measured training micro-batch, stage by stage.",
+                        description=MEMORY_DESCRIPTION, epilog=f"example: {MEMORY_EXAMPLE}",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.set_defaults(func=cmd_bench_memory)
+    m.add_argument("--out", required=True, help="output folder for bench-memory.json")
+    m.add_argument("--model", choices=list(FAMILIES), default="sd3.5-medium", help="the family (default %(default)s)")
+    m.add_argument("--resolution", type=int, help="image side in pixels (default: the family's)")
+    m.add_argument("--micro-batch", type=int, default=1, help="images per forward/backward (default %(default)s)")
+    m.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to measure (default all)")
+    m.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    m.add_argument("--layers", type=int, help="a slice of the first N blocks (default: every block)")
+    m.add_argument("--threads", type=int, help="torch intra-op threads on the CPU (default: torch's choice)")

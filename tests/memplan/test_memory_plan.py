@@ -117,3 +117,14 @@ def test_the_docs_tables_are_the_plan() -> None:
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "sd35.md").read_text()
     assert rewrite(page) == page, "regenerate: python -m flowopd.memplan.docs docs/sd35.md"
+
+
+def test_bench_memory_measures_a_stage_against_the_plan_on_a_cpu(cli, tmp_path) -> None:
+    """The GPU check's path on a CPU: a 1-block slice at 128 px, the weights plus the step's peak of live bytes."""
+    code, out, err = cli("bench", "memory", "--device", "cpu", "--layers", "1", "--resolution", "128", "--stages",
+                         "grpo", "--out", tmp_path)
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "bench-memory.json").read_text())
+    assert (row["stage"], row["layers"], row["device"]) == ("grpo", 1, "cpu")
+    assert row["planned_terms"]["activations"] > 0 and row["measured_gib"] > 0.8  # the fp32 position table alone
+    assert 0.9 <= row["ratio"] <= 1.2, row  # the plan does not understate the measurement, nor overstate it much
