@@ -44,6 +44,8 @@ class CompareWidgets:
     grid: gr.Image
     scores: gr.Dataframe
     means: gr.Dataframe
+    tradeoff: gr.Image
+    retention: gr.Markdown
     file_name: gr.Textbox
     save: gr.Button
     download: gr.DownloadButton
@@ -90,11 +92,15 @@ def render(state: AppState) -> CompareWidgets:
     scores = gr.Dataframe(label="Scores (* the best of a line)", interactive=False, wrap=True)
     means = gr.Dataframe(label="Per-task means: the reproduction's table for these prompts", interactive=False)
     with gr.Row():
+        tradeoff = gr.Image(label="Trade-off: each model's task means on one chart", type="filepath", scale=3,
+                            elem_id="compare-tradeoff")
+        retention = gr.Markdown(elem_id="compare-retention")
+    with gr.Row():
         file_name = gr.Textbox(label="File name", value="compare-grid.png", scale=2)
         save = gr.Button("Save grid as PNG", scale=1)
         download = gr.DownloadButton("Download PNG", scale=1, elem_id="compare-download")
     return CompareWidgets(prompts, prompt_set, count, seeds, steps, guidance, own, models, refresh, button, note, grid,
-                          scores, means, file_name, save, download)
+                          scores, means, tradeoff, retention, file_name, save, download)
 
 
 def headers(columns: list[Source]) -> list[str]:
@@ -195,15 +201,44 @@ def save_grid(state: AppState, image: Image.Image | None, name: str, models: lis
     return str(copy), f"Saved to the data folder as exports/{name}; press Download PNG."
 
 
+def tradeoff_view(state: AppState, means) -> tuple[str | None, str]:
+    """The means table's models on one trade-off chart, and each student's retention of each teacher's gain
+    (roles and tasks from the compared sources, matched by their column name)."""
+    from ..services.results import column_retention, draw_tradeoff
+
+    rows = means.to_dict("split")["data"] if hasattr(means, "to_dict") else (means or {}).get("data", [])
+    by_label = {}
+    for src in sources(state):
+        by_label.setdefault(src.label, src)
+    lines = []
+    for row in rows:
+        name, scores = row[0], dict(zip(TASKS, row[2:2 + len(TASKS)]))
+        src = by_label.get(name) or by_label.get(name.rsplit(" (", 1)[0])
+        role = "base" if src is not None and src.key == BASE else {"teacher": "teacher", "student": "student"}.get(
+            src.kind if src is not None else "", "other")
+        lines.append((name, role, src.task if src is not None else None,
+                      {t: float(v) if v not in ("", None) else None for t, v in scores.items()}))
+    if not lines:
+        return None, ""
+    out = Path(tempfile.mkdtemp(prefix="flowopd-compare-")) / "tradeoff.png"
+    chart = draw_tradeoff(lines, out, "trade-off: each model's task means on these prompts")
+    kept = column_retention(lines)
+    text = ("**Retention** of each teacher's gain over the base, on its task and these prompts:\n"
+            + "\n".join(kept)) if kept else "Retention needs the base, a teacher and a student among the columns."
+    return (str(chart) if chart else None), text
+
+
 def listen(w: CompareWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | None = None,
            **_: object) -> None:
     outputs = [w.grid, w.scores, w.means, w.note]
+    view = dict(fn=partial(tradeoff_view, state), inputs=[w.means], outputs=[w.tradeoff, w.retention],
+                api_visibility="private", show_progress="hidden")
     w.button.click(partial(run_compare, state), api_name="compare", concurrency_id="gpu", concurrency_limit=1,
                    time_limit=600,
                    inputs=[w.prompts, w.prompt_set, w.count, w.seeds, w.steps, w.guidance, w.models, w.own_guidance],
-                   outputs=outputs)
+                   outputs=outputs).success(**view)
     demo.load(lambda: default_compare(state), outputs=outputs, api_name="compare_default",
-              api_visibility="undocumented", concurrency_id="gpu", concurrency_limit=1)
+              api_visibility="undocumented", concurrency_id="gpu", concurrency_limit=1).success(**view)
 
     def refresh():
         choices, default = model_choices(state)

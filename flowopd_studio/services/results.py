@@ -58,7 +58,16 @@ def retention_lines(means: dict[str, dict[str, float]], student: str = "opd") ->
 def tradeoff_chart(results: Results, out: Path) -> Path | None:
     """Each row's four task scores on one chart (parallel coordinates): the base, the teachers, the mixes and
     the student, so that the seesaw and the student's place are seen at once; None without rows."""
-    if not results.means:
+    lines = [(name, "base" if name == "base" else "student" if name == "opd" else
+              "teacher" if name.startswith("teacher-") else "other", name.removeprefix("teacher-"), row)
+             for name, row in results.means.items()]
+    return draw_tradeoff(lines, out, "trade-off: every row's four task scores")
+
+
+def draw_tradeoff(lines: list[tuple[str, str, str | None, dict]], out: Path, title: str) -> Path | None:
+    """``(name, role, task, {task: score})`` lines on one parallel-coordinates chart: the base black, teachers
+    dashed in their task's colour, students red, the rest grey; a missing score breaks its line. None: no line."""
+    if not lines:
         return None
     import matplotlib
 
@@ -66,20 +75,42 @@ def tradeoff_chart(results: Results, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for name, row in results.means.items():
-        style = {"color": "black", "lw": 2.2} if name == "base" else (
-            {"color": "tab:red", "lw": 2.6} if name == "opd" else
-            {"lw": 1.3, "ls": "--", "color": TEACHER_COLORS.get(name.removeprefix("teacher-"), "tab:brown")}
-            if name.startswith("teacher-") else {"color": "0.65", "lw": 1.0})
-        ax.plot(list(TASKS), [row[t] for t in TASKS], marker="o", label=name, **style)
+    for name, role, task, row in lines:
+        style = {"color": "black", "lw": 2.2} if role == "base" else (
+            {"color": "tab:red", "lw": 2.6} if role == "student" else
+            {"lw": 1.3, "ls": "--", "color": TEACHER_COLORS.get(task or "", "tab:brown")}
+            if role == "teacher" else {"color": "0.65", "lw": 1.0})
+        values = [row.get(t) for t in TASKS]
+        ax.plot(list(TASKS), [float("nan") if v is None else v for v in values], marker="o", label=name, **style)
     ax.set_ylabel("score on the task's test prompts")
-    ax.set_title("trade-off: every row's four task scores", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, bbox_inches="tight")
     plt.close(fig)
+    return out
+
+
+def column_retention(lines: list[tuple[str, str, str | None, dict]]) -> list[str]:
+    """Per student and teacher line: the share of the teacher's gain over the base the student keeps on the
+    teacher's task, (student - base) / (teacher - base); needs a base line."""
+    from flowopd.reproduce.retention import MIN_GAIN, retention
+
+    base = next((row for _, role, _, row in lines if role == "base"), None)
+    out = []
+    for student, role, _, srow in lines:
+        if role != "student" or base is None:
+            continue
+        for teacher, trole, task, trow in lines:
+            if trole != "teacher" or task not in TASKS or None in (srow.get(task), trow.get(task), base.get(task)):
+                continue
+            gain = trow[task] - base[task]
+            kept = retention(srow[task], trow[task], base[task])
+            judged = "" if gain >= MIN_GAIN else f" (not judged: the teacher gained {gain:+.3f})"
+            out.append(f"- `{student}` keeps {'—' if kept is None else f'{kept:.2f}'} of `{teacher}`'s {gain:+.3f} "
+                       f"on `{task}`{judged}")
     return out
 
 

@@ -92,6 +92,9 @@ def test_compare_shows_the_built_in_examples_at_once(page) -> None:
     models = page.locator("#compare-models").inner_text()
     for name in names:
         assert name in models
+    page.locator("#compare-tradeoff").scroll_into_view_if_needed()  # the image loads lazily, below the tables
+    page.locator("#compare-tradeoff img").wait_for(timeout=60_000)  # the trade-off chart of the same columns
+    page.locator("#compare-retention").get_by_text("keeps").first.wait_for(timeout=60_000)
     _shot(page, "compare")
 
 
