@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from flowopd.config.presets import PRESET_NAMES
-from flowopd.reward_names import REWARD_NAMES, reward_problem
+from flowopd.reward_names import REWARD_NAMES, SD35_TASK_REWARDS, reward_problem
 from flowopd.world.prompts import TASKS
 
 from ..services import base_models, lora_import, teachers, uploads
@@ -65,16 +65,18 @@ def render(state: AppState) -> ModelsWidgets:
     gr.Markdown("### Base model of new runs\nThe app generates with the model it was launched with; runs started "
                 "here and in Distill train on the base chosen here (checked, not loaded).")
     with gr.Row():
-        base_kind = gr.Radio(list(base_models.KINDS), value=base_models.BUILTIN, label="Base model kind")
-        base_path = gr.Textbox(label="Base model path", info="tiny folder, SD3/SD3.5 pipeline folder, or owner/name "
-                               "of a Hub model already in the local cache; empty for the built-in tiny model")
+        kind, path = base_models.kind_of(base_models.app_base(state.model_ref))  # then the chosen base, on load
+        base_kind = gr.Radio(list(base_models.KINDS), value=kind, label="Base model kind", elem_id="base-kind")
+        base_path = gr.Textbox(value=path, label="Base model path", info="tiny folder, SD3/SD3.5 pipeline folder, or "
+                               "owner/name of a Hub model already in the local cache; empty for the built-in tiny "
+                               "model")
         base_button = gr.Button("Use this base")
     base_info = gr.Markdown()
     gr.Markdown("### Define a teacher")
     with gr.Row():
         name = gr.Textbox(label="Teacher name", placeholder="e.g. text-quick", elem_id="teacher-name")
         task = gr.Dropdown(list(TASKS), value="text", label="Task", info="the task this teacher serves")
-        rewards = gr.Textbox(value="text=1", label="Reward(s)",
+        rewards = gr.Textbox(value=task_rewards(state, "text"), label="Reward(s)",
                              info=f"name=weight, comma separated; several = GRPO-Mix ({', '.join(REWARD_NAMES)})")
         prompts = gr.Textbox(value="text=1", label="Prompt set (task weights)",
                              info=f"task=weight of its train prompts ({', '.join(TASKS)})")
@@ -171,6 +173,20 @@ def teacher_request(state: AppState, order: list[tuple[str, str]], name: str, ta
     return request.to_json(), teacher_cli(request, state.home)
 
 
+def task_rewards(state: AppState, task: str) -> str:
+    """The reward a new teacher of ``task`` defaults to: the tiny world's on a tiny base, the real-image one
+    (``ocr``, ``pickscore``, ``geneval``/``deqa`` servers) when new runs train on an SD3 base."""
+    with state.store() as store:
+        backend = base_models.current_base(store, state.model_ref).backend
+    return f"{SD35_TASK_REWARDS[task] if backend == 'sd3' else task}=1"
+
+
+def base_selector(state: AppState) -> tuple[str, str]:
+    """The selector's kind and path: the base new runs train on (the chosen one, else the app's model)."""
+    with state.store() as store:
+        return base_models.kind_of(base_models.current_base(store, state.model_ref))
+
+
 def start_teacher(state: AppState, request_json: str):
     request = teachers.TeacherRequest.from_json(request_json)
     with state.store() as store:
@@ -264,9 +280,11 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     w.base_button.click(guarded(lambda k, p: choose_base(state, k, p)), [w.base_kind, w.base_path], w.base_info,
                         api_name="choose_base")
     demo.load(lambda: base_text(state), None, w.base_info, api_name="current_base", **hidden)
+    demo.load(lambda: base_selector(state), None, [w.base_kind, w.base_path], api_visibility="private")
     demo.load(lambda: teacher_table(state), None, [w.table, w.eval_name], api_name="list_teachers", **hidden)
     w.refresh.click(lambda: teacher_table(state), None, [w.table, w.eval_name], api_name="refresh_teachers", **hidden)
-    w.task.change(lambda t: (f"{t}=1", f"{t}=1"), w.task, [w.rewards, w.prompts], api_name="teacher_task", **hidden)
+    w.task.change(lambda t: (task_rewards(state, t), f"{t}=1"), w.task, [w.rewards, w.prompts],
+                  api_name="teacher_task", **hidden)
     w.algorithm.change(lambda a: [gr.Group(visible=algo == a) for algo in w.forms], w.algorithm,
                        [g for g, _ in w.forms.values()], api_name="teacher_algorithm", **hidden)
     w.preset.change(lambda a, p: preset_fill(a, p, w.forms), [w.algorithm, w.preset], fields,

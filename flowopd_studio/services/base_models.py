@@ -83,6 +83,19 @@ def validate_base(kind: str, ref: str | None) -> BaseModel:
     return BaseModel(folder.name, str(folder), "sd3")
 
 
+def kind_of(base: BaseModel) -> tuple[str, str]:
+    """The selector's (kind, path) for ``base``: what the Models tab shows for the base new runs train on.
+
+    >>> kind_of(BaseModel("tiny-base", None, "tiny"))
+    ('built-in tiny', '')
+    """
+    if base.ref is None:
+        return BUILTIN, ""
+    if base.backend == "tiny":
+        return "tiny folder", base.ref
+    return ("SD3 folder" if Path(base.ref).expanduser().is_dir() else "Hub id (cached)"), base.ref
+
+
 def choose_base(store, kind: str, ref: str | None) -> BaseModel:
     """Validate and record the base (a ``base_models`` row, the ``base_model`` setting); returns it."""
     base = validate_base(kind, ref)
@@ -99,6 +112,11 @@ def current_base(store, app_ref: str | None = None) -> BaseModel:
         row = rows[name]
         ref = None if Path(row["path"]) == DEFAULT_MODEL_DIR else row["path"]
         return BaseModel(name, ref, row["backend"])
+    return app_base(app_ref)
+
+
+def app_base(app_ref: str | None) -> BaseModel:
+    """The model the app was launched with (``--model``; None = the built-in one) as a base."""
     if app_ref is None:
         return BaseModel("tiny-base", None, "tiny")
     backend = "tiny" if (Path(app_ref) / "config.json").is_file() else "sd3"

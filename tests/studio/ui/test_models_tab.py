@@ -135,3 +135,20 @@ def test_an_optional_number_is_a_text_box_empty_for_none(app) -> None:
     assert json.loads(request)["config"]["resolution"] == 512
     with pytest.raises(AppError, match=r"resolution='big' is not a number: write one, or leave it empty"):
         client.predict(*_form("res-bad", resolution="big"), api_name="/teacher_config")
+
+
+def test_an_sd3_app_shows_its_model_and_defaults_to_real_image_rewards(small_model, tmp_path) -> None:
+    """The selector shows the model the app was launched with, and a new teacher's reward follows it."""
+    from flowopd_studio.services.base_models import BaseModel, kind_of
+    from flowopd_studio.ui.models_tab import base_selector, task_rewards
+    from flowopd_studio.ui.state import AppState
+
+    pipeline = tmp_path / "sd35m"
+    pipeline.mkdir()
+    (pipeline / "model_index.json").write_text("{}")
+    state = AppState(small_model, "sd35m", home=tmp_path / "home", model_ref=str(pipeline))
+    assert base_selector(state) == ("SD3 folder", str(pipeline))
+    assert (task_rewards(state, "text"), task_rewards(state, "prefer")) == ("ocr=1", "pickscore=1")
+    tiny = AppState(small_model, "built-in tiny-base", home=tmp_path / "home2")
+    assert base_selector(tiny) == ("built-in tiny", "") and task_rewards(tiny, "text") == "text=1"
+    assert kind_of(BaseModel("x", "owner/name", "sd3")) == ("Hub id (cached)", "owner/name")
