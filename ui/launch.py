@@ -27,6 +27,7 @@ class LaunchOptions:
     auth: list[tuple[str, str]]
     demo: bool
     demo_reason: str = ""
+    webhook: str | None = None  # set in the data folder at start ('' turns it off)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-file", help="a file of USER:PASS lines (# comments and blank lines skipped)")
     p.add_argument("--demo", action="store_true", help="read-only: generate and compare only, no training controls, "
                                                        "no config or path shown")
+    p.add_argument("--webhook", metavar="URL", help="POST a small JSON (run id, name, status, final metrics) to URL "
+                                                    "when any run of the data folder ends, from now on ('' turns it "
+                                                    "off; as `flowopd runs webhook URL`)")
     return p
 
 
@@ -83,12 +87,16 @@ def options(argv: list[str] | None = None) -> LaunchOptions:
         auth = parse_auth(args.auth, "--auth")
         if args.auth_file:
             auth += read_auth_file(args.auth_file)
+        if args.webhook:
+            from ..storage.notify import check_url
+
+            check_url(args.webhook)
     except ValueError as err:
         parser.error(str(err))
     demo, reason = args.demo, "--demo" if args.demo else ""
     if args.share and not auth and not demo:
         demo, reason = True, "--share without --auth"
-    return LaunchOptions(args.host, args.port, args.home, args.model, args.share, auth, demo, reason)
+    return LaunchOptions(args.host, args.port, args.home, args.model, args.share, auth, demo, reason, args.webhook)
 
 
 def launch(app, opts: LaunchOptions, *, block: bool = True, **kwargs) -> None:

@@ -127,3 +127,11 @@ def test_the_readmes_python_example_runs_against_an_app_with_auth(serve) -> None
     exec(code.replace("http://127.0.0.1:7860/", app.local_url), namespace)  # noqa: S102 (our own README)
     assert len(namespace["gallery"]) == 2 and namespace["grid"].endswith(".png")
     assert namespace["means"]["data"][0][0] == "base"
+
+
+def test_the_webhook_option_is_checked_before_anything_loads(capsys) -> None:
+    with pytest.raises(SystemExit):
+        options(["--webhook", "ftp://hooks.example.com/x"])
+    assert "is not an http(s) URL" in capsys.readouterr().err
+    assert options(["--webhook", "http://127.0.0.1:9/hook"]).webhook == "http://127.0.0.1:9/hook"
+    assert options([]).webhook is None

@@ -139,9 +139,10 @@ def test_an_optional_number_is_a_text_box_empty_for_none(app) -> None:
 
 def test_an_sd3_app_shows_its_model_and_defaults_to_real_image_rewards(small_model, tmp_path) -> None:
     """The selector shows the model the app was launched with, and a new teacher's reward follows it."""
-    from flowopd_studio.services.base_models import BaseModel, kind_of
     from flowopd_studio.ui.models_tab import base_selector, task_rewards
     from flowopd_studio.ui.state import AppState
+
+    from flowopd_studio.services.base_models import BaseModel, kind_of
 
     pipeline = tmp_path / "sd35m"
     pipeline.mkdir()
