@@ -31,8 +31,12 @@ STAGES = {"teacher-compose": ("teacher", "compose"), "teacher-text": ("teacher",
 
 
 def describe(seed_dir: Path, stage: str, commit: str | None) -> str:
-    variant = seed_dir.parent / "variant.json"
-    budget = json.loads(variant.read_text()).get("budget", "default") if variant.is_file() else "default"
+    budget = "default"
+    for name in ("variant.json", "config.json"):  # an experiment's variant, else the reproduce folder's config
+        file = seed_dir.parent / name
+        if file.is_file():
+            budget = json.loads(file.read_text()).get("budget", budget)
+            break
     seed = seed_dir.name.removeprefix("seed")
     where = f" (flowopd commit {commit})" if commit else ""
     return f"reproduce {budget} budget, seed {seed}, stage {stage}{where}"

@@ -69,11 +69,11 @@ def render(state: AppState) -> RunsWidgets:
     reward = gr.Plot(label="Reward per task (dashed: each teacher's score; star: the student passes it)",
                      format="png")
     passes = gr.Markdown()
+    # KL alone on its row: its legend (teacher, anchor and base, per task) needs the page's width
+    kl = gr.LinePlot(label="KL to the routed teacher and to the anchor, per training step", **line)
     with gr.Row():
-        kl = gr.LinePlot(label="KL to the routed teacher and to the anchor, per training step", **line)
         profile = gr.LinePlot(label="KL per denoising step (latest training step)",
                               **{**line, "x": "denoising step"})
-    with gr.Row():
         loss = gr.LinePlot(label="Loss", **line)
         lr = gr.LinePlot(label="Learning rate", **line)
     with gr.Row():
