@@ -17,7 +17,7 @@ import gradio as gr
 
 from ..services import runs_view as rv
 from ..storage import queue
-from ..storage.errors import CheckpointError, StoreError
+from ..storage.errors import CheckpointError, RunNotFound, StoreError
 from ..storage.paths import check_run_id
 from .state import AppState
 
@@ -228,6 +228,21 @@ def send(kind: str, state: AppState, run_id: str) -> str:
     return _command(state, run_id, act)
 
 
+def run_controls(state: AppState, run_id: str) -> list:
+    """Stop, Resume, Sample now and Checkpoint now, enabled only where they can act on the run's status (a
+    finished run offers none of them; a stopped one only Resume)."""
+    status = None
+    if run_id and rv.RUN_ID_RE.fullmatch(run_id.strip()):
+        with state.store() as store:
+            try:
+                status = store.get_run(run_id.strip()).status
+            except RunNotFound:  # deleted meanwhile: nothing to act on
+                status = None
+    live = status in ("queued", "running")
+    return [gr.Button(interactive=live), gr.Button(interactive=status in ("stopped", "interrupted", "failed")),
+            gr.Button(interactive=status == "running"), gr.Button(interactive=status == "running")]
+
+
 def delete_run(state: AppState, run_id: str):
     def act(store, i):
         store.delete_run(i)
@@ -244,10 +259,13 @@ def listen(w: RunsWidgets, state: AppState, *, demo: gr.Blocks, tabs: gr.Tabs | 
     samples_in, samples_out = [w.run_id, w.sample_choice, w.sample_index], [w.sample_choice, w.sample_index,
                                                                             w.sample_image, w.sample_caption]
 
+    controls = [w.buttons[k] for k in ("stop", "resume", "sample", "checkpoint")]
+
     def then_view(event, named: bool = False):
         """Chain the opened run's views (status, samples, plots) after an event that sets the run id."""
         api = (lambda n: dict(read, api_name=n)) if named else (lambda n: dict(read, api_visibility="private"))
         event.then(partial(run_status, state), w.run_id, status_out, **api("run_status")) \
+            .then(partial(run_controls, state), w.run_id, controls, **dict(read, api_visibility="private")) \
             .then(lambda run_id: run_samples(state, run_id, None, None), w.run_id, samples_out,  # newest step
                   **api("run_samples")) \
             .then(partial(run_plots, state), plot_in, w.plots, **api("run_plots"))

@@ -352,3 +352,19 @@ def test_a_small_sample_is_enlarged_pixel_for_pixel_and_a_lone_point_is_drawn(st
                           "value": [0.5]})
     fig = rv.reward_figure(frame, {}, [])
     assert fig.axes[0].get_lines()[0].get_marker() == "o"  # one point: a dot
+
+
+def test_the_controls_follow_the_run_status(state, store) -> None:
+    """Stop only while a run can stop; Resume only once it stopped, failed or was interrupted; a finished run
+    offers none of them."""
+    def interactive(run_id):
+        return [b.interactive for b in runs_tab.run_controls(state, run_id)]  # stop, resume, sample, checkpoint
+
+    run = store.start_foreground("grpo", {}, os.getpid(), name="live")
+    assert interactive(run.id) == [True, False, True, True]
+    store.finish(run.id, os.getpid(), "finished")
+    assert interactive(run.id) == [False, False, False, False]
+    other = store.start_foreground("grpo", {}, os.getpid(), name="halted")
+    store.finish(other.id, os.getpid(), "stopped")
+    assert interactive(other.id) == [False, True, False, False]
+    assert interactive("") == [False, False, False, False] == interactive("r0000000000")
