@@ -44,6 +44,7 @@ def measure_stage(family: Family, stage: str, resolution: int, micro_batch: int,
 
     from ..adapters import add_lora, trainable_parameters, use_adapter
     from ..memplan.count import LiveBytes, storage_keys
+    from ..training.dist import cast_base
 
     setting = stage_setting(stage, preset_config(stage, "paper"))
     setting = dataclasses.replace(setting, micro_batch=micro_batch, half=True)
@@ -69,9 +70,7 @@ def measure_stage(family: Family, stage: str, resolution: int, micro_batch: int,
         add_lora(model, f"frozen{i}", rank, 2.0 * rank)
     add_lora(model, "student", setting.lora_rank, 2.0 * setting.lora_rank)
     trained = trainable_parameters(model, "student")
-    for name, p in transformer.named_parameters():
-        if "lora_" in name:
-            p.data = p.data.float()
+    cast_base(model, "bf16")  # as the trainers: fp32 LoRAs, a bf16 base and position table
     transformer.enable_gradient_checkpointing()
     transformer.train()
     opt = torch.optim.AdamW(trained, lr=1e-4)

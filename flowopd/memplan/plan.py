@@ -89,7 +89,7 @@ def plan_stage(family: Family, setting: StageSetting, resolution: int, *, checkp
     chunk = setting.decode_chunk or setting.batch
     terms = {
         "transformer": family.transformer_params * half / GIB,
-        "position_table": family.pos_table * 4 / GIB,
+        "position_table": family.pos_table * half / GIB,  # cast with the base (flowopd.training.dist.cast_base)
         "text_encoders": 0.0 if cached_embeddings else sum(family.text_encoder_params.values()) * half / GIB,
         "vae": family.vae_params * half / GIB,
         "frozen_adapters": sum(family.lora_params(r) for r in setting.frozen_adapters) * 4 / GIB,

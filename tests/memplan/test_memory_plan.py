@@ -126,5 +126,5 @@ def test_bench_memory_measures_a_stage_against_the_plan_on_a_cpu(cli, tmp_path) 
     assert code == 0, err
     (row,) = json.loads((tmp_path / "bench-memory.json").read_text())
     assert (row["stage"], row["layers"], row["device"]) == ("grpo", 1, "cpu")
-    assert row["planned_terms"]["activations"] > 0 and row["measured_gib"] > 0.8  # the fp32 position table alone
+    assert row["planned_terms"]["activations"] > 0 and row["measured_gib"] > 0.4  # the bf16 position table alone
     assert 0.9 <= row["ratio"] <= 1.2, row  # the plan does not understate the measurement, nor overstate it much
