@@ -109,5 +109,6 @@ def test_the_built_in_teachers_become_teachers_of_the_store_once(tmp_path) -> No
     by_task = teachers_by_task(store)
     assert all(f"example-teacher-{task}" in by_task[task] for task in ("compose", "text", "prefer", "quality"))
     row = store.teacher("example-teacher-text")
-    assert row["source"] == "builtin" and row["algorithm"] == "grpo" and '"text"' in row["scores"]
+    text = next(e for e in examples if e.name == "teacher-text")
+    assert row["source"] == "builtin" and row["algorithm"] == text.config["kind"] and '"text"' in row["scores"]
     assert (Path(teacher_ref(store, "example-teacher-text")) / "adapter.json").is_file()
