@@ -60,16 +60,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     seed_dir = Path(args.source) / f"seed{args.seed}"
     plan = {s.name: s for s in build_plan(ReproduceConfig.preset("strong"), args.seed, seed_dir)}
-    needed = [seed_dir / n / "result.json" for n in ("base", *(f"teacher-{t}" for t in
-                                                               ("compose", "text", "prefer", "quality")),
-                                                     "coldstart-merge")]
+    base_dir = Path(args.source) / "seed0"  # the base is evaluated once, in seed 0's folder
+    needed = [base_dir / "base" / "result.json"] + [seed_dir / n / "result.json" for n in (
+        *(f"teacher-{t}" for t in ("compose", "text", "prefer", "quality")), "coldstart-merge")]
     deadline = time.time() + args.wait_s
     while not all(f.is_file() for f in needed):
         if time.time() > deadline:
             raise SystemExit(f"the teachers and the merge of {seed_dir} did not appear in time")
         time.sleep(30)
-    metrics = {n: json.loads((seed_dir / n / "result.json").read_text())["metrics"] for n in
-               ("base", *(f"teacher-{t}" for t in ("compose", "text", "prefer", "quality")))}
+    metrics = {n: json.loads(((base_dir if n == "base" else seed_dir) / n / "result.json").read_text())["metrics"]
+               for n in ("base", *(f"teacher-{t}" for t in ("compose", "text", "prefer", "quality")))}
     base_cfg = plan["opd"].config
     model = load_model(None)
     out, report = Path(args.out), {"seed": args.seed, "source": str(seed_dir), "teachers": metrics, "variants": {}}
