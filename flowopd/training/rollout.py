@@ -25,7 +25,7 @@ from ..reward_names import reward_task
 from ..rewards import get_reward
 from ..sampling import sample, sigma_max_of
 from ..world.prompts import PROMPT_SETS
-from ..world.splits import load_prompts
+from ..world.splits import load_prompts, prompt_source
 from .dist import gather
 
 
@@ -65,9 +65,13 @@ def lora_init_seed(seed: int) -> int:
     return epoch_seed(seed, 0, 0, "lora-init")
 
 
-@cache
 def train_prompts(task: str) -> tuple[dict, ...]:
-    """The train split of ``task``, read once."""
+    """The train split of ``task`` (the user's prompt set in use for it, else the world's), read once per source."""
+    return _train_prompts(task, prompt_source(task))
+
+
+@cache
+def _train_prompts(task: str, source: str | None) -> tuple[dict, ...]:
     return tuple(dict(r, task=r.get("task", task)) for r in load_prompts(task, "train"))
 
 

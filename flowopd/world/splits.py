@@ -160,6 +160,11 @@ def use_prompt_sets(sets: Mapping[str, str | Path]) -> dict[str, str]:
     return previous
 
 
+def prompt_source(task: str) -> str | None:
+    """The folder of the user's prompt set in use for ``task``, or None for the world's splits."""
+    return _OWN_SETS.get(task)
+
+
 def load_prompts(task: str, split: str) -> list[dict]:
     """The prompt records of ``task`` (one of ``PROMPT_SETS``: the four tasks, or ``mixed``) and ``split``
     ("train" or "test"): the committed split, or the user's set in use for the task (:func:`use_prompt_sets`)."""
