@@ -12,7 +12,8 @@ The teachers and the merge cold start come from a ``flowopd reproduce --budget s
 * ``distance``: prompts per task in proportion to the remaining distance to each teacher;
 * ``cfg-free``: a CFG-free student (``guidance`` 1.0), each teacher still at its own guidance;
 * ``teachers-cfg3``: every teacher queried at 3.0, the student's (the published behaviour);
-* ``fresh-distance``: the fresh LoRA at lr 1e-3 with the distance task sampling (the two together).
+* ``fresh-distance``: the fresh LoRA at lr 1e-3 with the distance task sampling (the two together);
+* ``fixed``: fixed task sampling, the published strong student (the strong budget samples by distance now).
 
     python benchmarks/seesaw.py --from runs/strong --seed 0 --work runs/seesaw --out docs/notes/seesaw.json
 """
@@ -34,6 +35,7 @@ VARIANTS = {
     "cfg-free": {"guidance": 1.0},  # a CFG-free student for the CFG-free teachers (each teacher at its own)
     "teachers-cfg3": {"teacher_guidance": 3.0},  # every teacher queried at the student's 3.0, as published
     "fresh-distance": {"init": None, "lr": 1e-3, "task_sampling": "distance", "log_rewards": True},
+    "fixed": {"task_sampling": "fixed"},  # the published strong student (before distance became its default)
 }
 
 
