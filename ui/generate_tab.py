@@ -12,7 +12,7 @@ from flowopd.models.base import to_pil
 from flowopd.rewards import REWARDS
 from flowopd.sampling import generate
 
-from ..services.scores import reward_cells
+from ..services.scores import reward_cells, scoring_rewards
 from .state import AppState
 
 DISPLAY_SIDE = 256
@@ -62,8 +62,9 @@ def run_generate(state: AppState, prompt: str, seed: float, steps: float, guidan
         images = generate(state.model, [prompt] * len(seeds), seeds=seeds, num_steps=int(steps),
                           guidance=float(guidance))
     pil = to_pil(images)
-    columns = reward_cells(pil, prompt)
-    rows = [[s, *(columns[n][i] for n in REWARDS)] for i, s in enumerate(seeds)]
+    rewards = scoring_rewards(state.model)
+    columns = reward_cells(pil, prompt, rewards)
+    rows = [[s, *(columns[n][i] for n in rewards)] for i, s in enumerate(seeds)]
     side = (DISPLAY_SIDE, DISPLAY_SIDE)
     big = [(im.resize(side, Image.Resampling.NEAREST), f"seed {s}") for im, s in zip(pil, seeds)]
     return big, rows

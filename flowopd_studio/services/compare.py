@@ -20,6 +20,7 @@ from flowopd.world.prompts import TASKS
 from flowopd.world.splits import load_prompts, record_for_prompt
 
 from .adapter_cache import cached_adapter
+from .scores import scoring_rewards
 from .sources import Source
 
 MAX_PROMPTS = 32
@@ -132,15 +133,18 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def score_images(images: list[Image.Image], item: PromptItem) -> list[dict[str, float | None]]:
-    """Every reward's score per image of ``item``; ``compose`` is None for a prompt outside its grammar."""
+def score_images(images: list[Image.Image], item: PromptItem, rewards: dict | None = None
+                 ) -> list[dict[str, float | None]]:
+    """Every reward's score per image of ``item`` (``rewards``: the columns' rewards, default the tiny world's;
+    :func:`flowopd_studio.services.scores.scoring_rewards`); ``compose`` is None for a prompt outside its
+    grammar, a column without a reward None."""
     try:
         clauses = parse_compose_prompt(item.prompt)
     except NotACompositionPrompt:
         clauses = None
     out: list[dict[str, float | None]] = [{} for _ in images]
-    for name, fn in REWARDS.items():
-        if name == "compose" and clauses is None:
+    for name, fn in (REWARDS if rewards is None else rewards).items():
+        if fn is None or (name == "compose" and clauses is None):
             values: list[float | None] = [None] * len(images)
         else:
             meta = clauses if name == "compose" else item.record
@@ -166,10 +170,11 @@ def compare(model: FlowModel, sources: list[Source], items: list[PromptItem], se
         with use_adapter(model, name):
             columns.append(to_pil(generate(model, prompts, seeds=row_seeds, num_steps=num_steps, guidance=scale)))
     result = Comparison(list(sources), rows, num_steps=num_steps, guidance=guidance, column_guidance=scales)
+    rewards = scoring_rewards(model)
     for r, (item, _) in enumerate(rows):
         row_images = [col[r] for col in columns]
         result.images.append(row_images)
-        result.scores.append(score_images(row_images, item))
+        result.scores.append(score_images(row_images, item, rewards))
     return result
 
 

@@ -112,3 +112,25 @@ def test_one_adapter_is_one_column(tmp_path):
                Source("run:r0123456789", "still-training", "teacher", "run", tmp_path / "no-adapter-yet")]
     assert [s.key for s in unique(sources)] == ["base", "example:teacher-text", "example:teacher-prefer",
                                                 "run:r0123456789"]
+
+
+def test_an_sd3_model_is_scored_with_real_image_rewards_not_the_tiny_worlds() -> None:
+    """On SD3 the text column is OCR's; the columns no reward can score offline are empty, not the tiny
+    world's 32 px shape judges."""
+    from flowopd.models.sd3 import SD3FlowModel
+    from flowopd.testing import tiny_random_pipeline
+    from flowopd_studio.services import compare as cmp
+    from flowopd_studio.services.scores import NO_REWARD, reward_cells, scoring_rewards
+    from flowopd_studio.services.sources import base_source
+
+    sd3 = SD3FlowModel(tiny_random_pipeline(seed=0), image_size=32, max_sequence_length=16)
+    rewards = scoring_rewards(sd3)
+    assert set(rewards) == {"compose", "text", "prefer", "quality"}
+    assert [n for n, fn in rewards.items() if fn is None] == ["compose", "prefer", "quality"]
+    items = cmp.prompt_items('a sign that says "HAT"', None, 1)
+    result = cmp.compare(sd3, [base_source("tiny sd3")], items, [0], num_steps=2)
+    (cells,) = result.scores[0]
+    assert isinstance(cells["text"], float) and cells["compose"] is None and cells["prefer"] is None
+    shown = reward_cells(result.images[0], 'a sign that says "HAT"', rewards)
+    assert shown["prefer"] == [NO_REWARD] and isinstance(shown["text"][0], float)
+    assert scoring_rewards(None).keys() >= {"compose", "text", "prefer", "quality"}  # the tiny model's
