@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..memplan.families import FAMILIES, Family
+from ..memplan.families import FAMILIES, Family, lora_projections
 from ..memplan.plan import GIB, STAGES, plan_stage
 from ..memplan.settings import preset_config, stage_setting
 from ..models.base import PromptEmbeds
@@ -51,9 +51,9 @@ def measure_stage(family: Family, stage: str, resolution: int, micro_batch: int,
     cfg = transformer_config(family, layers)
     with torch.device("meta"):
         params = sum(p.numel() for p in SD3Transformer2DModel(**cfg).parameters())
-    sliced = dataclasses.replace(family, layers=cfg["num_layers"], dual_layers=len(cfg["dual_attention_layers"]),
-                                 transformer_params=params,
-                                 lora_projections=_projections(cfg["num_layers"], len(cfg["dual_attention_layers"])))
+    layers, dual = cfg["num_layers"], len(cfg["dual_attention_layers"])
+    sliced = dataclasses.replace(family, layers=layers, dual_layers=dual, transformer_params=params,
+                                 lora_projections=lora_projections(layers, dual))
     planned = plan_stage(sliced, setting, resolution).terms
     on_cuda = device.startswith("cuda")
     start = time.perf_counter()
@@ -109,10 +109,6 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
-
-
-def _projections(layers: int, dual: int) -> int:
-    return layers * 4 + layers * 3 + (layers - 1) + dual * 4
 
 
 def run(model: str, resolution: int, micro_batch: int, out: str | Path, *, stages: tuple[str, ...] = STAGES,

@@ -70,14 +70,14 @@ class Family:
         return (resolution // (8 * self.patch)) ** 2
 
 
-def _projections(layers: int, dual: int) -> int:
+def lora_projections(layers: int, dual: int) -> int:
     """to_q/k/v/out and add_q/k/v per block, to_add_out in all but the last (context_pre_only), attn2's four
     in the dual blocks."""
     return layers * 4 + layers * 3 + (layers - 1) + dual * 4
 
 
 MEDIUM = Family("sd3.5-medium", transformer_params=2_243_171_520, width=1536, layers=24, dual_layers=13,
-                pos_table=384 * 384 * 1536, lora_projections=_projections(24, 13), default_resolution=512)
+                pos_table=384 * 384 * 1536, lora_projections=lora_projections(24, 13), default_resolution=512)
 LARGE = Family("sd3.5-large", transformer_params=8_056_627_520, width=2432, layers=38, dual_layers=0,
-               pos_table=192 * 192 * 2432, lora_projections=_projections(38, 0), default_resolution=1024)
+               pos_table=192 * 192 * 2432, lora_projections=lora_projections(38, 0), default_resolution=1024)
 FAMILIES = {f.name: f for f in (MEDIUM, LARGE)}

@@ -49,21 +49,14 @@ from ..models.prompt_cache import cache_prompts
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts, use_prompt_sets
 from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
-from .dist import MetricSums, allreduce_mean, any_process, make_accelerator, prepare_model
+from .dist import any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
 from .rollout import Rollout, epoch_seed, lora_init_seed, rollout, sample_groups
+from .steps import DivergedError, OptimizerSteps
 
 log = logging.getLogger(__name__)
 Callback = Callable[[dict[str, Any]], None]
 SAMPLES_PER_TASK = 2
-# A student whose velocity on a probe differs from the base's by more than this times (1 + the base's largest
-# velocity) has exploded: a trained LoRA moves velocities (which are O(1)) by far less than 1.
-EXPLODED_FACTOR = 1e3
-
-
-class DivergedError(FloatingPointError):
-    """Training stopped on a non-finite or exploding loss, gradient or weights; the message names the step,
-    the last good checkpoint and the fix."""
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -96,7 +89,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
 
 
-class RLTrainer:
+class RLTrainer(OptimizerSteps):
     """Shared state and loop of the on-policy trainers (see the module docstring)."""
 
     stage: ClassVar[str] = ""
@@ -225,88 +218,6 @@ class RLTrainer:
                 self._empty = self.model.uncond_embeds(1)
         return self._empty.repeat(n)
 
-    def diverged(self, what: str, when: str | None = None) -> DivergedError:
-        """The error that stops training; ``when`` defaults to the step under way."""
-        where = (f"the last good checkpoint is {self.last_good[0]} (step {self.last_good[1]})" if self.last_good
-                 else "no checkpoint was written yet")
-        when = when or f"at step {self.step + 1} (epoch {self.epoch + 1})"
-        return DivergedError(f"{self.stage}: {what} {when}; training stopped and {where}: lower lr (now "
-                             f"{self.cfg.lr}) or check the rewards/teachers")
-
-    def accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
-                   metrics: MetricSums) -> None:
-        """Train on the local rollout rows ``index``: ``optimizer_steps_per_epoch`` steps, each accumulating
-        its micro-batches (``train_batch_size`` rows) over the trained denoising steps j.
-
-        ``micro_loss(rows, j) -> (scalar loss, {metric: value or [rows] tensor})``. A non-finite loss is not
-        back-propagated; the step then raises on every process (:meth:`optimizer_step`).
-        """
-        # The student is the ambient adapter of the whole step: every other adapter is used inside a context that
-        # restores it, so a checkpointed backward (gradient_checkpointing) recomputes the student's forward.
-        with use_adapter(self.model, self.name):
-            self._accumulate(index, micro_loss, metrics)
-
-    def _accumulate(self, index: list[int], micro_loss: Callable[[list[int], int], tuple[torch.Tensor, dict]],
-                    metrics: MetricSums) -> None:
-        cfg, n_opt = self.cfg, self.cfg.optimizer_steps_per_epoch
-        chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
-        pick = random.Random(epoch_seed(cfg.seed, self.epoch, self.acc.process_index, "timesteps"))
-        for chunk in chunks:
-            bad = None
-            for start in range(0, len(chunk), cfg.train_batch_size):
-                rows = chunk[start:start + cfg.train_batch_size]
-                steps = self.microbatch_steps(pick)
-                for j in steps:
-                    try:
-                        loss, values = micro_loss(rows, j)
-                    except FloatingPointError:
-                        loss, values = torch.tensor(float("nan")), {}
-                    if not torch.isfinite(loss.detach()):
-                        bad = float(loss.detach())
-                        break
-                    # Each (micro-batch, step) weighs by its rows, so a chunk's gradient is its per-sample mean.
-                    (loss * len(rows) / (len(chunk) * len(steps))).backward()
-                    metrics.add("loss", float(loss.detach()))
-                    metrics.update(values)
-                if bad is not None:
-                    break
-            metrics.add("grad_norm", self.optimizer_step(bad, len(chunk)))
-            self.note(f"epoch {self.epoch + 1}/{cfg.epochs}: optimizer step {self.step}", fraction=0.0)
-
-    def microbatch_steps(self, rng: random.Random) -> list[int]:
-        """The denoising steps one micro-batch trains on: the epoch's :meth:`sde_steps`, or
-        ``steps_per_microbatch`` of them drawn without replacement (in trajectory order)."""
-        steps, k = self.sde_steps(self.epoch), self.cfg.steps_per_microbatch
-        return steps if k in (0, len(steps)) else sorted(rng.sample(steps, k))
-
-    def optimizer_step(self, bad_loss: float | None, rows: int) -> float:
-        """All-reduce the student's gradients (with the NaN flag and the row count), clip, step; returns the
-        gradient norm. A step no process had rows for (all groups masked) leaves the weights alone: Adam's
-        momentum would otherwise move them. The step count advances either way, so steps stay unique."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        flags = torch.tensor([0.0 if bad_loss is None else 1.0, float(rows)], device=self.params[0].device)
-        *grads, flags = allreduce_mean(self.acc, [*grads, flags])
-        if flags[0].item() > 0:
-            raise self.diverged(f"the loss became {bad_loss}" if bad_loss is not None
-                                else "the loss became non-finite on another process")
-        if flags[1].item() == 0:
-            self.opt.zero_grad(set_to_none=True)
-            self.step += 1
-            return 0.0
-        for p, g in zip(self.params, grads):
-            p.grad = g
-        norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
-        if not math.isfinite(norm):
-            raise self.diverged(f"the gradient norm became {norm}")
-        self.last_lr = self.opt.param_groups[0]["lr"]  # what this step used; the callback reports it
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.step += 1
-        if self.ema is not None:
-            self.ema.update(self.step)
-        return norm
-
     # --- the loop --------------------------------------------------------------------------------------------
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -395,29 +306,6 @@ class RLTrainer:
             images = generate(self.model, [r["prompt"] for r in records], seeds=seeds, num_steps=self.cfg.eval_steps,
                               guidance=self.cfg.guidance)
         return [Sample(im, r["prompt"], s, {"task": r["task"]}) for im, r, s in zip(to_pil(images), records, seeds)]
-
-    def check_weights(self) -> None:
-        """Raise :class:`DivergedError` when the student's weights are non-finite or have exploded, so that no
-        checkpoint is written over the last good one. Exploded weights can stay finite for a step and only
-        turn the next rollout into NaN; a probe forward (two noise latents, the empty prompt, sigma 1,
-        against the base) catches them before they are saved."""
-        when = f"after step {self.step} (epoch {self.epoch})"
-        if not all(bool(torch.isfinite(p).all()) for p in self.params):
-            raise self.diverged("the student's weights became non-finite", when)
-        model = self.model
-        probe = torch.randn((2, *model.latent_shape), generator=torch.Generator().manual_seed(0)).to(model.device)
-        embeds = model.uncond_embeds(2)
-        with torch.no_grad():
-            with use_adapter(model, None):
-                base = model.velocity(probe, 1.0, embeds)
-            with use_adapter(model, self.name):
-                student = model.velocity(probe, 1.0, embeds)
-        gap, scale = float((student - base).abs().max()), float(base.abs().max())
-        if not math.isfinite(gap):
-            raise self.diverged("the student's weights exploded (its velocity on a probe is not finite)", when)
-        if gap > EXPLODED_FACTOR * (1 + scale):
-            raise self.diverged(f"the student's weights exploded (its velocity on a probe is {gap:.3g} away from "
-                                f"the base's, whose largest is {scale:.3g})", when)
 
     def save_adapters(self, folder: Path) -> None:
         """Write the checkpoint's adapters into ``folder``: the live student and, with EMA on, its EMA."""

@@ -10,12 +10,12 @@ receive each record as its metadata.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from .prompts import TASKS, target_of
+from .splits import read_prompt_file
 
 SPLITS = ("train", "test")
 LAYOUT = "train.txt and test.txt (one prompt a line) or train_metadata.jsonl and test_metadata.jsonl"
@@ -49,32 +49,21 @@ def _read(folder: str, task: str, split: str, stamps: tuple[int, ...]) -> tuple[
         raise PromptSetError(f"{where}: folder {path} does not exist: give a folder with {LAYOUT} (Flow-GRPO's "
                              "dataset layout)")
     meta, text = split_files(path, split)
-    if meta.is_file():
-        records = [_json_record(meta, n, line, task) for n, line in enumerate(meta.read_text().splitlines(), 1)
-                   if line.strip()]
-    elif text.is_file():
-        records = [{"prompt": line.strip(), "task": task} for line in text.read_text().splitlines() if line.strip()]
-    else:
+    source = meta if meta.is_file() else text if text.is_file() else None
+    if source is None:
         raise PromptSetError(f"{where}: {path} has neither {meta.name} nor {text.name}: give {LAYOUT}")
-    if not records:
-        raise PromptSetError(f"{where}: {meta if meta.is_file() else text} has no prompts: write one per line")
+    if not source.read_text().strip():  # read_prompt_file's own message names no prompt_sets
+        raise PromptSetError(f"{where}: {source} has no prompts: write one per line")
+    try:  # the project's reader of prompt files: one JSON object or one prompt a line
+        records = [{**r, "prompt": str(r["prompt"]).strip(), "task": task} for r in read_prompt_file(source)]
+    except ValueError as err:
+        raise PromptSetError(f"{where}: {err}") from None
     if task == "text":
         for n, r in enumerate(records, 1):
             if target_of(r["prompt"], r) is None:
                 raise PromptSetError(f"{where}: prompt {n} of the {split} split ({r['prompt'][:60]!r}) has no text to "
                                      "draw: put it in double quotes in the prompt or in a 'target' field")
     return tuple(records)
-
-
-def _json_record(path: Path, number: int, line: str, task: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise PromptSetError(f"{path}:{number}: not valid JSON ({err.msg}): one object a line, e.g. "
-                             '{"prompt": "a photo of a cat", ...}') from None
-    if not isinstance(record, dict) or not str(record.get("prompt", "")).strip():
-        raise PromptSetError(f"{path}:{number}: no 'prompt' in this line: each object needs a non-empty prompt")
-    return {**record, "prompt": str(record["prompt"]).strip(), "task": task}
 
 
 def check_prompt_sets(sets: Mapping[str, str]) -> None:

@@ -16,17 +16,14 @@ from flowopd.memplan.preflight import family_of, preflight
 from flowopd.memplan.settings import preset_config, stage_setting
 from flowopd.models.presets import LORA_TARGET_MODULES
 
-LARGE_CONFIG = {"num_layers": 38, "num_attention_heads": 38, "caption_projection_dim": 2432,
-                "pos_embed_max_size": 192, "dual_attention_layers": ()}
-
 
 @pytest.mark.parametrize("family", [MEDIUM, LARGE], ids=lambda f: f.name)
 def test_the_families_counts_are_the_real_configs(family) -> None:
     from diffusers import SD3Transformer2DModel
 
-    from flowopd.bench.model import SD35_MEDIUM_TRANSFORMER
+    from flowopd.bench.memory import transformer_config
 
-    cfg = {**SD35_MEDIUM_TRANSFORMER, **(LARGE_CONFIG if family is LARGE else {})}
+    cfg = transformer_config(family, None)
     with torch.device("meta"):
         t = SD3Transformer2DModel(**cfg)
     assert sum(p.numel() for p in t.parameters()) == family.transformer_params
