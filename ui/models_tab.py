@@ -105,8 +105,8 @@ def render(state: AppState) -> ModelsWidgets:
         request = gr.Code(language="json", label="Teacher request (config JSON)", buttons=["copy"])
         cli = gr.Code(language="shell", label="Equivalent CLI", buttons=["copy"])
     gr.Markdown("### Import a LoRA as a teacher\nA peft folder (adapter_config.json + adapter_model.safetensors), a "
-                "diffusers pytorch_lora_weights.safetensors, or our adapter folder; checked against the app's model, "
-                "then evaluated on the first test prompts of its task (an eval run).")
+                "diffusers, ComfyUI, kohya or OneTrainer .safetensors, or our adapter folder; checked against the "
+                "app's model, then evaluated on the first test prompts of its task (an eval run).")
     with gr.Row():
         imp_path = gr.Textbox(label="LoRA path", info="folder or .safetensors file on this machine")
         imp_name = gr.Textbox(label="Teacher name (import)")
