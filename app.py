@@ -16,10 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     # The app samples while workers train on the same cores: half of them (one on 2 cores) keeps its OpenMP
     # threads from fighting the workers' (measured on 2 cores: a compare grid of 6.3 s took 115 s with 2 threads).
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    from flowopd.models import load_model
     from flowopd_studio.ui import build_app
     from flowopd_studio.ui.state import AppState
-
-    from flowopd.models import load_model
 
     name = opts.model or "built-in tiny-base"
     if opts.demo and opts.model and os.path.exists(opts.model):  # a read-only page shows no path of this machine

@@ -129,7 +129,7 @@ def train(algorithm: str, model, cfg, out: Path, callback) -> None:
 
 def ensure_sft_data(task: str, work: Path) -> Path:
     """The task's image set (renders of its train prompts), written once and shared by every seed."""
-    from flowopd.reproduce.stage import ensure_image_set
+    from flowopd.world.dataset import ensure_image_set
 
     folder = work / "data" / task
     ensure_image_set(folder, task, SFT_IMAGES)

@@ -107,9 +107,22 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _task_rewards(pairs: list[str] | None) -> dict | None:
+    """``["text=ocr", "prefer=pickscore:/m"]`` -> ``{"text": "ocr", "prefer": "pickscore:/m"}``."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        task, sep, reward = pair.partition("=")
+        if not (sep and task.strip() and reward.strip()):
+            raise ValueError(f"--task-rewards {pair!r} is invalid: give TASK=REWARD, e.g. text=ocr")
+        out[task.strip()] = reward.strip()
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     flags = {"num_steps": args.steps, "guidance": args.guidance, "images_per_prompt": args.images_per_prompt,
-             "tasks": args.tasks}
+             "tasks": args.tasks, "task_rewards": _task_rewards(args.task_rewards)}
     cfg = read_config(args.config, EvalConfig, {k: v for k, v in flags.items() if v is not None})
     from .evaluate import evaluate_adapter
     from .models import load_model
@@ -286,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="LoRA adapter folder (a trainer's OUT/adapter) to evaluate on the model")
     p.add_argument("--json", help="write the report to this path")
     p.add_argument("--config", help="JSON file of EvalConfig fields (num_steps, guidance, images_per_prompt, seed, "
-                                    "batch_size, tasks); the flags below override it")
+                                    "batch_size, tasks, task_rewards, prompt_sets); the flags below override it")
     p.add_argument("--steps", type=int, help=_field_help(EvalConfig, "num_steps"))
     p.add_argument("--guidance", type=float, help=_field_help(EvalConfig, "guidance"))
     p.add_argument("--images-per-prompt", type=int, help=_field_help(EvalConfig, "images_per_prompt"))
     p.add_argument("--tasks", nargs="+", help=_field_help(EvalConfig, "tasks"))
+    p.add_argument("--task-rewards", nargs="+", metavar="TASK=REWARD",
+                   help="the reward that scores a task, e.g. text=ocr prefer=pickscore:/models/pickscore (default: "
+                        "the model's: the tiny world's on the tiny model, the paper's on SD3)")
 
     world = sub.add_parser("world", help="The tiny world: checks, prompt splits and image sets.",
                            description="The tiny world: checks, prompt splits and image sets.")

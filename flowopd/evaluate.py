@@ -2,7 +2,9 @@
 
 Metrics, each in [0, 1]: ``compose`` = strict GenEval accuracy (mean over the six categories of the
 per-image correctness), ``text`` = mean OCR reward, ``prefer`` and ``quality`` = mean reward on their
-test prompts; ``average`` = mean of the four (the paper's "Average" column).
+test prompts; ``average`` = mean of the four (the paper's "Average" column). These are the tiny world's
+rewards; an SD3 model is scored by the paper's real-image rewards (``geneval``, ``ocr``, ``pickscore``,
+``deqa``: the model's ``default_task_rewards``), and ``EvalConfig.task_rewards`` names others per task.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from .world.splits import load_prompts, use_prompt_sets
 log = logging.getLogger(__name__)
 
 
-def task_metric(task: str, images, records: list[dict]) -> float:
+def task_metric(task: str, images, records: list[dict], reward: str | None = None) -> float:
+    """The metric of ``task`` on its test images: the mean of ``reward`` (default: the tiny world's reward of the
+    task's name); the world's ``compose`` is strict GenEval accuracy, the mean over categories (``tag``) of the
+    per-image correctness."""
     prompts = [r["prompt"] for r in records]
-    if task == "compose":
+    reward = reward or task
+    if reward == "compose":
         correct = np.array(compose_correct(images, prompts, records))
-        tags = np.array([r["tag"] for r in records])
+        tags = np.array([r.get("tag", "") for r in records])
         return float(np.mean([correct[tags == t].mean() for t in sorted(set(tags))]))
-    return float(np.mean(get_reward(task)(images, prompts, records)))
+    return float(np.mean(get_reward(reward)(images, prompts, records)))
 
 
 def eval_records(task: str, limit: int | None = None) -> list[dict]:
@@ -93,6 +99,7 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
             use_prompt_sets(previous)
     start = time.perf_counter()
     clock = begin(callback, "eval", len(cfg.tasks))
+    task_rewards = dict(model.default_task_rewards if cfg.task_rewards is None else cfg.task_rewards)
     metrics = {}
     for k, task in enumerate(cfg.tasks):
         records = [r for r in eval_records(task, limit) for _ in range(cfg.images_per_prompt)]
@@ -103,7 +110,7 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
                           guidance=cfg.scale(), batch_size=cfg.batch_size)
         if on_images:
             on_images(task, records, images)
-        metrics[task] = task_metric(task, images, records)
+        metrics[task] = task_metric(task, images, records, task_rewards.get(task))
         log.info("eval %s: %.4f", task, metrics[task])
         if callback is not None:
             for record, seed, image in zip(records, seeds, to_pil(images[:samples_per_task])):
@@ -118,8 +125,8 @@ def evaluate(model: FlowModel, cfg: EvalConfig | None = None, *, model_name: str
     if callback is not None:
         callback.on_metrics(len(cfg.tasks), {names.EVAL_AVERAGE: average})
         callback.on_end("eval", "finished")
-    return {"model": model_name, "protocol": {**asdict(cfg), "guidance": cfg.scale()}, "metrics": metrics,
-            "average": average}
+    protocol = {**asdict(cfg), "guidance": cfg.scale(), "task_rewards": {t: task_rewards.get(t, t) for t in cfg.tasks}}
+    return {"model": model_name, "protocol": protocol, "metrics": metrics, "average": average}
 
 
 EVAL_ADAPTER = "evaluated"  # the name an adapter folder is loaded under for its evaluation

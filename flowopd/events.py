@@ -78,6 +78,11 @@ class TrainingCallback:
         """True asks the stage to stop at its next clean point (after saving a checkpoint where it has one)."""
         return False
 
+    def stop_now(self) -> bool:
+        """True asks a stop (not a pause) that should not wait for the epoch's end: an RL trainer polls it
+        between optimizer steps and stops there, its checkpoint the epoch's start (redone on resume)."""
+        return False
+
     def on_end(self, stage: str, status: str) -> None:
         """The stage ended: ``finished``, ``stopped`` or ``failed``."""
 
@@ -111,6 +116,9 @@ class CallbackList(TrainingCallback):
     def should_stop(self) -> bool:
         return any([c.should_stop() for c in self.callbacks])  # a list: every callback polls its commands
 
+    def stop_now(self) -> bool:
+        return any([c.stop_now() for c in self.callbacks])
+
     def on_end(self, stage: str, status: str) -> None:
         for c in self.callbacks:
             c.on_end(stage, status)
@@ -140,6 +148,9 @@ class Scoped(TrainingCallback):
 
     def should_stop(self) -> bool:
         return self.inner.should_stop()
+
+    def stop_now(self) -> bool:
+        return self.inner.stop_now()
 
     def on_end(self, stage: str, status: str) -> None:
         self.inner.on_progress(Progress(self.prefix, 0, None, 0.0, message=status))

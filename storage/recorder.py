@@ -98,6 +98,19 @@ class StoreCallback(TrainingCallback):
             self.reporter.progress(self.reporter.step, None, self.reporter.eta_s, line)
 
     def should_stop(self) -> bool:
+        self._poll()
+        if self.stop or self.pause:
+            self.reporter.flush()
+            return True
+        return False
+
+    def stop_now(self) -> bool:
+        """A *stop* (or SIGTERM) is pending: a trainer stops at its next optimizer step instead of its epoch's end
+        (a pause waits for the epoch: its restart continues from the checkpoint)."""
+        self._poll()
+        return self.stop
+
+    def _poll(self) -> None:
         for kind in self.reporter.commands():
             if kind == "stop":
                 self.stop = True
@@ -106,10 +119,6 @@ class StoreCallback(TrainingCallback):
                 self.want_sample |= kind == "sample"
             else:
                 log.info("run %s: %r now is not available for this stage; ignored", self.reporter.run_id, kind)
-        if self.stop or self.pause:
-            self.reporter.flush()
-            return True
-        return False
 
     def resumed(self) -> None:
         """After a pause: train on (the stage restarted from its checkpoint)."""

@@ -175,6 +175,11 @@ def test_eval_config_file_and_flags(cli, small_model_dir: Path, tmp_path: Path) 
     protocol = json.loads(out)["protocol"]
     picked = (protocol["num_steps"], protocol["guidance"], protocol["seed"], protocol["tasks"])
     assert picked == (2, 2.0, 7, ["quality"])
+    code, out, err = cli("eval", "--model", small_model_dir, "--config", config, "--task-rewards", "quality=prefer")
+    assert code == 0, err
+    assert json.loads(out)["protocol"]["task_rewards"] == {"quality": "prefer"}  # another reward scores the task
+    _fails_with(cli("eval", "--model", small_model_dir, "--task-rewards", "quality"), "--task-rewards 'quality' is "
+                "invalid: give TASK=REWARD")
     config.write_text(json.dumps({"steps": 2}))
     _fails_with(cli("eval", "--model", small_model_dir, "--config", config), "unknown eval config keys ['steps']")
     _fails_with(cli("eval", "--model", small_model_dir, "--config", tmp_path / "none.json"), "none.json")

@@ -19,7 +19,9 @@ def test_evaluate_schema_and_ranges(small_model) -> None:
     report = evaluate(small_model, cfg, model_name="small",
                       on_images=lambda task, records, images: seen.update({task: (len(records), tuple(images.shape))}))
     assert set(report) == {"model", "protocol", "metrics", "average"}
-    assert report["model"] == "small" and report["protocol"] == {**asdict(cfg), "guidance": 3.0}  # the scale used
+    assert report["model"] == "small"
+    assert report["protocol"] == {**asdict(cfg), "guidance": 3.0,  # the scale and the rewards used
+                                  "task_rewards": {"compose": "compose", "prefer": "prefer"}}
     assert set(report["metrics"]) == {"compose", "prefer"}
     assert all(0.0 <= m <= 1.0 for m in report["metrics"].values())
     assert report["average"] == pytest.approx(sum(report["metrics"].values()) / 2)
@@ -36,6 +38,8 @@ def test_evaluate_is_deterministic(small_model) -> None:
     ({"num_steps": 0}, "num_steps=0 is invalid: use a whole number from 1 to 1000"),
     ({"num_steps": 1001}, "num_steps"),
     ({"images_per_prompt": 0}, "images_per_prompt"),
+    ({"task_rewards": {"text": "nope"}}, "task_rewards=.*nope"),
+    ({"task_rewards": {"painting": "ocr"}}, "task_rewards=.*'painting' is not a task"),
 ])
 def test_eval_config_rejects(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

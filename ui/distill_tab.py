@@ -17,6 +17,7 @@ from flowopd.world.prompts import TASKS
 from ..services import base_models, distill, teachers
 from ..services.config_forms import DISTILL_OWN, preset_values
 from ..services.preflight import model_arch
+from . import prompt_set_upload
 from .config_form import guarded, settings_form
 from .state import AppState
 
@@ -28,6 +29,7 @@ class DistillWidgets:
     name: gr.Textbox
     teachers: dict  # task -> gr.Dropdown
     train_tasks: gr.CheckboxGroup
+    sources: gr.Dropdown
     routing: gr.Radio
     loss_mode: gr.Dropdown
     mar_anchor: gr.Dropdown
@@ -35,6 +37,7 @@ class DistillWidgets:
     coldstart: gr.Radio
     preset: gr.Radio
     fields: dict  # OPD field -> widget
+    prompt_upload: prompt_set_upload.PromptSetWidgets
     refresh: gr.Button
     preflight: gr.Button
     start: gr.Button
@@ -53,8 +56,13 @@ def render(state: AppState) -> DistillWidgets:
     with gr.Row():
         name = gr.Textbox(value="student", label="Student name", elem_id="student-name")
         team = {t: gr.Dropdown([NONE], value=NONE, label=f"{t} teacher", allow_custom_value=True) for t in TASKS}
-    train_tasks = gr.CheckboxGroup(list(TASKS), label="Whole pipeline: train a new teacher for these tasks first",
-                                   info="each a grpo run of the chosen preset, named <student>-<task>")
+    with gr.Row():
+        train_tasks = gr.CheckboxGroup(list(TASKS), label="Whole pipeline: train a new teacher for these tasks first",
+                                       info="each a run of the chosen preset, named <student>-<task>", scale=2)
+        sources = gr.Dropdown(list(distill.PIPELINE_SOURCES), value="strongest", label="Pipeline teachers' algorithm",
+                              info="strongest: each task's best in the teacher benchmark (NFT compose, SFT on the "
+                                   "world's renders text, AWM prefer and quality); or one algorithm for all "
+                                   "(grpo: the paper's)", elem_id="pipeline-sources")
     gr.Markdown("### Method")
     with gr.Row():
         routing = gr.Radio(list(ROUTINGS), value="per-sample", label="Routing", info=info["routing"])
@@ -70,6 +78,7 @@ def render(state: AppState) -> DistillWidgets:
                           info="quick: about 3 min of distillation on 2 CPU cores; default: the tiny world's "
                                "values; paper: SD3.5 Medium's")
     fields = settings_form("opd", "quick", DISTILL_OWN)
+    prompt_upload = prompt_set_upload.render("distill")
     with gr.Row():
         refresh = gr.Button("Refresh teachers")
         preflight = gr.Button("Pre-flight")
@@ -81,8 +90,9 @@ def render(state: AppState) -> DistillWidgets:
         plan_json = gr.Code(language="json", label="Plan (configs of the runs, in order)", buttons=["copy"],
                             interactive=False)
         cli = gr.Code(language="shell", label="Equivalent CLI", buttons=["copy"])
-    return DistillWidgets(name, team, train_tasks, routing, loss_mode, mar_anchor, beta_mar, coldstart, preset, fields,
-                          refresh, preflight, start, pipeline, estimate, gr.State(None), plan_json, cli, status)
+    return DistillWidgets(name, team, train_tasks, sources, routing, loss_mode, mar_anchor, beta_mar, coldstart, preset,
+                          fields, prompt_upload, refresh, preflight, start, pipeline, estimate, gr.State(None),
+                          plan_json, cli, status)
 
 
 # --- handlers -------------------------------------------------------------------------------------------------------
@@ -103,7 +113,7 @@ def form_choice(w: DistillWidgets, form: dict, pipeline: bool) -> distill.Distil
     return distill.DistillChoice(
         name=form[w.name], teachers=team, train_tasks=tuple(form[w.train_tasks] or ()) if pipeline else (),
         routing=form[w.routing], loss_mode=form[w.loss_mode], mar_anchor=form[w.mar_anchor], beta_mar=beta_mar,
-        coldstart=form[w.coldstart], preset=form[w.preset],
+        coldstart=form[w.coldstart], preset=form[w.preset], sources=form[w.sources],
         settings={field: form[widget] for field, widget in w.fields.items()})
 
 
@@ -137,8 +147,8 @@ def listen(w: DistillWidgets, state: AppState, *, demo: gr.Blocks, **_: object) 
     order = list(w.fields)
     hidden = dict(api_visibility="undocumented")
     team = list(w.teachers.values())
-    form = [w.name, *team, w.train_tasks, w.routing, w.loss_mode, w.mar_anchor, w.beta_mar, w.coldstart, w.preset,
-            *w.fields.values()]
+    form = [w.name, *team, w.train_tasks, w.sources, w.routing, w.loss_mode, w.mar_anchor, w.beta_mar, w.coldstart,
+            w.preset, *w.fields.values()]
     demo.load(lambda: teacher_choices(state), None, team, api_name="distill_teachers", **hidden)
     w.refresh.click(lambda: teacher_choices(state), None, team, api_name="refresh_distill_teachers", **hidden)
     w.preset.change(lambda p: [gr.update(value=preset_values("opd", p, DISTILL_OWN)[f]) for f in order], w.preset,
@@ -151,6 +161,7 @@ def listen(w: DistillWidgets, state: AppState, *, demo: gr.Blocks, **_: object) 
     def starter(plan: dict | None) -> tuple[str, None]:  # a plan starts once: the next needs a new Pre-flight
         return start_plan(state, plan), None
 
+    prompt_set_upload.listen(w.prompt_upload, state, w.name, [w.fields["prompt_sets"]], "unpack_distill_prompt_set")
     started = [w.status, w.plan]
     w.preflight.click(planner(True), form, outputs, api_name="distill_plan", **hidden)
     w.start.click(planner(False), form, outputs, api_name="distill_plan_only", **hidden

@@ -19,6 +19,7 @@ from flowopd.world.prompts import TASKS
 from ..services import base_models, lora_import, teachers, uploads
 from ..services.config_forms import TEACHER_OWN, build_config, parse_weights, preset_values, teacher_algorithms
 from ..services.distill import teacher_cli
+from . import prompt_set_upload
 from .config_form import guarded, settings_form
 from .state import AppState
 
@@ -53,6 +54,7 @@ class ModelsWidgets:
     set_file: gr.File
     set_unpack: gr.Button
     set_info: gr.Markdown
+    prompt_upload: prompt_set_upload.PromptSetWidgets
     table: gr.Dataframe
     refresh: gr.Button
     eval_name: gr.Dropdown
@@ -99,6 +101,7 @@ def render(state: AppState) -> ModelsWidgets:
             set_file = gr.File(label="Image set (.zip)", file_types=[".zip"], type="filepath", elem_id="set-upload")
             set_unpack = gr.Button("Unpack as the sft data", elem_id="set-unpack")
         set_info = gr.Markdown(elem_id="set-info")
+    prompt_upload = prompt_set_upload.render("teacher")
     start = gr.Button("Start teacher", variant="primary", elem_id="start-teacher")
     status = gr.Markdown()
     with gr.Accordion("Config JSON and equivalent command", open=False):
@@ -128,7 +131,7 @@ def render(state: AppState) -> ModelsWidgets:
         remove = gr.Button("Remove from the teachers", variant="stop")
     return ModelsWidgets(base_kind, base_path, base_button, base_info, name, task, rewards, prompts, algorithm, preset,
                          forms, start, request, cli, status, imp_path, imp_name, imp_task, inspect, do_import, imp_info,
-                         imp_file, imp_upload, set_file, set_unpack, set_info,
+                         imp_file, imp_upload, set_file, set_unpack, set_info, prompt_upload,
                          table, refresh, eval_name, evaluate, remove)
 
 
@@ -304,6 +307,8 @@ def listen(w: ModelsWidgets, state: AppState, *, demo: gr.Blocks, **_: object) -
     if "sft" in w.forms:  # the unpacked folder becomes the sft form's data
         w.set_unpack.click(guarded(lambda f, n: unpack_image_set(state, f, n)), [w.set_file, w.name],
                            [w.forms["sft"][1]["data"], w.set_info], api_name="unpack_image_set")
+    targets = [widgets["prompt_sets"] for _, widgets in w.forms.values() if "prompt_sets" in widgets]
+    prompt_set_upload.listen(w.prompt_upload, state, w.name, targets, "unpack_teacher_prompt_set")
     w.evaluate.click(guarded(lambda n: evaluate_teacher(state, n)), w.eval_name, w.status, api_name="evaluate_teacher")
     w.remove.click(guarded(lambda n: remove_teacher(state, n)), w.eval_name, w.status,
                    api_name="remove_teacher").then(table, None, listing, **hidden)

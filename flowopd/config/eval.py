@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..world.prompt_sets import check_prompt_sets
 from ..world.prompts import TASKS
 from .base import ConfigBase, option
+from .fields import check_task_rewards
 
 
 @dataclass
@@ -25,12 +26,18 @@ class EvalConfig(ConfigBase, kind="eval"):
     tasks: list[str] = option(list(TASKS), f"tasks to evaluate, some of {', '.join(TASKS)}")
     prompt_sets: dict = option({}, "task -> folder of your own prompts (Flow-GRPO's layout): its test split is "
                                "evaluated instead of the tiny world's")
+    task_rewards: dict | None = option(None, "task -> the reward that scores it (e.g. {\"text\": \"ocr\"}); None = "
+                                       "the model's: the tiny world's reward of each task on the tiny model "
+                                       "(compose: strict GenEval accuracy), the paper's on SD3 (geneval, ocr, "
+                                       "pickscore, deqa); a task not named: the tiny world's")
 
     def check(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise ValueError(f"unknown tasks {bad} in tasks: use some of {list(TASKS)}")
         check_prompt_sets(self.prompt_sets)
+        if self.task_rewards is not None:
+            check_task_rewards(self.task_rewards)
 
     @classmethod
     def sd35_medium(cls, **overrides) -> EvalConfig:

@@ -6,8 +6,12 @@ from typing import Any
 
 from .base import ConfigBase
 
-__all__ = ["PRESET_NAMES", "QUICK_FIELDS", "preset"]
+__all__ = ["PRESET_NAMES", "QUICK_FIELDS", "STRONGEST_SOURCES", "preset"]
 PRESET_NAMES = ("quick", "default", "paper")
+# The strongest teacher source of each task in the teacher benchmark on the tiny world (docs/notes/teachers-tiny.md):
+# the `strong` reproduction budget's teachers and the whole pipeline's default. compose and quality gain little
+# with any source (docs/notes/reward-ceiling.md); these are the best of what was measured.
+STRONGEST_SOURCES: dict[str, str] = {"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}
 # ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. 8 epochs of 64 images (the
 # reproduction's teacher budget, docs/results-tiny-grpo-teachers.md). Measured on the built-in tiny model on
 # the 2-core test machine, the whole pipeline as the app's Distill tab queues it (real workers, default torch

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -67,6 +69,9 @@ class FlowModel(ABC):
     # Whether a trainer encodes its prompts once and moves the text encoders off the accelerator by default
     # (flowopd.models.prompt_cache): on for SD3 (10 GiB of encoders), off for the tiny model (nothing to free).
     default_cache_prompts: bool = False
+    # Task -> the reward that scores it where a config names none (evaluation): {} = the tiny world's reward
+    # of each task's name; SD3 backends score real images with the paper's (OCR, PickScore, GenEval, DeQA).
+    default_task_rewards: Mapping[str, str] = MappingProxyType({})
     _pinned_model_id: str | None = None
 
     def set_gradient_checkpointing(self, enabled: bool | None) -> bool:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from diffusers import StableDiffusion3Pipeline
 from torch import nn
 
+from ..reward_names import SD35_TASK_REWARDS
 from . import looks_like_hub_id
 from .base import FlowModel, PromptEmbeds
 from .presets import SD35_MEDIUM
@@ -38,6 +40,7 @@ class SD3FlowModel(FlowModel):
 
     default_gradient_checkpointing = True  # activations dominate SD3's training memory (docs/sd35.md)
     default_cache_prompts = True  # the three text encoders are 10 GiB in half precision
+    default_task_rewards = MappingProxyType(SD35_TASK_REWARDS)  # real images: the paper's reward of each task
 
     def __init__(self, pipe: StableDiffusion3Pipeline, image_size: int = 512, max_sequence_length: int = 128):
         self.pipe = pipe

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..config.base import ConfigBase, option
 from ..config.choices import EMA_WARMUPS
+from ..config.presets import STRONGEST_SOURCES
 
 BUDGETS = ("smoke", "default", "strong")
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
@@ -167,7 +168,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
             raise ValueError(f"budget {name!r} is unknown: use one of {', '.join(BUDGETS)}")
         base: dict[str, Any] = {"budget": name, "eval_merged": True}
         if name == "strong":
-            base.update(teachers={"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}, joint="awm",
+            base.update(teachers=dict(STRONGEST_SOURCES), joint="awm",
                         teacher=StageBudget(24, batch_size=64, group_size=4), sft={"steps": 400},
                         nft={"ema": False}, awm={"ema": False}, seesaw=False, grpo_mix_long=False)
         if name in ("default", "strong"):

@@ -30,6 +30,7 @@ from ..events import CallbackList, FunctionCallback, Progress, StopRequested, Tr
 from ..layout import ADAPTER_DIR, CURVE_FILE, RESULT_FILE, TRAIN_FILE
 from ..methods import get_method
 from ..models import load_model
+from ..world.dataset import ensure_image_set
 from ..world.prompts import TASKS
 from .config import ReproduceConfig
 from .evaluation import row_metrics
@@ -151,29 +152,6 @@ def _train_rl(spec: StageSpec, folder: Path, model, accelerator, callback: Train
         raise ReproduceStopped(f"{spec.name} (seed {seed}) stopped at step {result.step}; run again to continue")
     return {"optimizer_steps": result.step, "images": 0 if sft else result.epoch * cfg.batch_size,
             "train_time_s": before + time.perf_counter() - start, "curve": curve.rows}
-
-
-def ensure_image_set(folder: Path, task: str, images: int, accelerator=None, model=None) -> None:
-    """Write the world's renders of ``task`` to ``folder`` (an sft teacher's or a joint row's image set) unless
-    it is there; the same files for every seed, written by the main process (all of them wait) through a
-    temporary folder, so a killed write never leaves half a set. With ``model``: the base's own samples
-    (no adapter), a regularization set."""
-    from ..adapters import use_adapter
-    from ..world.dataset import METADATA_FILE, write_dataset
-
-    main = accelerator is None or accelerator.is_main_process
-    if not (folder / METADATA_FILE).is_file() and main:
-        tmp = folder.with_name(f".{folder.name}-{os.getpid()}")
-        if model is None:
-            write_dataset(task, images, tmp)
-        else:
-            with use_adapter(model, None):
-                write_dataset(task, images, tmp, model=model)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        if not folder.exists():
-            os.replace(tmp, folder)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
 
 
 def _train_coldstart(spec: StageSpec, folder: Path, model, callback: TrainingCallback | None) -> dict:

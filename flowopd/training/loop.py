@@ -8,8 +8,11 @@ share of the micro-batches over the trained denoising steps.
 The callback (main process only) speaks :mod:`flowopd.events`: ``on_begin``; after every epoch its sample
 images (every ``sample_every`` epochs), one ``on_metrics`` at the epoch's last optimizer step with the
 metrics gathered over processes (names in :mod:`flowopd.metric_names`), ``on_progress`` (also during the
-rollout and the optimizer steps), ``should_stop``; ``on_artifact`` for each checkpoint and the final
-adapter; ``on_end``. A plain function gets one flat dict per epoch (:class:`flowopd.events.FunctionCallback`)::
+rollout and the optimizer steps), ``should_stop`` after every epoch and, in a one-process run, ``stop_now``
+before every optimizer step (a stop there undoes the epoch's steps: the checkpoint is the epoch's start, which
+a resume redoes, so the stop lands within a step and the resume stays exact); ``on_artifact`` for each
+checkpoint and the final adapter; ``on_end``. A plain function gets one flat dict per epoch
+(:class:`flowopd.events.FunctionCallback`)::
 
     step, epoch                  int: optimizer steps and epochs done
     lr, loss, grad_norm          float; loss = mean over (micro-batch, trained step j)
@@ -27,6 +30,7 @@ without duplicates.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -48,7 +52,7 @@ from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..models.prompt_cache import cache_prompts
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts, use_prompt_sets
-from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, find_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
 from .dist import any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
 from .rollout import Rollout, epoch_seed, lora_init_seed, rollout, sample_groups
@@ -57,6 +61,21 @@ from .steps import DivergedError, OptimizerSteps
 log = logging.getLogger(__name__)
 Callback = Callable[[dict[str, Any]], None]
 SAMPLES_PER_TASK = 2
+
+
+class StopInEpoch(Exception):
+    """A stop seen between optimizer steps (:meth:`RLTrainer.poll_stop`): the epoch is rolled back to its start."""
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -104,6 +123,7 @@ class RLTrainer(OptimizerSteps):
         self.out.mkdir(parents=True, exist_ok=True)
         self.callback: TrainingCallback | None = None  # set by run() on the main process
         self.clock = None
+        self.epoch_start: dict | None = None  # the epoch's snapshot while a stop may land inside it
 
     # --- setup -------------------------------------------------------------------------------------------
 
@@ -241,7 +261,8 @@ class RLTrainer(OptimizerSteps):
 
     def run(self, callback: TrainingCallback | Callback | None = None,
             should_stop: Callable[[], bool] | None = None) -> TrainResult:
-        """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch; a checkpoint is saved first).
+        """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch, and a ``stop_now`` before each
+        optimizer step; a checkpoint is saved first).
 
         ``callback`` is a :class:`~flowopd.events.TrainingCallback` or a function of the flat metrics dict;
         ``should_stop``, a function, is polled beside the callback's own ``should_stop``.
@@ -267,27 +288,37 @@ class RLTrainer(OptimizerSteps):
         cfg, stopped, metrics = self.cfg, False, {}
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
+            # One process: a stop may land between optimizer steps (poll_stop), rolled back to this snapshot.
+            self.epoch_start = self.snapshot() if cb is not None and self.acc.num_processes == 1 else None
             try:
                 metrics = self.train_epoch(self.epoch)
+            except StopInEpoch:
+                self.restore(self.epoch_start)
+                stopped = True
+                log.info("%s: stop inside epoch %d: its steps are undone, the run stops at step %d and a resume "
+                         "redoes the epoch", self.stage, self.epoch + 1, self.step)
             except DivergedError:
                 raise
             except FloatingPointError as err:  # e.g. a rollout of exploded weights: name the step and checkpoint
                 raise self.diverged(str(err).split(":")[0]) from None
-            self.epoch += 1
-            elapsed = time.perf_counter() - start
-            payload: dict[str, Any] = {"epoch": self.epoch, **metrics,
-                                       "lr": self.last_lr,
-                                       "images_per_s": cfg.batch_size * self.acc.num_processes / elapsed,
-                                       "step_time_s": elapsed / cfg.optimizer_steps_per_epoch}
-            log.info("%s epoch %d step %d: loss %.4g, %.1f images/s", self.stage, self.epoch, self.step,
-                     metrics.get("loss", float("nan")), payload["images_per_s"])
-            if cb is not None:
-                if cfg.sample_every and self.epoch % cfg.sample_every == 0:
-                    for sample in self.sample_images():
-                        cb.on_sample(self.step, sample)
-                cb.on_metrics(self.step, payload)
-                cb.on_progress(self.clock.progress(self.step, f"epoch {self.epoch}/{cfg.epochs}"))
-            stopped = any_process(self.acc, bool(cb is not None and cb.should_stop()))
+            finally:
+                self.epoch_start = None
+            if not stopped:
+                self.epoch += 1
+                elapsed = time.perf_counter() - start
+                payload: dict[str, Any] = {"epoch": self.epoch, **metrics,
+                                           "lr": self.last_lr,
+                                           "images_per_s": cfg.batch_size * self.acc.num_processes / elapsed,
+                                           "step_time_s": elapsed / cfg.optimizer_steps_per_epoch}
+                log.info("%s epoch %d step %d: loss %.4g, %.1f images/s", self.stage, self.epoch, self.step,
+                         metrics.get("loss", float("nan")), payload["images_per_s"])
+                if cb is not None:
+                    if cfg.sample_every and self.epoch % cfg.sample_every == 0:
+                        for sample in self.sample_images():
+                            cb.on_sample(self.step, sample)
+                    cb.on_metrics(self.step, payload)
+                    cb.on_progress(self.clock.progress(self.step, f"epoch {self.epoch}/{cfg.epochs}"))
+                stopped = any_process(self.acc, bool(cb is not None and cb.should_stop()))
             if stopped or self.epoch % cfg.checkpoint_every == 0 or self.epoch == cfg.epochs:
                 self.save()
                 if cb is not None:
@@ -297,6 +328,34 @@ class RLTrainer(OptimizerSteps):
                 break
         return TrainResult(self.export(), self.last_good[0] if self.last_good else None, self.step, self.epoch,
                            stopped, {k: v for k, v in metrics.items() if isinstance(v, float)})
+
+    def poll_stop(self) -> None:
+        """Between optimizer steps: a pending stop (``stop_now``) ends the epoch here (one process only; with
+        several, every process must agree, so the stop waits for the epoch's end)."""
+        if self.epoch_start is not None and self.callback is not None and self.callback.stop_now():
+            raise StopInEpoch
+
+    def snapshot(self) -> dict:
+        """The trainer's state at an epoch's start, on the CPU: what a stop inside the epoch rolls back to,
+        so that its checkpoint is exact (a resume redoes the epoch as an unstopped run would)."""
+        return {"params": [p.detach().to("cpu", copy=True) for p in self.params], "rng": rng_state(),
+                "optimizer": _cpu_copy(self.opt.state_dict()), "scheduler": _cpu_copy(self.sched.state_dict()),
+                "ema": _cpu_copy(self.ema.state_dict()) if self.ema else None, "step": self.step,
+                "last_lr": self.last_lr, "extra": _cpu_copy(self.extra_state())}
+
+    def restore(self, state: dict) -> None:
+        """Put back a :meth:`snapshot` (the trainer's weights, optimizer, schedule, EMA, step, RNG, extras)."""
+        with torch.no_grad():
+            for p, saved in zip(self.params, state["params"]):
+                p.copy_(saved)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step, self.last_lr = state["step"], state["last_lr"]
+        self.load_extra_state(state["extra"])
+        self.opt.zero_grad(set_to_none=True)
+        set_rng_state(state["rng"])
 
     def sample_images(self) -> list[Sample]:
         """ODE samples of the first test prompts of each task (fixed seeds), with the evaluated weights."""

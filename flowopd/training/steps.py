@@ -3,7 +3,7 @@ gradient accumulation over micro-batches and denoising steps, the all-reduced cl
 stop a diverging run (:class:`DivergedError`) before a bad checkpoint is written.
 
 The mixin reads the trainer's ``model``, ``cfg``, ``name``, ``params``, ``opt``, ``sched``, ``ema``, ``acc``,
-``step``, ``epoch``, ``stage`` and ``last_good``, and calls its ``sde_steps`` and ``note``.
+``step``, ``epoch``, ``stage`` and ``last_good``, and calls its ``sde_steps``, ``note`` and ``poll_stop``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class OptimizerSteps:
         chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
         pick = random.Random(epoch_seed(cfg.seed, self.epoch, self.acc.process_index, "timesteps"))
         for chunk in chunks:
+            self.poll_stop()  # a stop lands here, before the next optimizer step's work
             bad = None
             for start in range(0, len(chunk), cfg.train_batch_size):
                 rows = chunk[start:start + cfg.train_batch_size]

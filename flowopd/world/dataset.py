@@ -11,7 +11,9 @@ that satisfy them exactly: what a perfect generator would draw, which the task's
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 from pathlib import Path
 
 from .prompts import PROMPT_SETS, scene_for
@@ -90,3 +92,27 @@ def write_dataset(task: str, n: int, out: str | Path, seed: int = 0, size: int =
         lines.append(json.dumps({"file_name": f"{name}.png", "text": record["prompt"]}) + "\n")
     (folder / METADATA_FILE).write_text("".join(lines))
     return folder
+
+
+def ensure_image_set(folder: str | Path, task: str, images: int, accelerator=None, model=None) -> None:
+    """Write the world's renders of ``task`` to ``folder`` (an sft teacher's or a joint row's image set) unless
+    it is there; the same files for every seed, written by the main process (all of them wait) through a
+    temporary folder, so a killed write never leaves half a set. With ``model``: the base's own samples
+    (no adapter), a regularization set."""
+    from ..adapters import use_adapter
+
+    folder, main = Path(folder), accelerator is None or accelerator.is_main_process
+    if not (folder / METADATA_FILE).is_file() and main:
+        tmp = folder.with_name(f".{folder.name}-{os.getpid()}")
+        if model is None:
+            write_dataset(task, images, tmp)
+        else:
+            with use_adapter(model, None):
+                write_dataset(task, images, tmp, model=model)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # another process wrote it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()

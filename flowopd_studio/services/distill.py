@@ -1,11 +1,15 @@
 """Distillation: plan (configs, CLI, pre-flight), start a cold start + OPD run, or the whole pipeline.
 
-A plan is a JSON-safe dict: ``{"name", "teachers": {task: teacher name}, "train": {task: grpo config},
-"coldstart": config | None, "opd": config}``. Starting it submits, in this order, a ``grpo`` run per task of
-``train`` (each registered as a teacher), a ``coldstart`` run (unless its mode is ``none``) and the ``opd``
-run, whose ``teachers`` and ``init`` name the earlier runs' ids; ``freeze`` resolves them to their
-``adapter/`` folders, which exist by the time the run starts because the queue starts queued runs oldest
-first, one at a time (setting ``max_concurrent`` = 1, the default).
+A plan is a JSON-safe dict: ``{"name", "teachers": {task: teacher name}, "train": {task: teacher config (its
+``kind`` is the algorithm)}, "coldstart": config | None, "opd": config}``. Starting it submits, in this order, a
+teacher run per task of ``train`` (each registered as a teacher), a ``coldstart`` run (unless its mode is
+``none``) and the ``opd`` run, whose ``teachers`` and ``init`` name the earlier runs' ids; ``freeze`` resolves
+them to their ``adapter/`` folders, which exist by the time the run starts because the queue starts queued runs
+oldest first, one at a time (setting ``max_concurrent`` = 1, the default).
+
+The pipeline's teachers are trained by each task's strongest source by default (:data:`STRONGEST_SOURCES`:
+NFT for compose, SFT on the world's renders for text, AWM for prefer and quality), or all by one algorithm.
+The SFT teacher's image set is written to ``HOME/world-sets/<task>-<n>`` when the plan starts.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowopd.config.choices import COLDSTART_MODES
-from flowopd.config.presets import preset
+from flowopd.config.presets import STRONGEST_SOURCES, preset
+from flowopd.reward_names import sd35_rewards
+from flowopd.world.dataset import ensure_image_set
 from flowopd.world.prompts import TASKS
 
 from ..storage import queue
@@ -40,6 +47,47 @@ class DistillChoice:
     coldstart: str = "merge"
     preset: str = "quick"
     settings: dict | None = None  # OPD budget fields from the form; None: the preset's
+    sources: str = "strongest"  # the pipeline teachers' algorithm: strongest (per task) or one for all
+
+
+PIPELINE_SOURCES = ("strongest", "grpo", "nft", "awm")
+WORLD_SETS_DIR = "world-sets"
+WORLD_SET_IMAGES = 512  # renders per SFT image set: the strong reproduction's (flowopd reproduce --budget strong)
+
+
+def teacher_sources(policy: str, tasks, backend: str) -> dict[str, str]:
+    """Task -> the algorithm that trains its pipeline teacher under ``policy`` (strongest | grpo | nft | awm).
+
+    The world's renders suit only the tiny model, so on another base ``strongest`` trains ``text`` with NFT,
+    the strongest reward-driven source of text in the teacher benchmark.
+
+    Example:
+        >>> teacher_sources("strongest", ["text", "prefer"], "tiny")
+        {'text': 'sft', 'prefer': 'awm'}
+    """
+    if policy not in PIPELINE_SOURCES:
+        raise ValueError(f"Teacher algorithm {policy!r} is unknown: use one of {', '.join(PIPELINE_SOURCES)}")
+    if policy != "strongest":
+        return {t: policy for t in tasks}
+    table = {**STRONGEST_SOURCES, **({} if backend == "tiny" else {"text": "nft"})}
+    return {t: table[t] for t in tasks}
+
+
+def world_set(store, task: str):
+    """The folder of the pipeline's SFT image set of ``task`` (written when a plan starts)."""
+    return store.path(f"{WORLD_SETS_DIR}/{task}-{WORLD_SET_IMAGES}")
+
+
+def teacher_config(store, algorithm: str, task: str, preset_name: str, base: BaseModel, seed: int) -> dict:
+    """The pipeline teacher's config of ``task``: the preset of ``algorithm`` on the task's reward (the paper's
+    real-image reward on an SD3 base) and prompts, or on the world's renders of the task (sft)."""
+    fields: dict = {"model": base.ref, "seed": seed}
+    if algorithm == "sft":
+        fields["data"] = str(world_set(store, task))
+    else:
+        rewards = sd35_rewards({task: 1.0}) if base.backend == "sd3" else {task: 1.0}
+        fields.update(rewards=rewards, prompt_tasks={task: 1.0})
+    return preset(algorithm, preset_name, **fields).to_dict()
 
 
 def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
@@ -82,14 +130,16 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
                  if k.startswith("sft_") or k in ("lora_rank", "lora_alpha")}
         coldstart = build_config("coldstart", extra, {"mode": choice.coldstart, "teachers": refs,
                                                       "model": base.ref, "seed": opd["seed"]}, "Cold start")
-    train_cfgs = {t: preset("grpo", choice.preset, model=base.ref, rewards={t: 1.0}, prompt_tasks={t: 1.0},
-                            seed=opd["seed"]).to_dict() for t in train}
+    sources = teacher_sources(choice.sources, train, base.backend)
+    train_cfgs = {t: teacher_config(store, sources[t], t, choice.preset, base, opd["seed"]) for t in train}
+    for cfg in train_cfgs.values():
+        check_run_size(cfg["kind"], cfg, base)
     return {"name": name, "teachers": {t: teachers[t] for t in tasks if t in teachers and t not in train},
             "train": train_cfgs, "coldstart": coldstart, "opd": opd}
 
 
 def plan_estimate(store, plan_: dict, base: BaseModel, arch: dict | None = None) -> Estimate:
-    stages = [("grpo", cfg) for cfg in plan_["train"].values()]
+    stages = [(cfg["kind"], cfg) for cfg in plan_["train"].values()]
     if plan_["coldstart"]:
         stages.append(("coldstart", plan_["coldstart"]))
     stages.append(("opd", plan_["opd"]))
@@ -103,7 +153,10 @@ def start(store, plan_: dict, base: BaseModel, *, spawn=None) -> list:
     for task in plan_["train"]:  # check every name before submitting anything
         check_name(store, f"{name}-{task}")
     for task, cfg in plan_["train"].items():
-        run = define_teacher(store, TeacherRequest(f"{name}-{task}", task, "grpo", cfg), base, spawn=spawn)
+        if cfg["kind"] == "sft" and Path(cfg["data"]) == world_set(store, task):
+            ensure_image_set(cfg["data"], task, WORLD_SET_IMAGES)  # 512 renders: under a second
+        request = TeacherRequest(f"{name}-{task}", task, cfg["kind"], {k: v for k, v in cfg.items() if k != "kind"})
+        run = define_teacher(store, request, base, spawn=spawn)
         refs[task], runs = run.id, [*runs, run]
     init = None
     if plan_["coldstart"]:
@@ -119,9 +172,12 @@ def cli_commands(plan_: dict, home: str | None = None) -> str:
     """The equivalent commands: config files to write, then ``flowopd runs submit`` (or ``flowopd train``)."""
     h = f" --home {shlex.quote(str(home))}" if home else ""
     name, lines = plan_["name"], []
-    for task in plan_["train"]:
-        lines += [f"# teacher {name}-{task}: save the grpo config below as {name}-{task}.json",
-                  f"flowopd runs{h} submit grpo --config {name}-{task}.json --name {name}-{task}"]
+    for task, cfg in plan_["train"].items():
+        if cfg["kind"] == "sft":
+            lines += [f"# the image set of {name}-{task}: the world's renders of the task",
+                      f"flowopd world dataset --task {task} --n {WORLD_SET_IMAGES} --out {shlex.quote(cfg['data'])}"]
+        lines += [f"# teacher {name}-{task}: save its {cfg['kind']} config below as {name}-{task}.json",
+                  f"flowopd runs{h} submit {cfg['kind']} --config {name}-{task}.json --name {name}-{task}"]
     if plan_["coldstart"]:
         lines += [f"# cold start: save the coldstart config as {name}-coldstart.json (teachers: run ids or folders)",
                   f"flowopd runs{h} submit coldstart --config {name}-coldstart.json --name {name}-coldstart"]

@@ -27,7 +27,9 @@ RUN_OVERHEAD_S = 10.0  # worker start-up and model load (docs/storage.md: 5.7-7.
 # Built-in tiny model, 2-core CPU, the quick pipeline run by real workers with nothing else training:
 # a quick teacher's 512 images in 99-123 s and the distillation's 512 in 168 s, start-up included. (With another
 # process training on the same cores, speeds halve: GRPO 2.4, OPD 2.1 images/s.)
-FALLBACK_IMAGES_PER_S = {"grpo": 5.0, "opd": 3.2}
+# The forward-process teachers and the sft teacher (training images, steps x batch): the quick whole pipeline of
+# the strongest sources (benchmarks/quick_pipeline.py), the median images_per_s of its runs.
+FALLBACK_IMAGES_PER_S = {"grpo": 5.0, "opd": 3.2, "nft": 9.0, "awm": 7.2, "sft": 120.0}
 ODE_IMAGES_PER_S, SFT_IMAGES_PER_S = 7.1, 120.0  # docs/speed-tiny.json: ODE 20 steps with CFG; pretraining
 # SD3.5 Medium: 2.47 B transformer parameters, 5.6 B in the text encoders (CLIP-L, CLIP-G, T5-XXL), 24 layers
 # of width 1536 with 24 heads; 512 px images are 1024 latent patches, the text 77 + 256 tokens.
@@ -89,13 +91,14 @@ def stage_seconds(store, stage: str, cfg: dict, base: BaseModel) -> tuple[float 
         images = cfg["sft_samples_per_task"] * len(cfg["teachers"])
         secs = images / ODE_IMAGES_PER_S + cfg["sft_steps"] * cfg["sft_batch_size"] / SFT_IMAGES_PER_S
         return RUN_OVERHEAD_S + secs, f"{images} teacher samples at {ODE_IMAGES_PER_S} images/s + SFT steps"
-    images = cfg["epochs"] * cfg["batch_size"]
+    # an sft teacher samples nothing: its images are the training images it passes (steps x batch)
+    images = cfg["steps"] * cfg["batch_size"] if stage == "sft" else cfg["epochs"] * cfg["batch_size"]
     found = measured_rate(store, stage, cfg.get("model"))
     if found:
         rate, runs = found
         how = f"{images} images at {rate:.2f} images/s (median of {runs} recent {stage} run(s) here)"
-    elif base.backend == "tiny":
-        rate = FALLBACK_IMAGES_PER_S[stage] * 10 / cfg["num_steps"]
+    elif base.backend == "tiny" and stage in FALLBACK_IMAGES_PER_S:
+        rate = FALLBACK_IMAGES_PER_S[stage] * 10 / cfg.get("num_steps", 10)
         how = f"{images} images at {rate:.2f} images/s (fallback: measured on the built-in model, 2-core CPU)"
     else:
         return None, f"{images} images; no {stage} run on this base here yet to measure its speed"
@@ -112,7 +115,7 @@ def check_run_size(stage: str, cfg: dict, base: BaseModel) -> None:
     if base.backend != "tiny":
         return
     if stage == "sft":
-        images, fields, rate = cfg["steps"] * cfg["batch_size"], "steps or batch_size", SFT_IMAGES_PER_S
+        images, fields, rate = cfg["steps"] * cfg["batch_size"], "steps or batch_size", FALLBACK_IMAGES_PER_S["sft"]
     elif "epochs" in cfg and "batch_size" in cfg:
         rate = FALLBACK_IMAGES_PER_S.get(stage, FALLBACK_IMAGES_PER_S["grpo"]) * 10 / max(cfg.get("num_steps", 10), 1)
         images, fields = cfg["epochs"] * cfg["batch_size"], "epochs or batch_size"

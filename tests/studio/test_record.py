@@ -80,6 +80,7 @@ def test_a_stop_ends_a_recorded_run_stopped_and_it_resumes_only_by_its_command(t
 
 
 def test_checkpoint_and_sample_commands_pause_only_a_stage_that_restarts_itself(tmp_path) -> None:
+    """...and only a stop asks a trainer to stop before its next optimizer step (``stop_now``)."""
     from flowopd_studio.storage.recorder import StoreCallback
     from flowopd_studio.storage.reporter import Reporter
 
@@ -88,9 +89,10 @@ def test_checkpoint_and_sample_commands_pause_only_a_stage_that_restarts_itself(
             run = store.start_foreground("eval", {}, 1234)
             callback = StoreCallback(Reporter(store, run, 1234), pausable=pausable)
             store.send_command(run.id, "checkpoint")
+            assert not callback.stop_now()  # a pause waits for the epoch's end; only a stop lands mid-epoch
             assert callback.should_stop() is pausable and not callback.stop
             store.send_command(run.id, "stop")
-            assert callback.should_stop() and callback.stop
+            assert callback.stop_now() and callback.should_stop() and callback.stop
 
 
 def test_a_stopped_sft_cold_start_stops_the_benchmark(tmp_path, monkeypatch) -> None:

@@ -21,7 +21,7 @@ def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, bas
     store.add_base_model("tiny-base", "x", "tiny")
     store.add_teacher("mine", "text", "text", str(tmp_path / "text-teacher"), source="import")
     choice = distill.DistillChoice("stu", {"text": "mine"}, ("compose", "prefer"), mar_anchor="text",
-                                   beta_mar=0.05, coldstart="merge", preset="quick")
+                                   beta_mar=0.05, coldstart="merge", preset="quick", sources="grpo")
     plan = distill.plan(store, choice, base)
     assert list(plan["train"]) == ["compose", "prefer"] and plan["opd"]["epochs"] == 8
     assert plan["opd"]["prompt_tasks"] == {"compose": 1.0, "text": 1.0, "prefer": 1.0}
@@ -38,6 +38,35 @@ def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, bas
                                        "prefer": adapter(prefer)}
     assert opd.config["init"] == adapter(cold) and opd.config["teachers"] == cold.config["teachers"]
     assert store.teacher("stu-compose")["source_run"] == compose.id
+
+
+def test_pipeline_trains_each_task_with_its_strongest_source(store, spawned, base):
+    """The default: NFT compose, SFT text (on the world's renders, written when the plan starts), AWM prefer and
+    quality, each on its own task's reward and prompts; on an SD3 base text goes to NFT on the OCR reward."""
+    from flowopd.datasets import load_image_set
+    from flowopd_studio.services import distill
+    from flowopd_studio.services.base_models import BaseModel
+
+    plan = distill.plan(store, distill.DistillChoice("stu", {}, ("compose", "text", "prefer", "quality")), base)
+    kinds = {t: cfg["kind"] for t, cfg in plan["train"].items()}
+    assert kinds == {"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}
+    assert plan["train"]["prefer"]["rewards"] == {"prefer": 1.0} == plan["train"]["prefer"]["prompt_tasks"]
+    data = distill.world_set(store, "text")
+    assert plan["train"]["text"]["data"] == str(data) and not data.exists()
+    cli = distill.cli_commands(plan)
+    assert f"flowopd world dataset --task text --n 512 --out {data}" in cli and "submit sft --config stu-text" in cli
+    runs = distill.start(store, plan, base)
+    assert [(r.stage, r.name) for r in runs] == [("nft", "stu-compose"), ("sft", "stu-text"), ("awm", "stu-prefer"),
+                                                 ("awm", "stu-quality"), ("coldstart", "stu-coldstart"),
+                                                 ("opd", "stu")]
+    assert len(load_image_set(data, 32).captions) == distill.WORLD_SET_IMAGES  # the set the sft run trains on
+    assert store.teacher("stu-text")["algorithm"] == "sft"
+    sd3 = distill.teacher_sources("strongest", ["text", "compose"], "sd3")
+    assert sd3 == {"text": "nft", "compose": "nft"}
+    sd3_cfg = distill.teacher_config(store, "nft", "text", "quick", BaseModel("sd", "x", "sd3"), 0)
+    assert sd3_cfg["rewards"] == {"ocr": 1.0} and sd3_cfg["prompt_tasks"] == {"text": 1.0}
+    with pytest.raises(ValueError, match="Teacher algorithm 'sft' is unknown: use one of strongest, grpo"):
+        distill.teacher_sources("sft", ["text"], "tiny")
 
 
 def test_plan_refuses_bad_choices_naming_the_field(store, base):

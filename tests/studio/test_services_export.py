@@ -6,10 +6,10 @@ from __future__ import annotations
 import zipfile
 
 import pytest
-from flowopd_studio.storage.errors import UnsafePath
 
 from flowopd_studio.services.export import ExportError, ModelCard, export_adapter
 from flowopd_studio.services.files import safe_name, servable
+from flowopd_studio.storage.errors import UnsafePath
 
 
 def test_export_round_trip_zip_and_card(small_model, make_adapter, tmp_path):
@@ -107,9 +107,8 @@ def test_only_exports_and_samples_are_served(tmp_path):
 def test_committed_results_and_a_reproduce_runs_report(tmp_path):
     import json
 
-    from flowopd_studio.storage.store import Store
-
     from flowopd_studio.services.results import DOCS, committed, committed_all, run_reports
+    from flowopd_studio.storage.store import Store
 
     results = committed()
     assert results is not None and results.headers[-1] == "average"

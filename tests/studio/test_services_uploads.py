@@ -71,3 +71,29 @@ def test_a_lora_upload_is_a_safetensors_within_the_cap(tmp_path) -> None:
     with pytest.raises(UploadRefused, match="over the 0 MiB cap"):
         check_lora_upload(tmp_path / "lora.safetensors", max_bytes=10)
     assert check_lora_upload(tmp_path / "lora.safetensors") == tmp_path / "lora.safetensors"
+
+
+def test_a_prompt_set_zip_is_unpacked_read_and_refused_when_it_cannot_be_used(tmp_path) -> None:
+    """A Flow-GRPO-layout zip (train/test metadata) unpacks under uploads/prompt-sets and is read as a run reads
+    it; a set a run could not use (a text prompt with nothing to draw) or a foreign file is refused, and nothing
+    is left behind."""
+    import json
+
+    from flowopd_studio.services.uploads import prompt_set_upload
+
+    rows = {"train": [{"prompt": 'a sign that says "hello"'}, {"prompt": 'a mug printed with "tea"'}],
+            "test": [{"prompt": 'a poster that says "moon"'}]}
+    entries = {f"ocr/{split}_metadata.jsonl": "".join(json.dumps(r) + "\n" for r in recs).encode()
+               for split, recs in rows.items()}
+    folder, counts = prompt_set_upload(tmp_path / "home", str(_zip(tmp_path / "ocr.zip", entries)), "my ocr", "text")
+    assert folder == tmp_path / "home" / "uploads" / "prompt-sets" / "my-ocr-1" / "ocr"
+    assert counts == {"train": 2, "test": 1} and (folder / "test_metadata.jsonl").is_file()
+    bad = _zip(tmp_path / "bad.zip", {"train.txt": b"a cat\n", "test.txt": b"a dog\n"})
+    with pytest.raises(UploadRefused, match=r"prompt_sets\['text'\]: prompt 1 of the train split .* no text to draw"):
+        prompt_set_upload(tmp_path / "home", str(bad), "plain", "text")
+    assert not (tmp_path / "home" / "uploads" / "prompt-sets" / "plain-1").exists()
+    assert prompt_set_upload(tmp_path / "home", str(bad), "plain", "prefer")[1] == {"train": 1, "test": 1}
+    with pytest.raises(UploadRefused, match="Prompt set upload: entry 'run.sh' is not a .txt or .jsonl prompt file"):
+        prompt_set_upload(tmp_path / "home", str(_zip(tmp_path / "x.zip", {"run.sh": b"rm -rf /"})), "x", "text")
+    with pytest.raises(UploadRefused, match="no file uploaded"):
+        prompt_set_upload(tmp_path / "home", None, "x", "text")

@@ -52,19 +52,23 @@ def _train_and_evaluate(model, grpo_config, folder, tmp_path, seen):
     assert {p for p, _ in seen} <= {r["prompt"] for r in TRAIN} and seen  # the rollouts drew the set's prompts
     assert all(m["source"] == "ocr-train" and m["task"] == "text" for _, m in seen)  # with their metadata
     assert load_prompts("text", "train")[0]["prompt"] not in {r["prompt"] for r in TRAIN}  # the world's again
-    evaluated = []
+    evaluated, seen[:] = [], []
     previous = use_prompt_sets({"text": folder})
     try:
-        out = evaluate(model, EvalConfig(tasks=["text"], num_steps=2, batch_size=4),
+        out = evaluate(model, EvalConfig(tasks=["text"], num_steps=2, batch_size=4, task_rewards={"text": "spy"}),
                        on_images=lambda task, records, images: evaluated.extend(records))
+        default = evaluate(model, EvalConfig(tasks=["text"], num_steps=1, batch_size=4))  # the model's reward
     finally:
         use_prompt_sets(previous)
-    assert [r["prompt"] for r in evaluated] == [TEST[0]["prompt"]] and "text" in out["metrics"]
+    assert [r["prompt"] for r in evaluated] == [TEST[0]["prompt"]] and out["metrics"]["text"] == 0.0
+    assert [m["source"] for _, m in seen] == ["ocr-test"]  # the evaluation's reward got the set's metadata
+    assert out["protocol"]["task_rewards"] == {"text": "spy"}
+    return default["protocol"]["task_rewards"]
 
 
 def test_a_flow_grpo_layout_set_trains_and_evaluates_on_the_tiny_model(tiny, grpo_config, ocr_set, spy_reward,
                                                                        tmp_path) -> None:
-    _train_and_evaluate(tiny(), grpo_config, ocr_set, tmp_path, spy_reward)
+    assert _train_and_evaluate(tiny(), grpo_config, ocr_set, tmp_path, spy_reward) == {"text": "text"}
 
 
 def test_a_flow_grpo_layout_set_trains_and_evaluates_on_a_tiny_sd3_pipeline(grpo_config, ocr_set, spy_reward,
@@ -73,7 +77,8 @@ def test_a_flow_grpo_layout_set_trains_and_evaluates_on_a_tiny_sd3_pipeline(grpo
     from flowopd.testing import tiny_random_pipeline
 
     sd3 = SD3FlowModel(tiny_random_pipeline(seed=0), image_size=32, max_sequence_length=16)
-    _train_and_evaluate(sd3, grpo_config, ocr_set, tmp_path, spy_reward)
+    # real images are scored by the paper's reward of the task: OCR for text
+    assert _train_and_evaluate(sd3, grpo_config, ocr_set, tmp_path, spy_reward) == {"text": "ocr"}
 
 
 def test_plain_text_files_are_a_set_too(tmp_path) -> None:

@@ -110,3 +110,53 @@ def test_a_checkpoint_of_another_stage_is_refused(tiny, grpo_config, opd_config,
     teachers = make_teachers(model, {"prefer": 1})
     with pytest.raises(CheckpointError, match="is a 'grpo' checkpoint, not a 'opd' one: use another --out folder"):
         train_opd(model, opd_config(teachers), tmp_path / "run")
+
+
+class _StopAfterStep:
+    """A callback whose ``stop_now`` turns true once optimizer step ``step`` was taken (the progress lines say it),
+    as the app's Stop arriving in the middle of an epoch."""
+
+    def __new__(cls, step: int, seen: list):
+        from flowopd.events import FunctionCallback
+
+        class Stopper(FunctionCallback):
+            def on_progress(self, progress) -> None:
+                if f"optimizer step {step}" in (progress.message or ""):
+                    self.asked = True
+
+            def stop_now(self) -> bool:
+                self.polls += 1
+                return self.asked
+
+        stopper = Stopper(seen.append)
+        stopper.asked, stopper.polls = False, 0
+        return stopper
+
+
+@pytest.mark.parametrize("kind", ["grpo", "awm", "opd"])
+def test_a_stop_inside_an_epoch_lands_at_the_next_optimizer_step_and_resumes_exactly(
+        tiny, grpo_config, forward_rl_config, opd_config, make_teachers, tmp_path, kind) -> None:
+    """Stop after the first optimizer step of epoch 2: the run stops before the second (no more work), undoes the
+    epoch's step (its checkpoint is the epoch's start, step 2), and the resume ends where a straight run ends."""
+    from flowopd.methods.awm.trainer import train_awm
+
+    if kind == "opd":
+        cfg, train, name = opd_config(make_teachers(tiny(), {"compose": 1, "prefer": 2}), epochs=3, lr=1e-2,
+                                      ema=True, ema_every=1), train_opd, "student"
+    elif kind == "awm":
+        cfg, train, name = forward_rl_config("awm", epochs=3, lr=1e-2, ema=True, ema_every=2), train_awm, "teacher"
+    else:
+        cfg, train, name = grpo_config(epochs=3, warmup_steps=2, lr_schedule="cosine"), train_grpo, "teacher"
+    straight, seen_straight = tiny(), []
+    train(straight, cfg, tmp_path / "straight", callback=seen_straight.append)
+    seen: list[dict] = []
+    stopper = _StopAfterStep(3, seen)
+    first = train(tiny(), cfg, tmp_path / "run", callback=stopper)
+    assert first.stopped and first.step == 2 and checkpoint_step(tmp_path / "run") == 2
+    assert [m["step"] for m in seen] == [2]  # epoch 2 reported nothing: its one step was undone
+    resumed = tiny()
+    second = train(resumed, cfg, tmp_path / "run", callback=seen.append)
+    assert (second.step, second.epoch) == (6, 3)
+    assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4, 6]
+    for n, value in adapter_parameters(straight, name).items():
+        torch.testing.assert_close(adapter_parameters(resumed, name)[n], value)

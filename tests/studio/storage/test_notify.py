@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+
 from flowopd_studio.storage.notify import WEBHOOK_SETTING, check_url, notify_end, post
 from flowopd_studio.storage.store import Store
 

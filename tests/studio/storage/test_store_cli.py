@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from flowopd_studio.storage.cli import EXAMPLES
 from flowopd_studio.storage.store import Store
 

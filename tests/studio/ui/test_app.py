@@ -62,6 +62,7 @@ def test_compose_cell_judges_any_composition_prompt_and_notes_the_others():
 
 def test_empty_prompt_is_a_clear_error(small_model):
     import gradio as gr
+
     from flowopd_studio.ui.generate_tab import run_generate
     from flowopd_studio.ui.state import AppState
 

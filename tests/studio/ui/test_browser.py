@@ -27,11 +27,10 @@ QUICK = {"epochs": 4, "batch_size": 8, "group_size": 4, "train_batch_size": 4, "
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
+    from flowopd.models import load_model
     from flowopd_studio.ui import build_app
     from flowopd_studio.ui.launch import LaunchOptions, launch
     from flowopd_studio.ui.state import AppState
-
-    from flowopd.models import load_model
 
     home = tmp_path_factory.mktemp("browser-home")
     app = build_app(AppState(load_model(None), "built-in tiny-base", home=home))

@@ -13,10 +13,10 @@ import pytest
 def app(small_model, examples_dir, tmp_path_factory):
     """The Compare, Export and Results tabs served on the small model; returns (url, state)."""
     import gradio as gr
-    from flowopd_studio.ui import compare_tab, export_tab, results_tab
-    from flowopd_studio.ui.state import AppState
 
     from flowopd_studio.services import examples
+    from flowopd_studio.ui import compare_tab, export_tab, results_tab
+    from flowopd_studio.ui.state import AppState
 
     mp = pytest.MonkeyPatch()
     mp.setattr(examples, "EXAMPLES_DIR", examples_dir)
@@ -139,10 +139,10 @@ def test_results_show_the_committed_reproduction(client):
 
 def test_the_prompts_box_starts_with_the_page_load_prompts(small_model, tmp_path):
     import gradio as gr
-    from flowopd_studio.ui import compare_tab
-    from flowopd_studio.ui.state import AppState
 
     from flowopd_studio.services.compare import default_items
+    from flowopd_studio.ui import compare_tab
+    from flowopd_studio.ui.state import AppState
 
     with gr.Blocks():
         widgets = compare_tab.render(AppState(small_model, "small random", home=tmp_path / "home"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from flowopd_studio.ui.launch import LaunchOptions, launch, options, parse_auth
 
 # Words no endpoint of the read-only demo may carry: what trains, steers runs, exports or shows configs.

@@ -11,9 +11,8 @@ import pytest
 def _form(name: str, **changes) -> list:
     """The teacher form's values for a GRPO teacher: every algorithm's settings widgets are inputs (hidden
     groups), so each gets its quick preset; ``changes`` apply to GRPO's."""
-    from flowopd_studio.ui.config_form import form_order
-
     from flowopd_studio.services.config_forms import TEACHER_OWN, preset_values, teacher_algorithms
+    from flowopd_studio.ui.config_form import form_order
 
     values = []
     for algorithm in teacher_algorithms():
@@ -98,10 +97,9 @@ def test_an_sft_teacher_request_carries_no_rewards(small_model, tmp_path) -> Non
 
 
 def test_an_import_for_another_base_than_the_app_serves_is_refused(small_model, small_model_dir, tmp_path) -> None:
+    from flowopd_studio.services import base_models
     from flowopd_studio.ui.models_tab import import_lora
     from flowopd_studio.ui.state import AppState
-
-    from flowopd_studio.services import base_models
 
     state = AppState(small_model, "small random", home=tmp_path / "home")
     with state.store() as store:
@@ -139,10 +137,9 @@ def test_an_optional_number_is_a_text_box_empty_for_none(app) -> None:
 
 def test_an_sd3_app_shows_its_model_and_defaults_to_real_image_rewards(small_model, tmp_path) -> None:
     """The selector shows the model the app was launched with, and a new teacher's reward follows it."""
+    from flowopd_studio.services.base_models import BaseModel, kind_of
     from flowopd_studio.ui.models_tab import base_selector, task_rewards
     from flowopd_studio.ui.state import AppState
-
-    from flowopd_studio.services.base_models import BaseModel, kind_of
 
     pipeline = tmp_path / "sd35m"
     pipeline.mkdir()
@@ -153,3 +150,33 @@ def test_an_sd3_app_shows_its_model_and_defaults_to_real_image_rewards(small_mod
     tiny = AppState(small_model, "built-in tiny-base", home=tmp_path / "home2")
     assert base_selector(tiny) == ("built-in tiny", "") and task_rewards(tiny, "text") == "text=1"
     assert kind_of(BaseModel("x", "owner/name", "sd3")) == ("Hub id (cached)", "owner/name")
+
+
+def test_an_uploaded_prompt_set_becomes_the_settings_prompt_sets_and_a_teacher_trains_on_it(app, spawned,
+                                                                                            tmp_path) -> None:
+    """Upload a Flow-GRPO-layout zip for ``text``: every RL form's prompt_sets names its folder (another task's
+    entry kept), and the teacher started from that form carries it."""
+    import zipfile
+
+    from gradio_client import handle_file
+
+    archive = tmp_path / "ocr.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train.txt", 'a sign that says "hello"\na mug printed with "tea"\n')
+        zf.writestr("test.txt", 'a poster that says "moon"\n')
+    client, home = app
+    current = {"prefer": str(tmp_path)}
+    *values, message = client.predict(handle_file(str(archive)), "ocr", "text", *[json.dumps(current)] * 3,
+                                      api_name="/unpack_teacher_prompt_set")
+    folder = str(home / "uploads" / "prompt-sets" / "ocr-1")
+    assert "2 train and 1 test prompts" in message
+    assert [json.loads(v) for v in values] == [{"prefer": str(tmp_path), "text": folder}] * 3  # grpo, nft, awm
+    with pytest.raises(Exception, match="no text to draw"):  # a set the run could not use is refused by name
+        with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+            zf.writestr("train.txt", "a cat\n")
+            zf.writestr("test.txt", "a dog\n")
+        client.predict(handle_file(str(tmp_path / "bad.zip")), "bad", "text", "{}", "{}", "{}",
+                       api_name="/unpack_teacher_prompt_set")
+    request, _ = client.predict(*_form("text-own", prompt_sets=json.dumps({"text": folder})),
+                                api_name="/teacher_config")
+    assert json.loads(request)["config"]["prompt_sets"] == {"text": folder}

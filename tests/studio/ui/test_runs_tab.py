@@ -15,12 +15,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from flowopd_studio.storage.store import Store
-from flowopd_studio.ui import runs_tab
-from flowopd_studio.ui.state import AppState
 from PIL import Image
 
 from flowopd_studio.services import runs_view as rv
+from flowopd_studio.storage.store import Store
+from flowopd_studio.ui import runs_tab
+from flowopd_studio.ui.state import AppState
 
 FAST = dict(batch_size=8, group_size=4, train_batch_size=4, num_steps=3, optimizer_steps_per_epoch=2, eval_steps=3,
             ema=False, sample_every=1, checkpoint_every=1, lora_rank=4, lora_alpha=8.0)
@@ -267,8 +267,9 @@ def app(small_model, home: Path):
 
 @pytest.mark.slow
 def test_live_run_handlers_under_a_second_and_api_stop_resume(app, store, small_model_dir) -> None:
-    from flowopd_studio.storage.queue import submit
     from gradio_client import Client
+
+    from flowopd_studio.storage.queue import submit
 
     state, url = app
     config = dict(FAST, epochs=40, rewards={"prefer": 1.0}, prompt_tasks={"prefer": 1.0}, model=str(small_model_dir))
