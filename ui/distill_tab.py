@@ -75,7 +75,7 @@ def render(state: AppState) -> DistillWidgets:
                              info="merge: the teachers' exact delta merge; merge-avg: the code's A/B average; sft: "
                                   "fine-tune on teacher samples; none: a fresh LoRA")
         preset = gr.Radio(list(PRESET_NAMES), value="quick", label="Preset (budget)",
-                          info="quick: about 3 min of distillation on 2 CPU cores; default: the tiny world's "
+                          info="quick: about 4 min of distillation on 2 CPU cores; default: the tiny world's "
                                "values; paper: SD3.5 Medium's")
     fields = settings_form("opd", "quick", DISTILL_OWN)
     prompt_upload = prompt_set_upload.render("distill")

@@ -26,10 +26,8 @@ class EvalConfig(ConfigBase, kind="eval"):
     tasks: list[str] = option(list(TASKS), f"tasks to evaluate, some of {', '.join(TASKS)}")
     prompt_sets: dict = option({}, "task -> folder of your own prompts (Flow-GRPO's layout): its test split is "
                                "evaluated instead of the tiny world's")
-    task_rewards: dict | None = option(None, "task -> the reward that scores it (e.g. {\"text\": \"ocr\"}); None = "
-                                       "the model's: the tiny world's reward of each task on the tiny model "
-                                       "(compose: strict GenEval accuracy), the paper's on SD3 (geneval, ocr, "
-                                       "pickscore, deqa); a task not named: the tiny world's")
+    task_rewards: dict | None = option(None, "task -> the reward that scores it, e.g. {\"text\": \"ocr\"}; None = the "
+                                       "model's: the tiny world's on the tiny model, the paper's on SD3 (docs/sd35.md)")
 
     def check(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]

@@ -12,19 +12,21 @@ PRESET_NAMES = ("quick", "default", "paper")
 # the `strong` reproduction budget's teachers and the whole pipeline's default. compose and quality gain little
 # with any source (docs/notes/reward-ceiling.md); these are the best of what was measured.
 STRONGEST_SOURCES: dict[str, str] = {"compose": "nft", "text": "sft", "prefer": "awm", "quality": "awm"}
-# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. 8 epochs of 64 images (the
-# reproduction's teacher budget, docs/results-tiny-grpo-teachers.md). Measured on the built-in tiny model on
-# the 2-core test machine, the whole pipeline as the app's Distill tab queues it (real workers, default torch
-# threads, nothing else training): teachers 99-123 s each, the merge 5 s, the distillation 168 s; 10.1 min
-# from submit to the student. Under load (1 thread, another process training) speeds halve: GRPO 2.4 and OPD
-# 2.0 images/s.
+# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. RL teachers: 8 epochs of 64
+# images (the reproduction's teacher budget, docs/results-tiny-grpo-teachers.md); the sft teacher 300 steps and
+# the distillation 12 epochs, tuned for the whole pipeline's student within 10 minutes
+# (docs/notes/quick-pipeline.md: from 150 steps and 8 epochs, +0.004 on seed 0 for 67 s more). Measured on the
+# built-in tiny model on the 2-core machine, the whole pipeline of the strongest sources as the app's Distill
+# tab queues it (benchmarks/quick_pipeline.py; real workers, nothing else running): NFT compose 61 s, SFT text
+# 51 s, AWM prefer and quality 78 and 76 s, the merge 6 s, the distillation 226 s: 8.3 min from submit to the
+# student. A GRPO teacher takes 99-123 s. Under load (1 thread, another process training) speeds halve.
 QUICK_FIELDS: dict[str, dict[str, Any]] = {
     "grpo": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                  checkpoint_every=2, sample_every=2),
-    "opd": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-4,
+    "opd": dict(epochs=12, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-4,
                 checkpoint_every=2, sample_every=2),
     "coldstart": dict(sft_steps=50, sft_batch_size=16, sft_samples_per_task=32),
-    "sft": dict(steps=150, batch_size=16, checkpoint_every=50, sample_every=50),
+    "sft": dict(steps=300, batch_size=16, checkpoint_every=50, sample_every=50),
     # NFT (flowopd.methods.nft.config): the teachers' size; NFT's ODE rollouts cost less per image than GRPO's SDE.
     "nft": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                 checkpoint_every=2, sample_every=2),

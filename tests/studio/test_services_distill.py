@@ -23,7 +23,7 @@ def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, bas
     choice = distill.DistillChoice("stu", {"text": "mine"}, ("compose", "prefer"), mar_anchor="text",
                                    beta_mar=0.05, coldstart="merge", preset="quick", sources="grpo")
     plan = distill.plan(store, choice, base)
-    assert list(plan["train"]) == ["compose", "prefer"] and plan["opd"]["epochs"] == 8
+    assert list(plan["train"]) == ["compose", "prefer"] and plan["opd"]["epochs"] == 12
     assert plan["opd"]["prompt_tasks"] == {"compose": 1.0, "text": 1.0, "prefer": 1.0}
     assert (plan["opd"]["mar_anchor"], plan["opd"]["beta_mar"], plan["coldstart"]["mode"]) == ("text", 0.05, "merge")
     assert "flowopd runs submit opd --config stu.json --name stu" in distill.cli_commands(plan)

@@ -18,6 +18,14 @@ def _live(model, prompts):
         return type(model).encode_prompts(model, prompts)
 
 
+def _same(got, want) -> None:
+    """Equal up to the float rounding of a batch-size-dependent matmul: the cache encoded the prompts in other
+    batches than the live call, and on some CPUs the pooled projection's kernel differs with the batch size
+    (3.6e-7 seen on the 2-core machine, 0 on others). The token sequences come out bitwise equal."""
+    assert torch.equal(got.seq, want.seq)
+    torch.testing.assert_close(got.pooled, want.pooled, rtol=0, atol=1e-6)
+
+
 def test_cached_embeddings_equal_the_live_encoders_on_the_tiny_model(small_model_dir, tmp_path) -> None:
     from flowopd.models.tiny import TinyFlowModel
 
@@ -25,7 +33,7 @@ def test_cached_embeddings_equal_the_live_encoders_on_the_tiny_model(small_model
     live = _live(model, PROMPTS)
     cache = cache_prompts(model, PROMPTS, tmp_path)
     got = model.encode_prompts(list(reversed(PROMPTS)))
-    assert torch.equal(got.seq, live.seq.flip(0)) and torch.equal(got.pooled, live.pooled.flip(0))
+    _same(got, type(live)(live.seq.flip(0), live.pooled.flip(0)))
     assert cache.misses == 0 and cache.path.is_file()
     other = model.encode_prompts(["a prompt outside the set"])  # encoded with the encoders brought back
     assert torch.equal(other.seq, _live(model, ["a prompt outside the set"]).seq) and cache.misses == 1
@@ -42,7 +50,7 @@ def test_cached_embeddings_equal_the_live_encoders_on_a_tiny_sd3_pipeline(tmp_pa
     empty = _live(model, [""])
     cache_prompts(model, PROMPTS, tmp_path)
     got = model.encode_prompts(PROMPTS)
-    assert torch.equal(got.seq, live.seq) and torch.equal(got.pooled, live.pooled)
+    _same(got, live)
     assert torch.equal(model.uncond_embeds(2).seq, empty.seq.repeat(2, 1, 1))  # the empty prompt is cached too
     assert all(next(m.parameters()).device.type == "cpu" for n, m in model.modules().items()
                if n.startswith("text_encoder"))

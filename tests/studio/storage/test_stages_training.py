@@ -78,10 +78,11 @@ def test_grpo_stop_then_resume_continues_exactly(store, fake_spawn, small_model_
     _finished(store, straight)
 
     run_id = _start(store, fake_spawn, "grpo", config)
-    assert stop(store, run_id) == "stopping"  # seen after the first epoch: checkpoint, then stopped
+    # seen before the first optimizer step (after the first rollout): that epoch is undone, its start saved
+    assert stop(store, run_id) == "stopping"
     assert execute(store.home, run_id) == 0
-    assert (store.get_run(run_id).status, store.get_run(run_id).step) == ("stopped", 2)
-    assert resume(store, run_id).resume_step == 2
+    assert (store.get_run(run_id).status, store.get_run(run_id).step) == ("stopped", 0)
+    assert resume(store, run_id).resume_step == 0
     assert execute(store.home, run_id) == 0
     _finished(store, run_id)
     assert loss_steps(store, run_id) == [2, 4, 6]
