@@ -80,7 +80,7 @@ class TrainingCallback:
 
     def stop_now(self) -> bool:
         """True asks a stop (not a pause) that should not wait for the epoch's end: an RL trainer polls it
-        between optimizer steps and stops there, its checkpoint the epoch's start (redone on resume)."""
+        before each optimizer step and stops there, with a checkpoint of that step."""
         return False
 
     def on_end(self, stage: str, status: str) -> None:

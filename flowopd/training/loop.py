@@ -9,8 +9,8 @@ The callback (main process only) speaks :mod:`flowopd.events`: ``on_begin``; aft
 images (every ``sample_every`` epochs), one ``on_metrics`` at the epoch's last optimizer step with the
 metrics gathered over processes (names in :mod:`flowopd.metric_names`), ``on_progress`` (also during the
 rollout and the optimizer steps), ``should_stop`` after every epoch and, in a one-process run, ``stop_now``
-before every optimizer step (a stop there undoes the epoch's steps: the checkpoint is the epoch's start, which
-a resume redoes, so the stop lands within a step and the resume stays exact); ``on_artifact`` for each
+before every optimizer step (a stop there checkpoints that step with the epoch's start; a resume draws the
+epoch's rollout again from that start and skips the steps taken, so it stays exact); ``on_artifact`` for each
 checkpoint and the final adapter; ``on_end``. A plain function gets one flat dict per epoch
 (:class:`flowopd.events.FunctionCallback`)::
 
@@ -64,7 +64,12 @@ SAMPLES_PER_TASK = 2
 
 
 class StopInEpoch(Exception):
-    """A stop seen between optimizer steps (:meth:`RLTrainer.poll_stop`): the epoch is rolled back to its start."""
+    """A stop seen before the epoch's optimizer step ``chunks_done`` (:meth:`RLTrainer.poll_stop`), with the
+    metric sums of the steps taken so far."""
+
+    def __init__(self, chunks_done: int, sums: dict):
+        super().__init__(f"stop before optimizer step {chunks_done} of the epoch")
+        self.chunks_done, self.sums = chunks_done, sums
 
 
 def _cpu_copy(value: Any) -> Any:
@@ -124,6 +129,8 @@ class RLTrainer(OptimizerSteps):
         self.callback: TrainingCallback | None = None  # set by run() on the main process
         self.clock = None
         self.epoch_start: dict | None = None  # the epoch's snapshot while a stop may land inside it
+        self.partial: dict | None = None  # a checkpoint's unfinished epoch (a stop inside it), being redone
+        self.skip: dict | None = None  # while redoing it: {"chunks", "mid" (the stop's state), "sums"}
 
     # --- setup -------------------------------------------------------------------------------------------
 
@@ -165,6 +172,7 @@ class RLTrainer(OptimizerSteps):
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
             self.load_extra_state(state.get("extra") or {})
             set_rng_state(state["rng"])
+            self.partial = state.get("partial")
             self.last_good = (ckpt, self.step)
             log.info("%s: resumed from %s at step %d (epoch %d)", self.stage, ckpt, self.step, self.epoch)
             saved = json.loads((ckpt / CONFIG_FILE).read_text()) if (ckpt / CONFIG_FILE).is_file() else {}
@@ -262,7 +270,7 @@ class RLTrainer(OptimizerSteps):
     def run(self, callback: TrainingCallback | Callback | None = None,
             should_stop: Callable[[], bool] | None = None) -> TrainResult:
         """Epochs until ``cfg.epochs`` or a stop request (checked after each epoch, and a ``stop_now`` before each
-        optimizer step; a checkpoint is saved first).
+        optimizer step; a checkpoint is saved where it lands).
 
         ``callback`` is a :class:`~flowopd.events.TrainingCallback` or a function of the flat metrics dict;
         ``should_stop``, a function, is polled beside the callback's own ``should_stop``.
@@ -288,21 +296,26 @@ class RLTrainer(OptimizerSteps):
         cfg, stopped, metrics = self.cfg, False, {}
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
-            # One process: a stop may land between optimizer steps (poll_stop), rolled back to this snapshot.
+            if self.partial is not None and self.partial["epoch"] == self.epoch:
+                self.begin_partial_epoch()
+            # One process: a stop may land between optimizer steps (poll_stop); the epoch's start is kept for it.
             self.epoch_start = self.snapshot() if cb is not None and self.acc.num_processes == 1 else None
             try:
                 metrics = self.train_epoch(self.epoch)
-            except StopInEpoch:
-                self.restore(self.epoch_start)
+            except StopInEpoch as stop:
                 stopped = True
-                log.info("%s: stop inside epoch %d: its steps are undone, the run stops at step %d and a resume "
-                         "redoes the epoch", self.stage, self.epoch + 1, self.step)
+                if stop.chunks_done == 0:  # no step taken yet: the checkpoint is the epoch's start
+                    self.restore(self.epoch_start)
+                else:
+                    self.partial = self.partial_state(stop)
+                log.info("%s: stop inside epoch %d after %d of its optimizer steps (step %d)", self.stage,
+                         self.epoch + 1, stop.chunks_done, self.step)
             except DivergedError:
                 raise
             except FloatingPointError as err:  # e.g. a rollout of exploded weights: name the step and checkpoint
                 raise self.diverged(str(err).split(":")[0]) from None
             finally:
-                self.epoch_start = None
+                self.epoch_start = self.skip = None
             if not stopped:
                 self.epoch += 1
                 elapsed = time.perf_counter() - start
@@ -329,15 +342,42 @@ class RLTrainer(OptimizerSteps):
         return TrainResult(self.export(), self.last_good[0] if self.last_good else None, self.step, self.epoch,
                            stopped, {k: v for k, v in metrics.items() if isinstance(v, float)})
 
-    def poll_stop(self) -> None:
-        """Between optimizer steps: a pending stop (``stop_now``) ends the epoch here (one process only; with
-        several, every process must agree, so the stop waits for the epoch's end)."""
+    def poll_stop(self, chunks_done: int, sums: dict) -> None:
+        """Before the epoch's optimizer step ``chunks_done``: a pending stop (``stop_now``) ends the epoch here
+        (one process only; with several, every process must agree, so the stop waits for the epoch's end)."""
         if self.epoch_start is not None and self.callback is not None and self.callback.stop_now():
-            raise StopInEpoch
+            raise StopInEpoch(chunks_done, {k: list(v) for k, v in sums.items()})
+
+    def partial_state(self, stop: StopInEpoch) -> dict:
+        """What a checkpoint saved inside an epoch needs beyond the trainer's state: the epoch's start (what its
+        rollout was drawn with: the student, EMA, extras, RNG and step), the steps taken and their metric sums."""
+        start = self.epoch_start
+        return {"epoch": self.epoch, "chunks_done": stop.chunks_done, "sums": stop.sums,
+                "start": {k: start[k] for k in ("params", "ema", "extra", "rng", "step")}}
+
+    def begin_partial_epoch(self) -> None:
+        """Resuming inside an epoch: put back its start, so that :meth:`train_epoch` draws the same rollout, and
+        keep the checkpoint's state for the step where the stop landed (:meth:`skip_done_steps`)."""
+        mid, start = self.snapshot(), self.partial["start"]
+        self.restore({**mid, **start})
+        self.skip = {"chunks": self.partial["chunks_done"], "mid": mid, "sums": self.partial["sums"]}
+        self.partial = None
+
+    def skip_done_steps(self, chunk: int, metrics) -> bool:
+        """In a resumed epoch: True for an optimizer step the checkpoint had taken (skipped); at the first one it
+        had not, the checkpoint's weights, optimizer, schedule, EMA, step, RNG and metric sums come back."""
+        if self.skip is None:
+            return False
+        if chunk < self.skip["chunks"]:
+            return True
+        self.restore(self.skip["mid"])
+        metrics.sums = {k: list(v) for k, v in self.skip["sums"].items()}
+        self.skip = None
+        return False
 
     def snapshot(self) -> dict:
-        """The trainer's state at an epoch's start, on the CPU: what a stop inside the epoch rolls back to,
-        so that its checkpoint is exact (a resume redoes the epoch as an unstopped run would)."""
+        """The trainer's state, on the CPU: taken at each epoch's start (what a checkpoint inside the epoch keeps
+        of it, or goes back to when no step was taken yet) and of a resumed checkpoint inside an epoch."""
         return {"params": [p.detach().to("cpu", copy=True) for p in self.params], "rng": rng_state(),
                 "optimizer": _cpu_copy(self.opt.state_dict()), "scheduler": _cpu_copy(self.sched.state_dict()),
                 "ema": _cpu_copy(self.ema.state_dict()) if self.ema else None, "step": self.step,
@@ -384,7 +424,7 @@ class RLTrainer(OptimizerSteps):
         self.check_weights()
         state = {"stage": self.stage, "step": self.step, "epoch": self.epoch, "optimizer": self.opt.state_dict(),
                  "scheduler": self.sched.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-                 "extra": self.extra_state()}
+                 "extra": self.extra_state(), "partial": self.partial}
         self.last_good = (save_checkpoint(self.out, self.acc, save_adapters=self.save_adapters, state=state,
                                           config=self.cfg.to_dict()), self.step)
 

@@ -3,7 +3,8 @@ gradient accumulation over micro-batches and denoising steps, the all-reduced cl
 stop a diverging run (:class:`DivergedError`) before a bad checkpoint is written.
 
 The mixin reads the trainer's ``model``, ``cfg``, ``name``, ``params``, ``opt``, ``sched``, ``ema``, ``acc``,
-``step``, ``epoch``, ``stage`` and ``last_good``, and calls its ``sde_steps``, ``note`` and ``poll_stop``.
+``step``, ``epoch``, ``stage`` and ``last_good``, and calls its ``sde_steps``, ``note``, ``poll_stop`` and
+``skip_done_steps`` (a stop inside an epoch and its resume: :mod:`flowopd.training.loop`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ class OptimizerSteps:
         cfg, n_opt = self.cfg, self.cfg.optimizer_steps_per_epoch
         chunks = [index[k * len(index) // n_opt:(k + 1) * len(index) // n_opt] for k in range(n_opt)]
         pick = random.Random(epoch_seed(cfg.seed, self.epoch, self.acc.process_index, "timesteps"))
-        for chunk in chunks:
-            self.poll_stop()  # a stop lands here, before the next optimizer step's work
+        self.micro_calls = 0  # (micro-batch, step) losses so far this epoch: a loss's own draws may key on it
+        for number, chunk in enumerate(chunks):
+            if self.skip_done_steps(number, metrics):  # a resumed epoch: this step is in the checkpoint
+                for _ in range(0, len(chunk), cfg.train_batch_size):  # the draws it made, made again
+                    self.micro_calls += len(self.microbatch_steps(pick))
+                continue
+            self.poll_stop(number, metrics.sums)  # a stop lands here, before the next optimizer step's work
             bad = None
             for start in range(0, len(chunk), cfg.train_batch_size):
                 rows = chunk[start:start + cfg.train_batch_size]
@@ -68,6 +74,7 @@ class OptimizerSteps:
                         loss, values = micro_loss(rows, j)
                     except FloatingPointError:
                         loss, values = torch.tensor(float("nan")), {}
+                    self.micro_calls += 1
                     if not torch.isfinite(loss.detach()):
                         bad = float(loss.detach())
                         break

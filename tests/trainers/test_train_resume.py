@@ -133,18 +133,21 @@ class _StopAfterStep:
         return stopper
 
 
-@pytest.mark.parametrize("kind", ["grpo", "awm", "opd"])
+@pytest.mark.parametrize("kind", ["grpo", "nft", "awm", "opd"])
 def test_a_stop_inside_an_epoch_lands_at_the_next_optimizer_step_and_resumes_exactly(
         tiny, grpo_config, forward_rl_config, opd_config, make_teachers, tmp_path, kind) -> None:
-    """Stop after the first optimizer step of epoch 2: the run stops before the second (no more work), undoes the
-    epoch's step (its checkpoint is the epoch's start, step 2), and the resume ends where a straight run ends."""
+    """Stop after the first optimizer step of epoch 2 (of 2): the run stops before the second, its checkpoint is
+    there (step 3), and the resume, which draws the epoch's rollout again and skips the step taken, ends where a
+    straight run ends: the same weights and the same epoch metrics."""
     from flowopd.methods.awm.trainer import train_awm
+    from flowopd.methods.nft.trainer import train_nft
 
     if kind == "opd":
         cfg, train, name = opd_config(make_teachers(tiny(), {"compose": 1, "prefer": 2}), epochs=3, lr=1e-2,
                                       ema=True, ema_every=1), train_opd, "student"
-    elif kind == "awm":
-        cfg, train, name = forward_rl_config("awm", epochs=3, lr=1e-2, ema=True, ema_every=2), train_awm, "teacher"
+    elif kind in ("nft", "awm"):
+        cfg = forward_rl_config(kind, epochs=3, lr=1e-2, ema=True, ema_every=2)
+        train, name = {"nft": train_nft, "awm": train_awm}[kind], "teacher"
     else:
         cfg, train, name = grpo_config(epochs=3, warmup_steps=2, lr_schedule="cosine"), train_grpo, "teacher"
     straight, seen_straight = tiny(), []
@@ -152,11 +155,29 @@ def test_a_stop_inside_an_epoch_lands_at_the_next_optimizer_step_and_resumes_exa
     seen: list[dict] = []
     stopper = _StopAfterStep(3, seen)
     first = train(tiny(), cfg, tmp_path / "run", callback=stopper)
-    assert first.stopped and first.step == 2 and checkpoint_step(tmp_path / "run") == 2
-    assert [m["step"] for m in seen] == [2]  # epoch 2 reported nothing: its one step was undone
+    assert first.stopped and first.step == 3 and checkpoint_step(tmp_path / "run") == 3  # checkpointed there
+    assert [m["step"] for m in seen] == [2]  # epoch 2 is unfinished: no metrics row yet
     resumed = tiny()
     second = train(resumed, cfg, tmp_path / "run", callback=seen.append)
     assert (second.step, second.epoch) == (6, 3)
     assert [m["step"] for m in seen] == [m["step"] for m in seen_straight] == [2, 4, 6]
+    for got, want in zip(seen, seen_straight):  # epoch 2's loss and gradient norms include the step it skipped
+        for key in ("loss", "grad_norm"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5), (got["step"], key)
     for n, value in adapter_parameters(straight, name).items():
         torch.testing.assert_close(adapter_parameters(resumed, name)[n], value)
+
+
+def test_a_stop_before_an_epochs_first_step_checkpoints_its_start(tiny, grpo_config, tmp_path) -> None:
+    """Stop right after epoch 2's rollout: nothing of the epoch is kept (step 2), and the resume redoes it."""
+    cfg = grpo_config(epochs=2)
+    straight, seen_straight = tiny(), []
+    train_grpo(straight, cfg, tmp_path / "straight", callback=seen_straight.append)
+    seen: list[dict] = []
+    first = train_grpo(tiny(), cfg, tmp_path / "run", callback=_StopAfterStep(2, seen))
+    assert first.stopped and first.step == 2 and checkpoint_step(tmp_path / "run") == 2
+    resumed = tiny()
+    train_grpo(resumed, cfg, tmp_path / "run", callback=seen.append)
+    assert [m["step"] for m in seen] == [2, 4] and seen[1]["loss"] == pytest.approx(seen_straight[1]["loss"], rel=1e-5)
+    for n, value in adapter_parameters(straight, "teacher").items():
+        torch.testing.assert_close(adapter_parameters(resumed, "teacher")[n], value)

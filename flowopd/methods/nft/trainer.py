@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -117,12 +116,12 @@ class NFTTrainer(RLTrainer):
         :mod:`flowopd.training.image_sets`), or ``micro_loss`` itself without image sets."""
         if self.image_sets is None:
             return micro_loss
-        calls = itertools.count()
 
         def with_sets(rows: list[int], j: int) -> tuple[torch.Tensor, dict]:
             loss, values = micro_loss(rows, j)
+            # keyed on the epoch's loss count, which a resumed epoch advances past the steps it skips
             total, extra = self.image_sets.joint(loss, len(self.cfg.prompt_tasks), len(rows), epoch,
-                                                 self.acc.process_index, next(calls))
+                                                 self.acc.process_index, self.micro_calls)
             return total, {**values, **extra}
 
         return with_sets

@@ -58,7 +58,7 @@ def test_stop_then_resume_continues_exactly(store, fake_spawn, small_model_dir, 
     config = _config(small_model_dir, epochs=3, lr=1e-2)
     straight = _run(store, fake_spawn, stage, config)
     run = submit(store, stage, config, spawn=None)
-    assert stop(store, run.id) == "stopping"  # seen before the first optimizer step: the epoch is undone
+    assert stop(store, run.id) == "stopping"  # seen before the first optimizer step: step 0
     assert execute(store.home, run.id) == 0
     assert (store.get_run(run.id).status, store.get_run(run.id).step) == ("stopped", 0)
     assert resume(store, run.id).resume_step == 0

@@ -78,7 +78,7 @@ def test_grpo_stop_then_resume_continues_exactly(store, fake_spawn, small_model_
     _finished(store, straight)
 
     run_id = _start(store, fake_spawn, "grpo", config)
-    # seen before the first optimizer step (after the first rollout): that epoch is undone, its start saved
+    # seen before the first optimizer step (after the first rollout): its start is the checkpoint
     assert stop(store, run_id) == "stopping"
     assert execute(store.home, run_id) == 0
     assert (store.get_run(run_id).status, store.get_run(run_id).step) == ("stopped", 0)
