@@ -22,7 +22,9 @@ import io
 import json
 import logging
 import math
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -186,16 +188,29 @@ class BoundedServer(ThreadingHTTPServer):
 
     def process_request(self, request, client_address) -> None:
         if not self.slots.acquire(blocking=False):
-            try:
-                body = b'{"error": "the server is busy (--max-connections): try again"}'
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
-                                + body)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            self.refuse_busy(request)
             return
         super().process_request(request, client_address)
+
+    def refuse_busy(self, request, drain_s: float = 0.5, drain_bytes: int = 1 << 20) -> None:
+        """Answer 503 and close. The answer goes out first, then what the client is still sending is read and
+        dropped (at most ``drain_bytes`` for ``drain_s``, in the accepting thread), so that closing does not
+        reset a connection whose client is still writing its body and make it lose the answer."""
+        body = b'{"error": "the server is busy (--max-connections): try again"}'
+        deadline, drained = time.monotonic() + drain_s, 0
+        try:
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            request.shutdown(socket.SHUT_WR)
+            while drained < drain_bytes and (left := deadline - time.monotonic()) > 0:
+                request.settimeout(left)
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:  # the client went away or went quiet: nothing more to do for it
+            pass
+        self.shutdown_request(request)
 
     def process_request_thread(self, request, client_address) -> None:
         try:
