@@ -1,7 +1,8 @@
 """The Distill tab: teachers by task, routing, loss mode, MAR anchor and weight, cold start and budget (rendered
-from ``OPDConfig.describe()`` with the presets); a pre-flight estimate of the time (and, on a GPU, of peak
-memory); start a cold start + distillation, or the whole pipeline (teachers -> cold start -> distillation) as
-one chain of queued runs; the equivalent CLI and config JSON. Handlers call :mod:`flowopd_studio.services`."""
+from ``OPDConfig.describe()`` with the presets); a pre-flight estimate of the time and of each stage's peak
+memory (the memory plan, on an SD3.5 base); start a cold start + distillation, or the whole pipeline (a teacher
+per ticked task by its strongest source or one algorithm -> cold start -> distillation) as one chain of queued
+runs; a prompt-set upload; the equivalent CLI and config JSON. Handlers call :mod:`flowopd_studio.services`."""
 
 from __future__ import annotations
 

@@ -7,13 +7,12 @@ such run, the fallback figures below (measured, built-in tiny model) are scaled 
 base without measurements gets no time estimate. A merge cold start costs the overhead only; an SFT one its
 teacher samples at the ODE rate and its steps at the pretraining rate (docs/speed-tiny.json).
 
-**Memory** (shown on a GPU): a formula, not a measurement: the frozen weights (2 bytes per parameter in
-fp16/bf16, else 4), the LoRA's fp32 weights, gradients, Adam moments and EMA (20 bytes per LoRA parameter),
-and the activations of one training micro-batch after Korthikanti et al. (2022), ``s b h (34 + 5 a s / h)``
-bytes per layer in half precision (doubled in fp32), with ``s`` the joint image + text tokens, ``b`` the
-micro-batch, ``h`` the width and ``a`` the heads (no activation checkpointing); plus 20 % for the allocator
-and workspace. For SD3.5 Medium at the paper preset (micro-batches of 8) this gives about 81 GiB, most of it
-activations: lower ``train_batch_size`` to fit a smaller GPU.
+**Memory.** On an SD3.5 base, every training stage's peak from the memory plan (:mod:`flowopd.memplan`: counted
+bytes per term, the numbers of ``flowopd plan memory`` and docs/sd35.md, and the check the worker runs before the
+stage starts, refusing one that does not fit its GPU), whatever machine the app runs on. On another model (the
+tiny one) on a GPU, a formula: the frozen weights (2 bytes per parameter in fp16/bf16, else 4), the LoRA's
+training state (20 bytes per LoRA parameter) and one micro-batch's activations after Korthikanti et al.
+(2022), ``s b h (34 + 5 a s / h)`` bytes per layer in half precision (doubled in fp32), plus 20 %.
 """
 
 from __future__ import annotations
@@ -31,9 +30,6 @@ RUN_OVERHEAD_S = 10.0  # worker start-up and model load (docs/storage.md: 5.7-7.
 # the strongest sources (benchmarks/quick_pipeline.py), the median images_per_s of its runs.
 FALLBACK_IMAGES_PER_S = {"grpo": 5.0, "opd": 3.2, "nft": 9.0, "awm": 7.2, "sft": 120.0}
 ODE_IMAGES_PER_S, SFT_IMAGES_PER_S = 7.1, 120.0  # docs/speed-tiny.json: ODE 20 steps with CFG; pretraining
-# SD3.5 Medium: 2.47 B transformer parameters, 5.6 B in the text encoders (CLIP-L, CLIP-G, T5-XXL), 24 layers
-# of width 1536 with 24 heads; 512 px images are 1024 latent patches, the text 77 + 256 tokens.
-SD35_ARCH = {"params": 8.07e9, "layers": 24, "width": 1536, "heads": 24, "tokens": 1024 + 333}
 RECENT_RUNS = 5
 
 
@@ -44,6 +40,7 @@ class Estimate:
     stages: list[dict] = field(default_factory=list)  # {stage, seconds, how}
     memory_gib: float | None = None
     memory_how: str = ""
+    memory_plans: list[dict] = field(default_factory=list)  # SD3.5: {stage, micro_batch, resolution, peak_gib}
 
     @property
     def total_s(self) -> float | None:
@@ -55,7 +52,13 @@ class Estimate:
         for s in self.stages:
             lines.append(f"| {s['stage']} | {_fmt(s['seconds'])} | {s['how']} |")
         lines.append(f"| **total** | **{_fmt(self.total_s)}** | runs one after another |")
-        if gpu and self.memory_gib is not None:
+        if self.memory_plans:
+            lines += ["\nPeak GPU memory per stage (the memory plan of `flowopd plan memory`, counted bytes; a "
+                      "stage whose plan exceeds its GPU is refused before it starts):", "",
+                      "| stage | micro-batch | resolution | peak |", "|---|---|---|---|"]
+            lines += [f"| {p['stage']} | {p['micro_batch']} | {p['resolution']} px | {p['peak_gib']:.1f} GiB |"
+                      for p in self.memory_plans]
+        elif gpu and self.memory_gib is not None:
             lines.append(f"\nPeak GPU memory of the largest stage: about **{self.memory_gib:.1f} GiB** "
                          f"({self.memory_how}).")
         elif not gpu:
@@ -128,6 +131,46 @@ def check_run_size(stage: str, cfg: dict, base: BaseModel) -> None:
                          f"{_fmt(MAX_RUN_S)} the app queues: lower {fields}")
 
 
+def base_family(base: BaseModel):
+    """The memory plan's family of an SD3 base: from its folder's ``transformer/config.json`` (blocks and width),
+    else SD3.5 Medium (a Hub id, or a family the plan does not know)."""
+    import json
+    from pathlib import Path
+
+    from flowopd.memplan.families import FAMILIES, MEDIUM
+
+    config = Path(base.ref or "").expanduser() / "transformer" / "config.json"
+    try:
+        cfg = json.loads(config.read_text())
+        shape = (cfg["num_layers"], cfg["num_attention_heads"] * cfg["attention_head_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return MEDIUM
+    return next((f for f in FAMILIES.values() if (f.layers, f.width) == shape), MEDIUM)
+
+
+def memory_plans(stages: list[tuple[str, dict]], base: BaseModel) -> list[dict]:
+    """Each training stage's memory plan on the SD3 ``base`` at its config's resolution (None: the family's)."""
+    from types import SimpleNamespace
+
+    from flowopd.memplan.plan import plan_stage
+    from flowopd.memplan.preflight import stage_of
+    from flowopd.memplan.settings import stage_setting
+
+    fam, out = base_family(base), []
+    for kind, cfg in stages:
+        fields = SimpleNamespace(**cfg)
+        stage = stage_of(kind, fields)
+        if stage is None:  # a merge cold start trains nothing
+            continue
+        resolution = cfg.get("resolution") or fam.default_resolution
+        plan = plan_stage(fam, stage_setting(stage, fields), resolution,
+                          checkpointing=cfg.get("gradient_checkpointing") is not False,
+                          cached_embeddings=cfg.get("cache_prompt_embeddings") is not False)
+        out.append({"stage": kind, "micro_batch": plan.micro_batch, "resolution": resolution,
+                    "peak_gib": round(plan.peak_gib, 2)})
+    return out
+
+
 def model_arch(model) -> dict:
     """Parameters, layers, width, heads and joint tokens of a loaded model's transformer (for the formula)."""
     cfg = dict(getattr(model.transformer, "config", {}))
@@ -150,13 +193,17 @@ def peak_memory_gib(cfg: dict, arch: dict) -> float:
 
 
 def estimate(store, stages: list[tuple[str, dict]], base: BaseModel, arch: dict | None = None) -> Estimate:
-    """The pre-flight of ``stages`` (stage, config) run in order on ``base``; ``arch`` from :func:`model_arch`
-    of the app's model when it is the base, else SD3.5 Medium's figures for an SD3 base."""
+    """The pre-flight of ``stages`` (stage, config) run in order on ``base``: times, and memory (the memory
+    plan on an SD3 base; else the formula with ``arch`` from :func:`model_arch` of the app's model)."""
     est = Estimate()
     for stage, cfg in stages:
         secs, how = stage_seconds(store, stage, cfg, base)
         est.stages.append({"stage": stage, "seconds": secs, "how": how})
-    arch = arch or (SD35_ARCH if base.backend == "sd3" else None)
+    if base.backend == "sd3":
+        est.memory_plans = memory_plans(stages, base)
+        est.memory_gib = max((p["peak_gib"] for p in est.memory_plans), default=None)
+        est.memory_how = "the memory plan (flowopd.memplan)"
+        return est
     trained = [cfg for stage, cfg in stages if stage in ("grpo", "opd")]
     if arch and trained:
         est.memory_gib = max(peak_memory_gib(cfg, arch) for cfg in trained)

@@ -97,8 +97,20 @@ def test_preflight_uses_measured_speeds_else_the_fallback(store, base, spawned):
     est = estimate(store, [("grpo", cfg)], base)
     assert est.stages[0]["seconds"] == pytest.approx(RUN_OVERHEAD_S + 512 / 5.0)
     assert "median of 1" in est.stages[0]["how"]
-    sd3 = estimate(store, [("grpo", preset("grpo", "paper").to_dict())], base.__class__("sd", "x", "sd3"))
-    assert sd3.total_s is None and 40 < sd3.memory_gib < 120  # fp16 weights ~15 GiB + 8 images of activations
+    # an SD3 base: every training stage's peak from the memory plan, as `flowopd plan memory` prints it
+    from flowopd.memplan.cli import memory_plan
+
+    stages = [(k, preset(k, "paper", **extra).to_dict()) for k, extra in
+              (("grpo", {}), ("sft", {}), ("coldstart", {"mode": "merge", "teachers": {"text": "x"}}),
+               ("opd", {"teachers": {"text": "a", "prefer": "b"}, "prompt_tasks": {"text": 1.0, "prefer": 1.0}}))
+              ]
+    sd3 = estimate(store, stages, base.__class__("sd", "x", "sd3"))
+    assert sd3.total_s is None and [p["stage"] for p in sd3.memory_plans] == ["grpo", "sft", "opd"]  # merge: none
+    grpo = memory_plan("sd3.5-medium", 512, "paper", ["grpo"], micro_batch="config")["stages"][0]
+    assert (sd3.memory_plans[0]["peak_gib"], sd3.memory_plans[0]["micro_batch"]) == (grpo["peak_gib"],
+                                                                                     grpo["micro_batch"])
+    text = sd3.text(gpu=False)
+    assert "| grpo | " in text and f"{grpo['peak_gib']:.1f} GiB" in text and "512 px" in text
     small = peak_memory_gib(cfg, {"params": 3.5e6, "layers": 6, "width": 128, "heads": 4, "tokens": 141})
     assert small < 0.5  # the tiny model: megabytes of weights, a micro-batch of 8 small images
     assert "| **total** | **" in est.text(gpu=False)
