@@ -140,10 +140,13 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
 
 def plan_estimate(store, plan_: dict, base: BaseModel, arch: dict | None = None) -> Estimate:
     stages = [(cfg["kind"], cfg) for cfg in plan_["train"].values()]
+    labels = [f"{task} teacher ({cfg['kind']})" for task, cfg in plan_["train"].items()]
     if plan_["coldstart"]:
         stages.append(("coldstart", plan_["coldstart"]))
+        labels.append(f"cold start ({plan_['coldstart']['mode']})")
     stages.append(("opd", plan_["opd"]))
-    return estimate(store, stages, base, arch)
+    labels.append("distillation (opd)")
+    return estimate(store, stages, base, arch, labels)
 
 
 def start(store, plan_: dict, base: BaseModel, *, spawn=None) -> list:

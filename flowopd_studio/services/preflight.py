@@ -148,7 +148,7 @@ def base_family(base: BaseModel):
     return next((f for f in FAMILIES.values() if (f.layers, f.width) == shape), MEDIUM)
 
 
-def memory_plans(stages: list[tuple[str, dict]], base: BaseModel) -> list[dict]:
+def memory_plans(stages: list[tuple[str, dict]], base: BaseModel, labels: list[str] | None = None) -> list[dict]:
     """Each training stage's memory plan on the SD3 ``base`` at its config's resolution (None: the family's)."""
     from types import SimpleNamespace
 
@@ -157,7 +157,7 @@ def memory_plans(stages: list[tuple[str, dict]], base: BaseModel) -> list[dict]:
     from flowopd.memplan.settings import stage_setting
 
     fam, out = base_family(base), []
-    for kind, cfg in stages:
+    for k, (kind, cfg) in enumerate(stages):
         fields = SimpleNamespace(**cfg)
         stage = stage_of(kind, fields)
         if stage is None:  # a merge cold start trains nothing
@@ -166,7 +166,7 @@ def memory_plans(stages: list[tuple[str, dict]], base: BaseModel) -> list[dict]:
         plan = plan_stage(fam, stage_setting(stage, fields), resolution,
                           checkpointing=cfg.get("gradient_checkpointing") is not False,
                           cached_embeddings=cfg.get("cache_prompt_embeddings") is not False)
-        out.append({"stage": kind, "micro_batch": plan.micro_batch, "resolution": resolution,
+        out.append({"stage": labels[k] if labels else kind, "micro_batch": plan.micro_batch, "resolution": resolution,
                     "peak_gib": round(plan.peak_gib, 2)})
     return out
 
@@ -192,15 +192,17 @@ def peak_memory_gib(cfg: dict, arch: dict) -> float:
     return 1.2 * (weights + lora + activations) / 2**30
 
 
-def estimate(store, stages: list[tuple[str, dict]], base: BaseModel, arch: dict | None = None) -> Estimate:
+def estimate(store, stages: list[tuple[str, dict]], base: BaseModel, arch: dict | None = None,
+             labels: list[str] | None = None) -> Estimate:
     """The pre-flight of ``stages`` (stage, config) run in order on ``base``: times, and memory (the memory
-    plan on an SD3 base; else the formula with ``arch`` from :func:`model_arch` of the app's model)."""
+    plan on an SD3 base; else the formula with ``arch`` from :func:`model_arch` of the app's model). ``labels``
+    name the stages in the table (default: their kinds)."""
     est = Estimate()
-    for stage, cfg in stages:
+    for k, (stage, cfg) in enumerate(stages):
         secs, how = stage_seconds(store, stage, cfg, base)
-        est.stages.append({"stage": stage, "seconds": secs, "how": how})
+        est.stages.append({"stage": labels[k] if labels else stage, "seconds": secs, "how": how})
     if base.backend == "sd3":
-        est.memory_plans = memory_plans(stages, base)
+        est.memory_plans = memory_plans(stages, base, labels)
         est.memory_gib = max((p["peak_gib"] for p in est.memory_plans), default=None)
         est.memory_how = "the memory plan (flowopd.memplan)"
         return est

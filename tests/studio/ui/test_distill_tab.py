@@ -31,6 +31,7 @@ def test_preflight_then_the_whole_pipeline(app, spawned):
     assert [data["train"][t]["kind"] for t in ("text", "compose")] == ["sft", "nft"]  # each task's strongest
     assert "submit opd --config stu.json --name stu" in cli and "flowopd train opd" in cli
     assert "| **total** |" in estimate and "fallback" in estimate and "unknown" not in estimate
+    assert "| text teacher (sft) |" in estimate and "| distillation (opd) |" in estimate
     status = client.predict(api_name="/start_pipeline")  # the plan the pre-flight kept in the session's state
     assert "Queued 4 run(s)" in status
     with Store(home) as store:
