@@ -173,6 +173,9 @@ class RLTrainer(OptimizerSteps):
             self.load_extra_state(state.get("extra") or {})
             set_rng_state(state["rng"])
             self.partial = state.get("partial")
+            if self.partial is not None and self.acc.num_processes > 1:
+                raise CheckpointError(f"{ckpt} was saved inside an epoch by a one-process run (a stop): resume it "
+                                      "with one process; its epoch's rollout is drawn again from one process's seed")
             self.last_good = (ckpt, self.step)
             log.info("%s: resumed from %s at step %d (epoch %d)", self.stage, ckpt, self.step, self.epoch)
             saved = json.loads((ckpt / CONFIG_FILE).read_text()) if (ckpt / CONFIG_FILE).is_file() else {}

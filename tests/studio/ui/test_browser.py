@@ -131,7 +131,7 @@ def test_a_quick_teacher_run_moves_while_the_page_is_open_then_stops(page) -> No
 
 def test_upload_a_lora_and_an_image_set(page, tmp_path) -> None:
     """A LoRA uploaded as a ComfyUI-style file (a built-in teacher's weights with .alpha keys) is imported; an
-    image-set zip is unpacked, checked, and becomes the sft settings' data."""
+    image-set zip is unpacked, checked, and becomes the sft settings' data; a prompt-set zip is unpacked and read."""
     import io
     import zipfile
 
@@ -148,7 +148,8 @@ def test_upload_a_lora_and_an_image_set(page, tmp_path) -> None:
     _tab(page, "Models & teachers")
     page.get_by_label("Teacher name (import)").fill("uploaded-prefer")
     page.locator("#lora-upload input[type=file]").set_input_files(str(tmp_path / "prefer-comfy.safetensors"))
-    page.locator("#lora-upload").get_by_text("prefer-comfy.safetensors").first.wait_for(timeout=60_000)
+    # the file's row (its name is split into stem and extension spans, which may wrap apart)
+    page.locator('#lora-upload [aria-label="prefer-comfy.safetensors"]').first.wait_for(timeout=60_000)
     page.locator("#import-upload").click()
     page.locator("#import-info").get_by_text("Imported").first.wait_for(timeout=60_000)
 
@@ -163,7 +164,7 @@ def test_upload_a_lora_and_an_image_set(page, tmp_path) -> None:
             zf.writestr(f"my-set/{i}.txt", caption)
     page.get_by_text("An SFT teacher from your own images").click()
     page.locator("#set-upload input[type=file]").set_input_files(str(archive))
-    page.locator("#set-upload").get_by_text("my-set.zip").first.wait_for(timeout=60_000)
+    page.locator('#set-upload [aria-label="my-set.zip"]').first.wait_for(timeout=60_000)
     page.locator("#set-unpack").click()
     page.locator("#set-info").get_by_text("Unpacked").first.wait_for(timeout=60_000)
     page.get_by_label("Algorithm").click()  # the sft settings (hidden under another algorithm) show the folder
@@ -172,6 +173,16 @@ def test_upload_a_lora_and_an_image_set(page, tmp_path) -> None:
     box.wait_for(timeout=30_000)
     data = box.input_value()
     assert data.endswith("my-set") and "uploads" in data
+
+    prompts = tmp_path / "ocr.zip"  # a prompt set in Flow-GRPO's layout for the text task
+    with zipfile.ZipFile(prompts, "w") as zf:
+        zf.writestr("train.txt", 'a sign that says "hello"\n')
+        zf.writestr("test.txt", 'a mug printed with "tea"\n')
+    page.get_by_text("Your own prompts for a task").filter(visible=True).first.click()
+    page.locator("#teacher-prompts-upload input[type=file]").set_input_files(str(prompts))
+    page.locator('#teacher-prompts-upload [aria-label="ocr.zip"]').first.wait_for(timeout=60_000)
+    page.locator("#teacher-prompts-unpack").click()
+    page.locator("#teacher-prompts-info").get_by_text("1 train and 1 test prompts").first.wait_for(timeout=60_000)
 
 
 def test_a_run_link_opens_the_runs_tab_on_that_run(page, app_url) -> None:
