@@ -5,10 +5,8 @@ a queued run, an imported LoRA's evaluation an ``eval`` run)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
@@ -235,9 +233,7 @@ def unpack_image_set(state: AppState, upload: str | None, name: str):
 
     if not upload:
         raise ValueError("Image set upload: no file uploaded: drop a .zip on the upload box first")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", (name or "").strip() or Path(upload).stem).strip("-") or "image-set"
-    root = state.data_folder / uploads.UPLOADS_DIR / "image-sets"
-    dest = next(root / f"{stem}-{i}" for i in range(1, 10_000) if not (root / f"{stem}-{i}").exists())
+    dest = uploads.new_upload_folder(state.data_folder, "image-sets", name, upload)
     folder = uploads.unpack_image_set(upload, dest)
     try:
         data = load_image_set(folder, state.model.image_size)

@@ -15,8 +15,15 @@ def family_of(model: Any) -> Family | None:
     cfg = getattr(getattr(model, "transformer", None), "config", None)
     if cfg is None or not hasattr(cfg, "num_layers"):
         return None
-    width = cfg.num_attention_heads * cfg.attention_head_dim
-    return next((f for f in FAMILIES.values() if (f.layers, f.width) == (cfg.num_layers, width)), None)
+    return family_of_config(cfg)
+
+
+def family_of_config(cfg: Any) -> Family | None:
+    """The plan's family of an SD3 transformer config (a diffusers config or its ``config.json`` as a dict): the
+    one with its blocks and width, or None."""
+    get = cfg.get if isinstance(cfg, dict) else lambda key: getattr(cfg, key)
+    shape = (get("num_layers"), get("num_attention_heads") * get("attention_head_dim"))
+    return next((f for f in FAMILIES.values() if (f.layers, f.width) == shape), None)
 
 
 def stage_of(kind: str, cfg: Any) -> str | None:

@@ -307,7 +307,7 @@ class RLTrainer(OptimizerSteps):
                 metrics = self.train_epoch(self.epoch)
             except StopInEpoch as stop:
                 stopped = True
-                if stop.chunks_done == 0:  # no step taken yet: the checkpoint is the epoch's start
+                if stop.chunks_done == 0:  # no step taken yet: the checkpoint is the epoch's start (its RNG)
                     self.restore(self.epoch_start)
                 else:
                     self.partial = self.partial_state(stop)
@@ -354,15 +354,13 @@ class RLTrainer(OptimizerSteps):
     def partial_state(self, stop: StopInEpoch) -> dict:
         """What a checkpoint saved inside an epoch needs beyond the trainer's state: the epoch's start (what its
         rollout was drawn with: the student, EMA, extras, RNG and step), the steps taken and their metric sums."""
-        start = self.epoch_start
-        return {"epoch": self.epoch, "chunks_done": stop.chunks_done, "sums": stop.sums,
-                "start": {k: start[k] for k in ("params", "ema", "extra", "rng", "step")}}
+        return {"epoch": self.epoch, "chunks_done": stop.chunks_done, "sums": stop.sums, "start": self.epoch_start}
 
     def begin_partial_epoch(self) -> None:
         """Resuming inside an epoch: put back its start, so that :meth:`train_epoch` draws the same rollout, and
         keep the checkpoint's state for the step where the stop landed (:meth:`skip_done_steps`)."""
-        mid, start = self.snapshot(), self.partial["start"]
-        self.restore({**mid, **start})
+        mid = self.snapshot(optimizer=True)
+        self.restore(self.partial["start"])
         self.skip = {"chunks": self.partial["chunks_done"], "mid": mid, "sums": self.partial["sums"]}
         self.partial = None
 
@@ -378,24 +376,31 @@ class RLTrainer(OptimizerSteps):
         self.skip = None
         return False
 
-    def snapshot(self) -> dict:
-        """The trainer's state, on the CPU: taken at each epoch's start (what a checkpoint inside the epoch keeps
-        of it, or goes back to when no step was taken yet) and of a resumed checkpoint inside an epoch."""
-        return {"params": [p.detach().to("cpu", copy=True) for p in self.params], "rng": rng_state(),
-                "optimizer": _cpu_copy(self.opt.state_dict()), "scheduler": _cpu_copy(self.sched.state_dict()),
-                "ema": _cpu_copy(self.ema.state_dict()) if self.ema else None, "step": self.step,
-                "last_lr": self.last_lr, "extra": _cpu_copy(self.extra_state())}
+    def snapshot(self, optimizer: bool = False) -> dict:
+        """The trainer's state on the CPU: the student, EMA, extras, RNG and step, which an epoch's rollout is
+        drawn with (taken as each epoch starts; no optimizer step has run then, so the optimizer and schedule
+        are left out), and with ``optimizer`` also the optimizer, schedule and last rate (a resumed checkpoint's
+        state inside an epoch)."""
+        state = {"params": [p.detach().to("cpu", copy=True) for p in self.params], "rng": rng_state(),
+                 "ema": _cpu_copy(self.ema.state_dict()) if self.ema else None, "step": self.step,
+                 "extra": _cpu_copy(self.extra_state())}
+        if optimizer:
+            state.update(optimizer=_cpu_copy(self.opt.state_dict()), scheduler=_cpu_copy(self.sched.state_dict()),
+                         last_lr=self.last_lr)
+        return state
 
     def restore(self, state: dict) -> None:
-        """Put back a :meth:`snapshot` (the trainer's weights, optimizer, schedule, EMA, step, RNG, extras)."""
+        """Put back a :meth:`snapshot` (and its optimizer, schedule and last rate when it has them)."""
         with torch.no_grad():
             for p, saved in zip(self.params, state["params"]):
                 p.copy_(saved)
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
+        if "optimizer" in state:
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.last_lr = state["last_lr"]
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.step, self.last_lr = state["step"], state["last_lr"]
+        self.step = state["step"]
         self.load_extra_state(state["extra"])
         self.opt.zero_grad(set_to_none=True)
         set_rng_state(state["rng"])

@@ -132,20 +132,19 @@ def check_run_size(stage: str, cfg: dict, base: BaseModel) -> None:
 
 
 def base_family(base: BaseModel):
-    """The memory plan's family of an SD3 base: from its folder's ``transformer/config.json`` (blocks and width),
-    else SD3.5 Medium (a Hub id, or a family the plan does not know)."""
+    """The memory plan's family of an SD3 base: from its folder's ``transformer/config.json``, else SD3.5 Medium
+    (a Hub id, or a family the plan does not know)."""
     import json
     from pathlib import Path
 
-    from flowopd.memplan.families import FAMILIES, MEDIUM
+    from flowopd.memplan.families import MEDIUM
+    from flowopd.memplan.preflight import family_of_config
 
     config = Path(base.ref or "").expanduser() / "transformer" / "config.json"
     try:
-        cfg = json.loads(config.read_text())
-        shape = (cfg["num_layers"], cfg["num_attention_heads"] * cfg["attention_head_dim"])
+        return family_of_config(json.loads(config.read_text())) or MEDIUM
     except (OSError, ValueError, KeyError, TypeError):
         return MEDIUM
-    return next((f for f in FAMILIES.values() if (f.layers, f.width) == shape), MEDIUM)
 
 
 def memory_plans(stages: list[tuple[str, dict]], base: BaseModel, labels: list[str] | None = None) -> list[dict]:
@@ -203,8 +202,6 @@ def estimate(store, stages: list[tuple[str, dict]], base: BaseModel, arch: dict 
         est.stages.append({"stage": labels[k] if labels else stage, "seconds": secs, "how": how})
     if base.backend == "sd3":
         est.memory_plans = memory_plans(stages, base, labels)
-        est.memory_gib = max((p["peak_gib"] for p in est.memory_plans), default=None)
-        est.memory_how = "the memory plan (flowopd.memplan)"
         return est
     trained = [cfg for stage, cfg in stages if stage in ("grpo", "opd")]
     if arch and trained:

@@ -8,6 +8,7 @@ size and file-count caps, and a zip that cannot write outside its folder (zip-sl
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import zipfile
@@ -130,6 +131,14 @@ def _check_entry(info: zipfile.ZipInfo, kind: _ZipKind) -> None:
                             f"{', '.join(sorted(kind.suffixes))}): zip {kind.holds}")
 
 
+def new_upload_folder(data_folder: str | Path, kind: str, name: str | None, archive: str | Path) -> Path:
+    """A fresh ``DATA/uploads/<kind>/<name>-<n>`` for an unpacked archive: ``name`` (else the archive's stem)
+    reduced to letters, digits, ``-`` and ``_``, with the first unused ``n``."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", (name or "").strip() or Path(archive).stem).strip("-") or kind
+    root = Path(data_folder) / UPLOADS_DIR / kind
+    return next(root / f"{stem}-{i}" for i in range(1, 10_000) if not (root / f"{stem}-{i}").exists())
+
+
 def prompt_set_upload(data_folder: Path, archive: str | None, name: str, task: str) -> tuple[Path, dict]:
     """Unpack an uploaded prompt-set zip for ``task`` into ``DATA/uploads/prompt-sets/<name>-<n>`` and read both
     splits as a run would (:func:`flowopd.world.prompt_sets.read_prompt_set`); returns (folder, split -> prompts).
@@ -137,8 +146,6 @@ def prompt_set_upload(data_folder: Path, archive: str | None, name: str, task: s
     Raises:
         UploadRefused: no file, an unsafe or oversize zip, or a set that cannot be read (the folder is removed).
     """
-    import re
-
     from flowopd.world.prompt_sets import SPLITS, PromptSetError, read_prompt_set
     from flowopd.world.prompts import TASKS
 
@@ -146,9 +153,7 @@ def prompt_set_upload(data_folder: Path, archive: str | None, name: str, task: s
         raise UploadRefused("Prompt set upload: no file uploaded: drop a .zip on the upload box first")
     if task not in TASKS:
         raise UploadRefused(f"Prompt set upload: task {task!r} is unknown: pick one of {', '.join(TASKS)}")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", (name or "").strip() or Path(archive).stem).strip("-") or "prompts"
-    root = Path(data_folder) / UPLOADS_DIR / "prompt-sets"
-    dest = next(root / f"{stem}-{i}" for i in range(1, 10_000) if not (root / f"{stem}-{i}").exists())
+    dest = new_upload_folder(data_folder, "prompt-sets", name, archive)
     folder = unpack_prompt_set(archive, dest)
     try:
         counts = {split: len(read_prompt_set(str(folder), task, split)) for split in SPLITS}

@@ -109,6 +109,13 @@ def test_preflight_uses_measured_speeds_else_the_fallback(store, base, spawned):
     grpo = memory_plan("sd3.5-medium", 512, "paper", ["grpo"], micro_batch="config")["stages"][0]
     assert (sd3.memory_plans[0]["peak_gib"], sd3.memory_plans[0]["micro_batch"]) == (grpo["peak_gib"],
                                                                                      grpo["micro_batch"])
+    from flowopd_studio.services.preflight import base_family
+
+    folder = store.home / "large" / "transformer"  # the family comes from the base folder's transformer config
+    folder.mkdir(parents=True)
+    folder.joinpath("config.json").write_text('{"num_layers": 38, "num_attention_heads": 38, "attention_head_dim": 64}')
+    assert base_family(base.__class__("l", str(folder.parent), "sd3")).name == "sd3.5-large"
+    assert base_family(base.__class__("hub", "stabilityai/x", "sd3")).name == "sd3.5-medium"  # unread: Medium
     text = sd3.text(gpu=False)
     assert "| grpo | " in text and f"{grpo['peak_gib']:.1f} GiB" in text and "512 px" in text
     small = peak_memory_gib(cfg, {"params": 3.5e6, "layers": 6, "width": 128, "heads": 4, "tokens": 141})
