@@ -13,7 +13,11 @@ The teachers and the merge cold start come from a ``flowopd reproduce --budget s
 * ``cfg-free``: a CFG-free student (``guidance`` 1.0), each teacher still at its own guidance;
 * ``teachers-cfg3``: every teacher queried at 3.0, the student's (the published behaviour);
 * ``fresh-distance``: the fresh LoRA at lr 1e-3 with the distance task sampling (the two together);
-* ``fixed``: fixed task sampling, the published strong student (the strong budget samples by distance now).
+* ``fixed``: fixed task sampling, the published strong student (the strong budget samples by distance now);
+* ``kl-per-sample``, ``kl-per-timestep``, ``kl-per-task``, ``kl-global``: the ``kl_norm`` of that name (each
+  sample's KL divided by the previous epoch's mean KL of its sample, step, task or run; docs/method.md);
+* ``rank128``: a fresh rank-128 LoRA at lr 1e-3: full rank on every adapted 128-wide projection, the capacity
+  of fully fine-tuning those layers (the adapters must target the base's modules, so the MLPs stay frozen).
 
     python benchmarks/seesaw.py --from runs/strong --seed 0 --work runs/seesaw --out docs/notes/seesaw.json
 """
@@ -36,6 +40,8 @@ VARIANTS = {
     "teachers-cfg3": {"teacher_guidance": 3.0},  # every teacher queried at the student's 3.0, as published
     "fresh-distance": {"init": None, "lr": 1e-3, "task_sampling": "distance", "log_rewards": True},
     "fixed": {"task_sampling": "fixed"},  # the published strong student (before distance became its default)
+    **{f"kl-{norm}": {"kl_norm": norm} for norm in ("per-sample", "per-timestep", "per-task", "global")},
+    "rank128": {"init": None, "lr": 1e-3, "lora_rank": 128, "lora_alpha": 256.0},
 }
 
 

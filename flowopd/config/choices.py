@@ -9,6 +9,8 @@ from __future__ import annotations
 # distillation (docs/method.md, "Per-step KL" and "Routing")
 LOSS_MODES = ("kl", "pg", "paper")  # analytic KL | sampled log-ratio advantage | the paper's zero-expected-grad form
 WEIGHTINGS = ("code", "paper", "uniform")  # per-step weight of the KL
+# what each sample's KL is divided by (docs/method.md, "KL normalisation")
+KL_NORMS = ("none", "per-sample", "per-timestep", "per-task", "global")
 # AWM (docs/method.md, "AWM")
 AWM_WEIGHTINGS = ("uniform", "ghuber")  # the flow-matching "log-prob": plain, or the released generalised Huber
 EMA_TARGET_SCHEDULES = ("constant", "linear")  # the decay of AWM's EMA target: fixed, or min(decay, 0.001 step)
@@ -26,5 +28,5 @@ REPORT_TARGETS = ("none", "tensorboard", "wandb")  # flowopd.trackers: where a r
 EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
 __all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES",
-           "EMA_WARMUPS", "EXPORT_FORMATS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
+           "EMA_WARMUPS", "EXPORT_FORMATS", "KL_NORMS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
            "PRECISIONS", "REPORT_TARGETS", "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]

@@ -110,6 +110,23 @@ def test_mar_towards_the_base_and_towards_a_teacher(tiny, make_teachers, opd_con
     assert not any(k.startswith("kl/anchor") for k in seen[-1])
 
 
+@pytest.mark.parametrize("kl_norm", ["per-sample", "per-timestep", "per-task", "global"])
+def test_kl_norm_trains_and_divides_by_the_previous_epochs_means(tiny, make_teachers, opd_config, tmp_path,
+                                                                  monkeypatch, kl_norm):
+    from flowopd.methods.opd import loss
+
+    model = tiny()
+    teachers = make_teachers(model, {"compose": 1, "prefer": 2})
+    divisor, used = loss.kl_divisor, []
+    monkeypatch.setattr(loss, "kl_divisor", lambda *a, **k: used.append(dict(k["scales"])) or divisor(*a, **k))
+    seen = []
+    train_opd(model, opd_config(teachers, epochs=3, lr=1e-2, kl_norm=kl_norm), tmp_path, callback=seen.append)
+    assert seen[-1]["kl/teacher"] < seen[0]["kl/teacher"]
+    assert used[0] == {}  # the first epoch has no previous one: each micro-batch's own means
+    first = {k: v for k, v in seen[0].items() if k == "kl/teacher" or k.startswith("kl/teacher/")}
+    assert first and first in used and used[-1] == {k: v for k, v in seen[1].items() if k in used[-1]}
+
+
 @pytest.mark.parametrize("mode", ["pg", "paper"])
 def test_other_loss_modes_train(tiny, make_teachers, opd_config, tmp_path, mode):
     model = tiny()

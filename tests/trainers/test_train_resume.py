@@ -61,10 +61,11 @@ def test_forward_rl_stop_then_resume_matches_an_uninterrupted_run(tiny, forward_
             torch.testing.assert_close(value.detach(), want[n])
 
 
-def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, opd_config, tmp_path):
+@pytest.mark.parametrize("kl_norm", ["none", "per-task"])  # per-task: epoch 2 divides by epoch 1's KL means
+def test_opd_stop_then_resume_matches_an_uninterrupted_run(tiny, make_teachers, opd_config, tmp_path, kl_norm):
     model = tiny()
     teachers = make_teachers(model, {"compose": 1, "prefer": 2})
-    cfg = opd_config(teachers, epochs=2, lr=1e-2, ema=True, ema_every=1)
+    cfg = opd_config(teachers, epochs=2, lr=1e-2, ema=True, ema_every=1, kl_norm=kl_norm)
     straight, seen_straight = tiny(), []
     train_opd(straight, cfg, tmp_path / "straight", callback=lambda m: seen_straight.append(m))
     seen: list[dict] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config.base import fail, option
-from ...config.choices import LOSS_MODES, ROUTINGS, TASK_SAMPLINGS, WEIGHTINGS
+from ...config.choices import KL_NORMS, LOSS_MODES, ROUTINGS, TASK_SAMPLINGS, WEIGHTINGS
 from ...config.fields import check_task_rewards, check_weights
 from ...config.rl import SDERLConfig
 from ...reward_names import SD35_TASK_REWARDS
@@ -42,6 +42,10 @@ class OPDConfig(SDERLConfig, kind="opd"):
                             choices=LOSS_MODES, group="distillation")
     weighting: str = option("code", "per-step KL weight: code (released scale) | paper (w(t)) | uniform (velocity MSE)",
                             choices=WEIGHTINGS, group="distillation")
+    kl_norm: str = option("none", "what each sample's KL is divided by (detached, from the previous epoch): none | "
+                          "per-sample (its own) | per-timestep (its step's mean) | per-task (its task's mean) | global "
+                          "(the mean); loss_mode kl only; docs/method.md, KL normalisation",
+                          choices=KL_NORMS, group="distillation")
     beta_mar: float = option(0.02, "weight of Manifold Anchor Regularization (0.02 in the paper); 0 turns it off",
                              min=0, group="distillation")
     mar_anchor: str = option("base", "MAR anchor: 'base' (adapters disabled), a teacher's task, or an adapter folder",
@@ -93,6 +97,9 @@ class OPDConfig(SDERLConfig, kind="opd"):
         if self.mask_zero_std and not self.log_rewards:
             fail("mask_zero_std", self.mask_zero_std, "it needs the task rewards: set log_rewards to true")
         check_task_rewards(self.task_rewards)
+        if self.kl_norm != "none" and self.loss_mode != "kl":
+            fail("kl_norm", self.kl_norm, f"it divides the analytic KL: use loss_mode 'kl' (not "
+                                          f"{self.loss_mode!r}) or kl_norm 'none'")
         if self.task_sampling == "distance":
             if not self.log_rewards:
                 fail("task_sampling", self.task_sampling, "distance needs the student's rewards: set log_rewards")

@@ -17,6 +17,11 @@ Loss modes (:data:`LOSS_MODES`):
 
 MAR (Manifold Anchor Regularization) is :func:`kl_loss` towards an anchor's mean, on all samples.
 
+``kl_norm`` (:func:`kl_divisor`) divides each sample's KL (and its MAR term, so that ``beta_mar`` keeps its
+meaning) by a detached scale: ``per-sample`` its own KL, ``per-timestep`` the step's mean KL, ``per-task`` its
+task's mean KL, ``global`` the mean KL; the scales come from the previous epoch (the first epoch's from the
+micro-batch itself), so every step, task or sample pulls with the same relative force whatever its KL's size.
+
 Teacher routing (``per-sample``, ``alternate``, ``blend``) lives in :mod:`.routing`; its public names are
 re-exported here.
 """
@@ -24,12 +29,13 @@ re-exported here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ...config.choices import LOSS_MODES, WEIGHTINGS
+from ... import metric_names as names
+from ...config.choices import KL_NORMS, LOSS_MODES, WEIGHTINGS
 from ...sampling import SDEStep, sde_step
 from ..grpo.loss import clipped_objective
 from .routing import (
@@ -41,8 +47,8 @@ from .routing import (
     routed_velocity,
 )
 
-__all__ = ["StepLoss", "alternate_task", "blend_routes", "blend_velocity",
-           "check_choice", "distill_step_loss", "kl_loss", "mix_targets", "paper_loss", "paper_weight", "pg_loss",
+__all__ = ["StepLoss", "alternate_task", "blend_routes", "blend_velocity", "check_choice", "distill_step_loss",
+           "kl_divisor", "kl_loss", "kl_scales", "mix_targets", "paper_loss", "paper_weight", "pg_loss",
            "route_teachers", "routed_velocity", "transition", "transition_mean"]
 
 
@@ -107,6 +113,38 @@ def kl_loss(mean_s: torch.Tensor, mean_t: torch.Tensor, std_dev: torch.Tensor | 
     return (d2 / (c * dt) ** 2).mean(dims)
 
 
+def kl_divisor(kl: torch.Tensor, norm: str, *, tasks: Sequence[str] = (), step: int = 0,
+               scales: Mapping[str, float] | None = None, eps: float = 1e-12) -> torch.Tensor:
+    """What each sample's KL is divided by under ``kl_norm`` ``norm``: a detached [B] (all ones for ``none``).
+
+    Args:
+        kl: [B] the samples' KL to their teacher at step ``step`` (its value only is read).
+        tasks: each sample's task (``per-task``).
+        scales: the previous epoch's mean KL by metric name (``kl/teacher``, ``kl/teacher/step_<j>``,
+            ``kl/teacher/<task>``); a scale it lacks is the mean of ``kl`` over the matching samples here.
+    """
+    check_choice("kl_norm", norm, KL_NORMS)
+    kl, scales = kl.detach().float(), scales or {}
+    if norm == "none":
+        return torch.ones_like(kl)
+    if norm == "per-sample":
+        return kl.clamp_min(eps)
+    if norm in ("per-timestep", "global"):
+        key = names.per_step(names.KL_TEACHER, step) if norm == "per-timestep" else names.KL_TEACHER
+        return torch.full_like(kl, scales.get(key, float(kl.mean()))).clamp_min(eps)
+    if len(tasks) != kl.shape[0]:
+        raise ValueError(f"per-task kl_norm needs a task per sample: {len(tasks)} tasks for {kl.shape[0]} samples")
+    own = {t: scales.get(names.per_task(names.KL_TEACHER, t),
+                         float(kl[[u == t for u in tasks]].mean())) for t in set(tasks)}
+    return torch.tensor([own[t] for t in tasks], dtype=kl.dtype, device=kl.device).clamp_min(eps)
+
+
+def kl_scales(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The scales :func:`kl_divisor` reads, from an epoch's metrics: every ``kl/teacher`` mean."""
+    prefix = names.KL_TEACHER + "/"
+    return {k: float(v) for k, v in metrics.items() if k == names.KL_TEACHER or k.startswith(prefix)}
+
+
 def paper_weight(sigma: float, sigma_next: float, std_dev: float) -> float:
     """The paper's ``w(t) = (dt / 2) (std (1 - t) / (2 t) + 1 / std)^2`` (docs/method.md, "On-policy
     distillation"), for logging and tests."""
@@ -142,7 +180,9 @@ class StepLoss:
 
 def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_prob: torch.Tensor, std_dev: torch.Tensor,
                       *, weighting: str = "code", sigma=None, sigma_next=None, anchor_mean: torch.Tensor | None = None,
-                      beta_mar: float = 0.0, clip_range: float = 1e-4, adv_clip: float = 5.0) -> StepLoss:
+                      beta_mar: float = 0.0, clip_range: float = 1e-4, adv_clip: float = 5.0,
+                      kl_norm: str = "none", tasks: Sequence[str] = (), step: int = 0,
+                      kl_scales: Mapping[str, float] | None = None) -> StepLoss:
     """The total loss of one denoising step of Stage 2.
 
     Args:
@@ -152,11 +192,16 @@ def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_pro
         old_log_prob: [B] the rollout's log-probs of that step.
         std_dev: the step's ``std_dev_t`` (:func:`flowopd.sampling.std_dev_t`).
         anchor_mean: [B, ...] the anchor's transition mean for MAR, or None.
+        kl_norm, tasks, step, kl_scales: :func:`kl_divisor`'s, dividing each sample's KL and MAR term (mode
+            ``kl`` only).
     """
     check_choice("loss mode", mode, LOSS_MODES)
     kl = kl_loss(student.mean, teacher.mean, std_dev, weighting, sigma=sigma, sigma_next=sigma_next)
+    if kl_norm != "none" and mode != "kl":
+        raise ValueError(f"kl_norm divides the analytic KL: it needs loss_mode 'kl', not {mode!r}")
+    scale = 1.0 / kl_divisor(kl, kl_norm, tasks=tasks, step=step, scales=kl_scales)
     if mode == "kl":
-        loss = kl.mean()
+        loss = (kl * scale).mean()
     elif mode == "pg":
         loss = pg_loss(student.log_prob, old_log_prob, teacher.log_prob, clip_range=clip_range, adv_clip=adv_clip)
     else:
@@ -164,7 +209,7 @@ def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_pro
     kl_anchor = None
     if anchor_mean is not None and beta_mar > 0:
         kl_anchor = kl_loss(student.mean, anchor_mean, std_dev, weighting, sigma=sigma, sigma_next=sigma_next)
-        loss = loss + beta_mar * kl_anchor.mean()
+        loss = loss + beta_mar * (kl_anchor * scale).mean()
         kl_anchor = kl_anchor.detach()
     if not math.isfinite(float(loss.detach())):
         raise FloatingPointError(f"distillation loss is {float(loss)} (mode {mode!r}): lower the learning rate "

@@ -40,7 +40,7 @@ from ...world.prompts import MIXED, MIXED_TASKS
 from ...world.splits import load_prompts
 from ..grpo.trainer import gather_advantages
 from .config import OPDConfig
-from .loss import alternate_task, blend_routes, distill_step_loss, route_teachers, routed_velocity
+from .loss import alternate_task, blend_routes, distill_step_loss, kl_scales, route_teachers, routed_velocity
 from .sampling import distance_weights, gradient_cosines
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class OPDTrainer(RLTrainer):
         self.anchor = self.load_anchor() if cfg.beta_mar > 0 else None
         self.teacher_rewards: dict[str, float] = dict(cfg.teacher_rewards)  # task sampling by distance
         self.student_rewards: dict[str, float] = {}  # a running mean of the student's rollout rewards per task
+        self.kl_scales: dict[str, float] = {}  # the previous epoch's mean KLs, which kl_norm divides by
         self.init_student(cfg.init, resume)
         if cfg.task_sampling == "distance" and set(self.distance_tasks()) - set(self.teacher_rewards):
             self.teacher_rewards.update(self.measure_teacher_rewards(
@@ -153,11 +154,13 @@ class OPDTrainer(RLTrainer):
         return out
 
     def extra_state(self) -> dict:
-        return {"teacher_rewards": dict(self.teacher_rewards), "student_rewards": dict(self.student_rewards)}
+        return {"teacher_rewards": dict(self.teacher_rewards), "student_rewards": dict(self.student_rewards),
+                "kl_scales": dict(self.kl_scales)}
 
     def load_extra_state(self, state: dict) -> None:
         self.teacher_rewards.update(state.get("teacher_rewards", {}))
         self.student_rewards = dict(state.get("student_rewards", {}))
+        self.kl_scales = dict(state.get("kl_scales", {}))
 
     def track_student_rewards(self, metrics: Mapping[str, float]) -> None:
         """Fold this epoch's mean reward per task into the running mean the distance sampling reads (half
@@ -207,11 +210,12 @@ class OPDTrainer(RLTrainer):
                                prev_sample=roll.latents[rows, j + 1])
             anchor_mean = (self.transition(self.anchor, roll, rows, j, self.guidance.get(self.anchor)).mean
                            if cfg.beta_mar > 0 else None)
+        tasks = [roll.records[i]["task"] for i in rows]
         out = distill_step_loss(cfg.loss_mode, student, teacher, roll.log_probs[rows, j], std_dev_t(student, s, s_next),
                                 weighting=cfg.weighting, sigma=s, sigma_next=s_next, anchor_mean=anchor_mean,
-                                beta_mar=cfg.beta_mar, clip_range=cfg.clip_range, adv_clip=cfg.adv_clip)
+                                beta_mar=cfg.beta_mar, clip_range=cfg.clip_range, adv_clip=cfg.adv_clip,
+                                kl_norm=cfg.kl_norm, tasks=tasks, step=j, kl_scales=self.kl_scales)
         values: dict = {names.KL_TEACHER: out.kl_teacher, names.per_step(names.KL_TEACHER, j): out.kl_teacher}
-        tasks = [roll.records[i]["task"] for i in rows]
         for task in set(tasks):
             values[names.per_task(names.KL_TEACHER, task)] = out.kl_teacher[[t == task for t in tasks]]
         if out.kl_anchor is not None:
@@ -239,7 +243,9 @@ class OPDTrainer(RLTrainer):
         metrics = MetricSums()
         metrics.add("trained_fraction", len(keep) / len(roll))
         self.accumulate(keep, lambda rows, j: self.step_loss(roll, routes, rows, j), metrics)
-        return {**metrics.means(self.acc), **out}
+        means = metrics.means(self.acc)
+        self.kl_scales = kl_scales(means)
+        return {**means, **out}
 
 
 def train_opd(model: FlowModel, cfg: OPDConfig, out_dir: str | Path, *, callback: Callback | None = None,
