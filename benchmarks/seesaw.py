@@ -19,6 +19,9 @@ The teachers and the merge cold start come from a ``flowopd reproduce --budget s
 * ``rank128``: a fresh rank-128 LoRA at lr 1e-3: full rank on every adapted 128-wide projection, the capacity
   of fully fine-tuning those layers (the adapters must target the base's modules, so the MLPs stay frozen).
 
+``--extra NAME=JSON`` adds a variant of your own, e.g. a student from another merge:
+``--extra 'merge-tp={"init": "runs/merge-scale/seed0/text=0.5_prefer=0.5/adapter"}'``.
+
     python benchmarks/seesaw.py --from runs/strong --seed 0 --work runs/seesaw --out docs/notes/seesaw.json
 """
 
@@ -49,12 +52,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--from", dest="source", required=True, help="a flowopd reproduce --budget strong folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--extra", nargs="+", default=[], metavar="NAME=JSON",
+                   help="more variants: a name and the OPD config fields it overrides, as JSON")
     p.add_argument("--work", default="runs/seesaw")
     p.add_argument("--out", default="docs/notes/seesaw.json")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--wait-s", type=float, default=7200, help="how long to wait for the teachers and the merge")
     args = p.parse_args()
+    variants = {name: VARIANTS[name] for name in args.variants}
+    for item in args.extra:
+        name, _, fields = item.partition("=")
+        try:
+            variants[name] = json.loads(fields)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"--extra {item!r}: the fields after NAME= must be a JSON object ({err})") from None
     import torch
 
     from flowopd.evaluate import evaluate_adapter
@@ -82,8 +94,10 @@ def main() -> None:
     model = load_model(None)
     out, report = Path(args.out), {"seed": args.seed, "source": str(seed_dir), "teachers": metrics, "variants": {}}
     out.parent.mkdir(parents=True, exist_ok=True)
-    for name in args.variants:
-        cfg = dataclasses.replace(base_cfg, conflict_every=2, **VARIANTS[name])
+    if out.is_file():  # a second invocation adds its variants to the same report
+        report["variants"] = json.loads(out.read_text()).get("variants", {})
+    for name, fields in variants.items():
+        cfg = dataclasses.replace(base_cfg, conflict_every=2, **fields)
         seen: list[dict] = []
         start = time.perf_counter()
         torch.manual_seed(args.seed)
@@ -93,9 +107,11 @@ def main() -> None:
         keep = {t: retention(evaluated[t], metrics[f"teacher-{t}"][t], metrics["base"][t])
                 for t in ("compose", "text", "prefer", "quality")}
         conflict = [{k: v for k, v in row.items() if k.startswith("conflict/")} for row in seen]
-        report["variants"][name] = {"metrics": evaluated, "retention": keep, "steps": result.step,
+        report["variants"][name] = {"fields": fields, "metrics": evaluated, "retention": keep, "steps": result.step,
                                     "train_s": round(time.perf_counter() - start, 1),
                                     "conflict": [c for c in conflict if c],
+                                    "kl_by_task": [{k: v for k, v in row.items() if k.startswith("kl/teacher/")
+                                                    and "step_" not in k} for row in seen],
                                     "task_weight": [{k: v for k, v in r.items() if k.startswith("task_weight/")}
                                                     for r in seen if any(k.startswith("task_weight/") for k in r)]}
         out.write_text(json.dumps(report, indent=1) + "\n")
