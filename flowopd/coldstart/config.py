@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.base import ConfigBase, fail, option
-from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, PRECISIONS, REPORT_TARGETS
+from ..config.choices import COLDSTART_MODES, MERGE_COMBINATIONS, MERGE_WEIGHTINGS, PRECISIONS, REPORT_TARGETS
 from ..config.fields import check_task_rewards, check_weights
 from ..models.presets import SD35_MEDIUM
 from ..reward_names import SD35_TASK_REWARDS
@@ -25,7 +25,14 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
     mode: str = option("merge", "merge (exact delta merge) | merge-avg (code's A/B average) | sft | none (fresh LoRA)",
                        choices=COLDSTART_MODES, group="merge")
     teachers: dict = option({}, "task -> teacher adapter folder", group="merge")
-    weights: dict = option({}, "task -> merge weight; empty = equal weights summing to 1", group="merge")
+    weights: dict = option({}, "task -> merge weight; empty = merge_weighting's", group="merge")
+    merge_weighting: str = option("equal", "the merge weights when weights is empty: equal (summing to 1) | gain "
+                                  "(each teacher's gain on its task's reward over the base, on gain_prompts train "
+                                  "prompts, normalised to sum to 1; a teacher that gained nothing is left out)",
+                                  choices=MERGE_WEIGHTINGS, group="merge")
+    gain_prompts: int = option(32, "train prompts per task on which merge_weighting gain measures each teacher's "
+                               "gain (ODE, eval_steps steps; the teacher at its guidance, the base at guidance)",
+                               min=1, group="merge")
     combination: str = option("cat", "merge mode: cat (exact, rank = sum of ranks) | svd (truncated to svd_rank)",
                               choices=MERGE_COMBINATIONS, group="merge")
     svd_rank: int | None = option(None, "rank of an svd merge; None = the largest teacher rank", min=1, group="merge")
@@ -45,7 +52,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
                               min=1, group="SFT")
     sft_beta_base: float = option(0.0, "weight of an MSE to the base model's velocity during SFT", min=0, group="SFT")
     prompt_sets: dict = option({}, "task -> folder of your own prompts (Flow-GRPO's layout) the teachers are sampled "
-                               "on in mode sft, instead of the tiny world's splits", group="SFT")
+                               "on in mode sft (and merge_weighting gain), instead of the tiny world's splits",
+                               group="SFT")
     report_to: str = option("none", "also send the run's metrics and samples to: none | tensorboard (event files in "
                             "the run folder) | wandb (offline unless configured); the package is optional",
                             choices=REPORT_TARGETS, group="SFT")
@@ -74,7 +82,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
         check_task_rewards(self.task_rewards)
 
     def merge_weights(self) -> dict[str, float]:
-        """Task -> weight, equal weights summing to 1 when none are given."""
+        """Task -> weight, equal weights summing to 1 when none are given (``merge_weighting`` ``gain`` measures
+        them instead: :mod:`flowopd.coldstart.gains`)."""
         return dict(self.weights) if self.weights else {t: 1 / len(self.teachers) for t in self.teachers}
 
     @classmethod

@@ -1,7 +1,9 @@
 """Cold start (docs/method.md, "Cold start"): the student's first LoRA, written to ``OUT/adapter``.
 
 * ``merge``: exact merge of the teachers' weight deltas (``flowopd.coldstart.merge_adapters``, ``cat``, or
-  ``svd`` truncated to ``svd_rank``), weights ``cfg.merge_weights()``;
+  ``svd`` truncated to ``svd_rank``), weights ``cfg.merge_weights()``, or with ``merge_weighting`` ``gain``
+  in proportion to each teacher's measured gain (:mod:`flowopd.coldstart.gains`; reported as the metrics
+  ``gain/<task>`` and ``merge_weight/<task>``);
 * ``merge-avg``: the released code's element-wise average of the A's and of the B's (``avg``);
 * ``sft`` (our choice; the paper ships no script): for each task, ODE samples of its teacher on train prompts
   (optionally the best of ``sft_best_of`` per prompt by the task reward), then a flow-matching fine-tune of a
@@ -45,6 +47,7 @@ from ..training.dist import cast_base
 from ..training.rollout import epoch_seed, lora_init_seed, sample_groups
 from ..world.splits import use_prompt_sets
 from .config import ColdStartConfig
+from .gains import gain_weights, teacher_gains
 from .merge import merge_adapters
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,28 @@ def _sft(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, tuple[str, 
                 raise StopRequested(f"cold-start SFT stopped at step {step} of {cfg.sft_steps}; nothing was written")
 
 
+def _merge_weights(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, str],
+                   callback: TrainingCallback | None, clock: Clock) -> dict[str, float]:
+    """The merge's task -> weight: given, equal, or measured (``merge_weighting`` ``gain``)."""
+    if cfg.weights or cfg.merge_weighting == "equal":
+        return cfg.merge_weights()
+    if callback is not None:
+        callback.on_progress(clock.progress(0, f"measuring the teachers' gains ({cfg.gain_prompts} prompts each)"))
+    guided = {t: (n, adapter_guidance(cfg.teachers[t], cfg.guidance)) for t, n in teachers.items()}
+    previous = use_prompt_sets(cfg.prompt_sets)
+    try:
+        gains = teacher_gains(model, guided, prompts=cfg.gain_prompts, steps=cfg.eval_steps,
+                              base_guidance=cfg.guidance, seed=cfg.seed, task_rewards=cfg.task_rewards)
+    finally:
+        use_prompt_sets(previous)
+    weights = gain_weights(gains)
+    log.info("cold start: merge weights %s", ", ".join(f"{t} {w:.2f}" for t, w in weights.items()))
+    if callback is not None:
+        callback.on_metrics(1, {**{f"gain/{t}": g for t, g in gains.items()},
+                                **{f"merge_weight/{t}": w for t, w in weights.items()}})
+    return weights
+
+
 def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *,
                   callback: TrainingCallback | Callable[[dict], None] | None = None) -> Path:
     """Build the student's initial adapter by ``cfg.mode`` and save it to ``OUT/adapter``; returns that folder.
@@ -154,7 +179,7 @@ def run_coldstart(model: FlowModel, cfg: ColdStartConfig, out_dir: str | Path, *
         drop_adapter(model, STUDENT)
         added.append(STUDENT)
         if cfg.mode in MERGE_COMBINATION:
-            weights = cfg.merge_weights()
+            weights = _merge_weights(model, cfg, teachers, cb, clock)
             merge_adapters(model, list(teachers.values()), [weights[t] for t in teachers], STUDENT,
                            mode=MERGE_COMBINATION[cfg.mode] or cfg.combination, rank=cfg.svd_rank)
         elif cfg.mode == "sft":  # each teacher sampled at its own guidance (its adapter.json), else cfg.guidance

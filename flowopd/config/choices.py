@@ -19,6 +19,7 @@ TASK_SAMPLINGS = ("fixed", "distance")  # prompt_tasks as given | in proportion 
 # cold start (docs/method.md, "Cold start")
 COLDSTART_MODES = ("merge", "merge-avg", "sft", "none")
 MERGE_COMBINATIONS = ("cat", "svd")  # how the merge modes combine the teachers' LoRA factors
+MERGE_WEIGHTINGS = ("equal", "gain")  # the merge's weights when none are given: 1/n each | by measured gain
 # training
 PRECISIONS = ("no", "fp16", "bf16")
 EMA_WARMUPS = ("mean", "legacy")  # flowopd.training.ema's warm-ups
@@ -27,6 +28,6 @@ REPORT_TARGETS = ("none", "tensorboard", "wandb")  # flowopd.trackers: where a r
 # export (flowopd export, the app's Export tab)
 EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
-__all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES",
-           "EMA_WARMUPS", "EXPORT_FORMATS", "KL_NORMS", "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS",
-           "PRECISIONS", "REPORT_TARGETS", "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]
+__all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES", "EMA_WARMUPS", "EXPORT_FORMATS", "KL_NORMS",
+           "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS", "MERGE_WEIGHTINGS", "PRECISIONS", "REPORT_TARGETS",
+           "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowopd.adapters import AdapterError, adapter_names, adapter_parameters, load_adapter, lora_layers
+from flowopd.adapters import (
+    AdapterError,
+    adapter_guidance,
+    adapter_names,
+    adapter_parameters,
+    load_adapter,
+    lora_layers,
+)
 from flowopd.coldstart.config import ColdStartConfig
+from flowopd.coldstart.gains import gain_weights, teacher_gains
 from flowopd.coldstart.merge import delta_weight
 from flowopd.coldstart.trainer import run_coldstart
 from flowopd.methods.opd.trainer import train_opd
@@ -71,3 +79,32 @@ def test_a_teacher_of_another_base_is_refused(tiny, make_teachers, tmp_path):
     teachers = make_teachers(tiny(seed=1), {"compose": 1})
     with pytest.raises(AdapterError, match=r"^teachers\['compose'\]='.*': adapter .* was trained on base model"):
         run_coldstart(tiny(), ColdStartConfig(mode="merge", teachers=teachers), tmp_path)
+
+
+def test_gain_weighting_merges_by_each_teachers_measured_gain(tiny, make_teachers, tmp_path):
+    model = tiny()
+    teachers = make_teachers(model, {"compose": 1, "prefer": 2})
+    seen = []
+    cfg = ColdStartConfig(mode="merge", teachers=teachers, merge_weighting="gain", gain_prompts=4, eval_steps=2)
+    folder = run_coldstart(model, cfg, tmp_path, callback=seen.append)
+
+    reported = next(m for m in seen if "merge_weight/compose" in m)
+    gains = {t: reported[f"gain/{t}"] for t in teachers}
+    weights = {t: reported[f"merge_weight/{t}"] for t in teachers}
+    assert weights == gain_weights(gains) and sum(weights.values()) == pytest.approx(1.0)
+    for task, path in teachers.items():  # the gains are the teachers' own, measured again by hand
+        load_adapter(model, path, f"t_{task}")
+    again = teacher_gains(model, {t: (f"t_{t}", adapter_guidance(p, 3.0)) for t, p in teachers.items()}, prompts=4,
+                          steps=2, base_guidance=3.0, seed=0)
+    assert again == pytest.approx(gains)
+    load_adapter(model, folder, "merged")
+    merged = _deltas(model, "merged")
+    for layer, delta in merged.items():
+        want = sum(weights[t] * delta_weight(model, f"t_{t}", layer) for t in teachers)
+        torch.testing.assert_close(delta, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gain_weights_leave_out_teachers_that_gained_nothing():
+    assert gain_weights({"text": 0.2, "prefer": 0.2, "compose": -0.1, "quality": 0.0}) == {
+        "text": 0.5, "prefer": 0.5, "compose": 0.0, "quality": 0.0}
+    assert gain_weights({"text": -0.1, "prefer": 0.0}) == {"text": 0.5, "prefer": 0.5}  # nobody gained: equal
