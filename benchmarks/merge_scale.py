@@ -3,7 +3,8 @@
 The ``merge`` cold start's default weights sum to 1 (each of four teachers at 0.25): every teacher's delta is
 diluted four times. Task arithmetic adds them at a larger scale instead. This script merges the teachers of a
 ``flowopd reproduce --budget strong`` folder (``--from``, its ``seed<k>/``) at each weight of ``--weights``
-(one weight for every teacher, or ``TASK=W,...`` for per-task weights), evaluates each merge with the
+(one weight for every teacher, ``TASK=W,...`` for per-task weights, or ``gain`` for the cold start's
+``merge_weighting`` gain, which measures them), evaluates each merge with the
 benchmark's protocol, and writes each one's metrics and per-task retention as JSON.
 
     python benchmarks/merge_scale.py --from runs/strong --seed 0 --weights 0.25 0.5 1.0 --out merge-scale.json
@@ -21,6 +22,8 @@ TASKS = ("compose", "text", "prefer", "quality")
 
 def parse_weights(text: str) -> dict[str, float]:
     """``0.5`` -> every task at 0.5; ``text=1,prefer=0.5`` -> those tasks (the rest at 0)."""
+    if text == "gain":
+        return {}
     if "=" not in text:
         return dict.fromkeys(TASKS, float(text))
     pairs = dict(item.split("=", 1) for item in text.split(","))
@@ -56,12 +59,15 @@ def main() -> None:
     report = {"seed": args.seed, "source": str(seed_dir), "teachers": metrics, "merges": {}}
     for text in args.weights:
         weights = parse_weights(text)
-        chosen = {t: f for t, f in teachers.items() if weights.get(t, 0) > 0}
-        start = time.perf_counter()
+        chosen = {t: f for t, f in teachers.items() if weights.get(t, 0) > 0} if weights else teachers
+        start, seen = time.perf_counter(), []
         model = load_model(cfg.model)
         folder = run_coldstart(model, ColdStartConfig(mode="merge", teachers=chosen, seed=args.seed,
-                                                      weights={t: weights[t] for t in chosen}),
-                               Path(args.work) / f"seed{args.seed}" / text.replace(",", "_"))
+                                                      weights={t: weights[t] for t in chosen} if weights else {},
+                                                      merge_weighting="gain" if not weights else "equal"),
+                               Path(args.work) / f"seed{args.seed}" / text.replace(",", "_"), callback=seen.append)
+        weights = weights or {t: v for m in seen for k, v in m.items() if k.startswith("merge_weight/")
+                              for t in [k.split("/", 1)[1]]}
         row = row_metrics(load_model(cfg.model), folder, eval_config(cfg), cfg.eval_limit, cfg.eval_merged)
         keep = {t: retention(row[t], metrics[f"teacher-{t}"][t], metrics["base"][t]) for t in TASKS}
         report["merges"][text] = {"weights": weights, "metrics": row, "retention": keep,

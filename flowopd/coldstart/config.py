@@ -31,7 +31,7 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
                                   "prompts, normalised to sum to 1; a teacher that gained nothing is left out)",
                                   choices=MERGE_WEIGHTINGS, group="merge")
     gain_prompts: int = option(32, "train prompts per task on which merge_weighting gain measures each teacher's "
-                               "gain (ODE, eval_steps steps; the teacher at its guidance, the base at guidance)",
+                               "gain (ODE, eval_steps steps; teacher and base at guidance, the student's)",
                                min=1, group="merge")
     combination: str = option("cat", "merge mode: cat (exact, rank = sum of ranks) | svd (truncated to svd_rank)",
                               choices=MERGE_COMBINATIONS, group="merge")

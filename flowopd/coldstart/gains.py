@@ -4,7 +4,9 @@
 Equal merge weights summing to 1 dilute every teacher's delta by the number of tasks, including the deltas
 of teachers that learned nothing, which only interfere (docs/notes/merge-scale.md). ``gain`` spends the same
 unit budget on the teachers that gained: each teacher's gain is its task reward's mean over the base's on the
-same prompts and seeds, and the weights are the positive gains normalised to sum to 1.
+same prompts and seeds, both sampled at the student's guidance (the merged delta will be sampled there: a
+CFG-free teacher at its own 1.0 against the base at 3.0 would measure the guidance, not the teacher), and the
+weights are the positive gains normalised to sum to 1.
 """
 
 from __future__ import annotations
@@ -43,25 +45,24 @@ def gain_weights(gains: Mapping[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def teacher_gains(model: FlowModel, teachers: Mapping[str, tuple[str, float]], *, prompts: int, steps: int,
-                  base_guidance: float, seed: int, task_rewards: Mapping[str, str] | None = None) -> dict[str, float]:
+def teacher_gains(model: FlowModel, teachers: Mapping[str, str], *, prompts: int, steps: int, guidance: float,
+                  seed: int, task_rewards: Mapping[str, str] | None = None) -> dict[str, float]:
     """Each task's teacher's mean task reward minus the base's, on ``prompts`` train prompts of the task drawn
-    with ``seed``, the same seeds for both (ODE, ``steps`` steps; the teacher at its guidance, the base at
-    ``base_guidance``).
+    with ``seed``, the same seeds for both (ODE, ``steps`` steps, both at ``guidance``, the student's).
 
     Args:
-        teachers: task -> (adapter name on ``model``, the guidance it samples at).
+        teachers: task -> the teacher's adapter name on ``model``.
     """
     gains = {}
-    for task, (name, guidance) in teachers.items():
+    for task, name in teachers.items():
         rng = random.Random(epoch_seed(seed, 0, 0, f"gain-{task}"))
         records = sample_groups({task: 1.0}, prompts, 1, rng)
         texts, seeds = [r["prompt"] for r in records], [rng.randrange(2**31) for _ in records]
         reward = get_reward(task_reward(dict(task_rewards or {}), task))
         means = []
-        for adapter, scale in ((None, base_guidance), (name, guidance)):
+        for adapter in (None, name):
             with use_adapter(model, adapter):
-                images = generate(model, texts, seeds=seeds, num_steps=steps, guidance=scale)
+                images = generate(model, texts, seeds=seeds, num_steps=steps, guidance=guidance)
             means.append(float(np.mean(reward(images, texts, records))))
         gains[task] = means[1] - means[0]
     log.info("cold start: teacher gains over the base %s", ", ".join(f"{t} {g:+.3f}" for t, g in gains.items()))

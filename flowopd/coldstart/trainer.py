@@ -135,11 +135,10 @@ def _merge_weights(model: FlowModel, cfg: ColdStartConfig, teachers: dict[str, s
         return cfg.merge_weights()
     if callback is not None:
         callback.on_progress(clock.progress(0, f"measuring the teachers' gains ({cfg.gain_prompts} prompts each)"))
-    guided = {t: (n, adapter_guidance(cfg.teachers[t], cfg.guidance)) for t, n in teachers.items()}
     previous = use_prompt_sets(cfg.prompt_sets)
     try:
-        gains = teacher_gains(model, guided, prompts=cfg.gain_prompts, steps=cfg.eval_steps,
-                              base_guidance=cfg.guidance, seed=cfg.seed, task_rewards=cfg.task_rewards)
+        gains = teacher_gains(model, teachers, prompts=cfg.gain_prompts, steps=cfg.eval_steps, guidance=cfg.guidance,
+                              seed=cfg.seed, task_rewards=cfg.task_rewards)
     finally:
         use_prompt_sets(previous)
     weights = gain_weights(gains)

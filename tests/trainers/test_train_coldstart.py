@@ -7,7 +7,6 @@ import torch
 
 from flowopd.adapters import (
     AdapterError,
-    adapter_guidance,
     adapter_names,
     adapter_parameters,
     load_adapter,
@@ -94,8 +93,7 @@ def test_gain_weighting_merges_by_each_teachers_measured_gain(tiny, make_teacher
     assert weights == gain_weights(gains) and sum(weights.values()) == pytest.approx(1.0)
     for task, path in teachers.items():  # the gains are the teachers' own, measured again by hand
         load_adapter(model, path, f"t_{task}")
-    again = teacher_gains(model, {t: (f"t_{t}", adapter_guidance(p, 3.0)) for t, p in teachers.items()}, prompts=4,
-                          steps=2, base_guidance=3.0, seed=0)
+    again = teacher_gains(model, {t: f"t_{t}" for t in teachers}, prompts=4, steps=2, guidance=3.0, seed=0)
     assert again == pytest.approx(gains)
     load_adapter(model, folder, "merged")
     merged = _deltas(model, "merged")
