@@ -40,6 +40,18 @@ def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, bas
     assert store.teacher("stu-compose")["source_run"] == compose.id
 
 
+def test_the_cold_start_takes_the_presets_merge_weighting(store, base, monkeypatch):
+    from flowopd.config.presets import QUICK_FIELDS
+    from flowopd_studio.services import distill
+
+    choice = distill.DistillChoice("stu", {}, ("compose", "text", "prefer", "quality"), preset="quick")
+    assert distill.plan(store, choice, base)["coldstart"]["merge_weighting"] == "equal"
+    monkeypatch.setitem(QUICK_FIELDS, "coldstart", {**QUICK_FIELDS["coldstart"], "merge_weighting": "gain",
+                                                    "gain_prompts": 8})
+    cold = distill.plan(store, choice, base)["coldstart"]
+    assert (cold["merge_weighting"], cold["gain_prompts"]) == ("gain", 8)
+
+
 def test_pipeline_trains_each_task_with_its_strongest_source(store, spawned, base):
     """The default: NFT compose, SFT text (on the world's renders, written when the plan starts), AWM prefer and
     quality, each on its own task's reward and prompts; on an SD3 base text goes to NFT on the OCR reward."""
