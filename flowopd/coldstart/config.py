@@ -26,9 +26,8 @@ class ColdStartConfig(ConfigBase, kind="coldstart"):
                        choices=COLDSTART_MODES, group="merge")
     teachers: dict = option({}, "task -> teacher adapter folder", group="merge")
     weights: dict = option({}, "task -> merge weight; empty = merge_weighting's", group="merge")
-    merge_weighting: str = option("equal", "the merge weights when weights is empty: equal (summing to 1) | gain "
-                                  "(each teacher's gain on its task's reward over the base, on gain_prompts train "
-                                  "prompts, normalised to sum to 1; a teacher that gained nothing is left out)",
+    merge_weighting: str = option("equal", "merge weights when weights is empty: equal (summing to 1) | gain (in "
+                                  "proportion to each teacher's measured gain over the base; docs/method.md)",
                                   choices=MERGE_WEIGHTINGS, group="merge")
     gain_prompts: int = option(32, "train prompts per task on which merge_weighting gain measures each teacher's "
                                "gain (ODE, eval_steps steps; teacher and base at guidance, the student's)",

@@ -33,7 +33,7 @@ def gain_weights(gains: Mapping[str, float]) -> dict[str, float]:
     equal weights when no teacher gained.
 
     Example:
-        >>> gain_weights({"text": 0.3, "prefer": 0.1, "compose": -0.02})
+        >>> gain_weights({"text": 0.375, "prefer": 0.125, "compose": -0.02})
         {'text': 0.75, 'prefer': 0.25, 'compose': 0.0}
     """
     positive = {t: max(float(g), 0.0) for t, g in gains.items()}

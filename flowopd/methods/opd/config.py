@@ -42,9 +42,8 @@ class OPDConfig(SDERLConfig, kind="opd"):
                             choices=LOSS_MODES, group="distillation")
     weighting: str = option("code", "per-step KL weight: code (released scale) | paper (w(t)) | uniform (velocity MSE)",
                             choices=WEIGHTINGS, group="distillation")
-    kl_norm: str = option("none", "what each sample's KL is divided by (detached, from the previous epoch): none | "
-                          "per-sample (its own) | per-timestep (its step's mean) | per-task (its task's mean) | global "
-                          "(the mean); loss_mode kl only; docs/method.md, KL normalisation",
+    kl_norm: str = option("none", "each sample's KL divided by the previous epoch's mean KL of: none | per-sample | "
+                          "per-timestep | per-task | global; loss_mode kl only; docs/method.md",
                           choices=KL_NORMS, group="distillation")
     beta_mar: float = option(0.02, "weight of Manifold Anchor Regularization (0.02 in the paper); 0 turns it off",
                              min=0, group="distillation")
