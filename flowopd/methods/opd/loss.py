@@ -199,7 +199,7 @@ def distill_step_loss(mode: str, student: SDEStep, teacher: SDEStep, old_log_pro
     kl = kl_loss(student.mean, teacher.mean, std_dev, weighting, sigma=sigma, sigma_next=sigma_next)
     if kl_norm != "none" and mode != "kl":
         raise ValueError(f"kl_norm divides the analytic KL: it needs loss_mode 'kl', not {mode!r}")
-    scale = 1.0 / kl_divisor(kl, kl_norm, tasks=tasks, step=step, scales=kl_scales)
+    scale = 1.0 if kl_norm == "none" else 1.0 / kl_divisor(kl, kl_norm, tasks=tasks, step=step, scales=kl_scales)
     if mode == "kl":
         loss = (kl * scale).mean()
     elif mode == "pg":
