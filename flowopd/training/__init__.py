@@ -1,5 +1,6 @@
 """What every training method shares: the epoch loop and its optimizer, LR schedule and EMA (``loop``, ``ema``),
-SDE and ODE rollouts with rewards (``rollout``), resumable checkpoints (``checkpoint``), ``accelerate`` helpers
+the optimizer steps and divergence checks (``steps``), SDE and ODE rollouts with rewards (``rollout``), resumable
+checkpoints (``checkpoint``) and a stop inside an epoch with its exact resume (``resume``), ``accelerate`` helpers
 (``dist``), image sets for supervised losses (``image_sets``) and *sample now* previews (``preview``); the
 ``flowopd train`` and ``flowopd coldstart`` commands live in :mod:`flowopd.methods.cli`.
 

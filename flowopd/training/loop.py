@@ -30,7 +30,6 @@ without duplicates.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -52,35 +51,16 @@ from ..models.base import FlowModel, PromptEmbeds, to_pil
 from ..models.prompt_cache import cache_prompts
 from ..sampling import SDEStep, generate, sde_step
 from ..world.splits import load_prompts, use_prompt_sets
-from .checkpoint import CheckpointError, find_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
 from .dist import any_process, make_accelerator, prepare_model
 from .ema import LoraEMA
+from .resume import StopInEpoch, StopResume
 from .rollout import Rollout, epoch_seed, lora_init_seed, rollout, sample_groups
 from .steps import DivergedError, OptimizerSteps
 
 log = logging.getLogger(__name__)
 Callback = Callable[[dict[str, Any]], None]
 SAMPLES_PER_TASK = 2
-
-
-class StopInEpoch(Exception):
-    """A stop seen before the epoch's optimizer step ``chunks_done`` (:meth:`RLTrainer.poll_stop`), with the
-    metric sums of the steps taken so far."""
-
-    def __init__(self, chunks_done: int, sums: dict):
-        super().__init__(f"stop before optimizer step {chunks_done} of the epoch")
-        self.chunks_done, self.sums = chunks_done, sums
-
-
-def _cpu_copy(value: Any) -> Any:
-    """A deep copy of a (nested) state dict with every tensor copied to the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _cpu_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_cpu_copy(v) for v in value)
-    return copy.deepcopy(value)
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -113,7 +93,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
 
 
-class RLTrainer(OptimizerSteps):
+class RLTrainer(OptimizerSteps, StopResume):
     """Shared state and loop of the on-policy trainers (see the module docstring)."""
 
     stage: ClassVar[str] = ""
@@ -344,66 +324,6 @@ class RLTrainer(OptimizerSteps):
                 break
         return TrainResult(self.export(), self.last_good[0] if self.last_good else None, self.step, self.epoch,
                            stopped, {k: v for k, v in metrics.items() if isinstance(v, float)})
-
-    def poll_stop(self, chunks_done: int, sums: dict) -> None:
-        """Before the epoch's optimizer step ``chunks_done``: a pending stop (``stop_now``) ends the epoch here
-        (one process only; with several, every process must agree, so the stop waits for the epoch's end)."""
-        if self.epoch_start is not None and self.callback is not None and self.callback.stop_now():
-            raise StopInEpoch(chunks_done, {k: list(v) for k, v in sums.items()})
-
-    def partial_state(self, stop: StopInEpoch) -> dict:
-        """What a checkpoint saved inside an epoch needs beyond the trainer's state: the epoch's start (what its
-        rollout was drawn with: the student, EMA, extras, RNG and step), the steps taken and their metric sums."""
-        return {"epoch": self.epoch, "chunks_done": stop.chunks_done, "sums": stop.sums, "start": self.epoch_start}
-
-    def begin_partial_epoch(self) -> None:
-        """Resuming inside an epoch: put back its start, so that :meth:`train_epoch` draws the same rollout, and
-        keep the checkpoint's state for the step where the stop landed (:meth:`skip_done_steps`)."""
-        mid = self.snapshot(optimizer=True)
-        self.restore(self.partial["start"])
-        self.skip = {"chunks": self.partial["chunks_done"], "mid": mid, "sums": self.partial["sums"]}
-        self.partial = None
-
-    def skip_done_steps(self, chunk: int, metrics) -> bool:
-        """In a resumed epoch: True for an optimizer step the checkpoint had taken (skipped); at the first one it
-        had not, the checkpoint's weights, optimizer, schedule, EMA, step, RNG and metric sums come back."""
-        if self.skip is None:
-            return False
-        if chunk < self.skip["chunks"]:
-            return True
-        self.restore(self.skip["mid"])
-        metrics.sums = {k: list(v) for k, v in self.skip["sums"].items()}
-        self.skip = None
-        return False
-
-    def snapshot(self, optimizer: bool = False) -> dict:
-        """The trainer's state on the CPU: the student, EMA, extras, RNG and step, which an epoch's rollout is
-        drawn with (taken as each epoch starts; no optimizer step has run then, so the optimizer and schedule
-        are left out), and with ``optimizer`` also the optimizer, schedule and last rate (a resumed checkpoint's
-        state inside an epoch)."""
-        state = {"params": [p.detach().to("cpu", copy=True) for p in self.params], "rng": rng_state(),
-                 "ema": _cpu_copy(self.ema.state_dict()) if self.ema else None, "step": self.step,
-                 "extra": _cpu_copy(self.extra_state())}
-        if optimizer:
-            state.update(optimizer=_cpu_copy(self.opt.state_dict()), scheduler=_cpu_copy(self.sched.state_dict()),
-                         last_lr=self.last_lr)
-        return state
-
-    def restore(self, state: dict) -> None:
-        """Put back a :meth:`snapshot` (and its optimizer, schedule and last rate when it has them)."""
-        with torch.no_grad():
-            for p, saved in zip(self.params, state["params"]):
-                p.copy_(saved)
-        if "optimizer" in state:
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            self.last_lr = state["last_lr"]
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.step = state["step"]
-        self.load_extra_state(state["extra"])
-        self.opt.zero_grad(set_to_none=True)
-        set_rng_state(state["rng"])
 
     def sample_images(self) -> list[Sample]:
         """ODE samples of the first test prompts of each task (fixed seeds), with the evaluated weights."""

@@ -4,7 +4,7 @@ stop a diverging run (:class:`DivergedError`) before a bad checkpoint is written
 
 The mixin reads the trainer's ``model``, ``cfg``, ``name``, ``params``, ``opt``, ``sched``, ``ema``, ``acc``,
 ``step``, ``epoch``, ``stage`` and ``last_good``, and calls its ``sde_steps``, ``note``, ``poll_stop`` and
-``skip_done_steps`` (a stop inside an epoch and its resume: :mod:`flowopd.training.loop`).
+``skip_done_steps`` (a stop inside an epoch and its resume: :mod:`flowopd.training.resume`).
 """
 
 from __future__ import annotations
