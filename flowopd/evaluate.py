@@ -43,6 +43,18 @@ def task_metric(task: str, images, records: list[dict], reward: str | None = Non
     return float(np.mean(get_reward(reward)(images, prompts, records)))
 
 
+def mean_task_reward(model: FlowModel, adapter: str | None, records: list[dict], seeds: list[int], *, reward: str,
+                     steps: int, guidance: float) -> float:
+    """The mean of ``reward`` over one ODE sample per record (at ``seeds``, ``steps`` steps, ``guidance``) under the
+    loaded adapter ``adapter`` (None: the base): how a cold start and distance sampling score a teacher."""
+    from .adapters import use_adapter
+
+    prompts = [r["prompt"] for r in records]
+    with use_adapter(model, adapter):
+        images = generate(model, prompts, seeds=seeds, num_steps=steps, guidance=guidance)
+    return float(np.mean(get_reward(reward)(images, prompts, records)))
+
+
 def eval_records(task: str, limit: int | None = None) -> list[dict]:
     """The test prompts of ``task``: all of them, or the first ``limit`` round-robin over their ``tag``.
 

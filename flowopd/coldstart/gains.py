@@ -15,14 +15,11 @@ import logging
 import random
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 
-from ..adapters import use_adapter
 from ..config.fields import task_reward
+from ..evaluate import mean_task_reward
 from ..models.base import FlowModel
-from ..rewards import get_reward
-from ..sampling import generate
 from ..training.rollout import epoch_seed, sample_groups
 
 log = logging.getLogger(__name__)
@@ -57,13 +54,10 @@ def teacher_gains(model: FlowModel, teachers: Mapping[str, str], *, prompts: int
     for task, name in teachers.items():
         rng = random.Random(epoch_seed(seed, 0, 0, f"gain-{task}"))
         records = sample_groups({task: 1.0}, prompts, 1, rng)
-        texts, seeds = [r["prompt"] for r in records], [rng.randrange(2**31) for _ in records]
-        reward = get_reward(task_reward(dict(task_rewards or {}), task))
-        means = []
-        for adapter in (None, name):
-            with use_adapter(model, adapter):
-                images = generate(model, texts, seeds=seeds, num_steps=steps, guidance=guidance)
-            means.append(float(np.mean(reward(images, texts, records))))
-        gains[task] = means[1] - means[0]
+        seeds = [rng.randrange(2**31) for _ in records]
+        reward = task_reward(dict(task_rewards or {}), task)
+        base, teacher = (mean_task_reward(model, adapter, records, seeds, reward=reward, steps=steps,
+                                          guidance=guidance) for adapter in (None, name))
+        gains[task] = teacher - base
     log.info("cold start: teacher gains over the base %s", ", ".join(f"{t} {g:+.3f}" for t, g in gains.items()))
     return gains

@@ -23,16 +23,15 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 
 from ... import metric_names as names
 from ...adapters import adapter_guidance, replace_adapter, use_adapter
 from ...config.fields import task_reward
+from ...evaluate import mean_task_reward
 from ...models.base import FlowModel, PromptEmbeds
-from ...rewards import get_reward
-from ...sampling import generate, sde_step, std_dev_t
+from ...sampling import sde_step, std_dev_t
 from ...training.dist import MetricSums
 from ...training.loop import Callback, RLTrainer, TrainResult
 from ...training.rollout import Rollout, epoch_seed, gather_scores, reward_metrics, score_rollout
@@ -144,12 +143,11 @@ class OPDTrainer(RLTrainer):
         cfg, out = self.cfg, {}
         for task in tasks:
             records = load_prompts(task, "train")[:cfg.reference_prompts]
-            prompts = [r["prompt"] for r in records]
             seeds = [epoch_seed(cfg.seed, 0, i, f"reference:{task}") for i in range(len(records))]
-            with use_adapter(self.model, self.teachers[task]):
-                images = generate(self.model, prompts, seeds=seeds, num_steps=cfg.eval_steps,
-                                  guidance=self.guidance[self.teachers[task]])
-            out[task] = float(np.mean(get_reward(task_reward(cfg.task_rewards, task))(images, prompts, records)))
+            teacher = self.teachers[task]
+            reward = task_reward(cfg.task_rewards, task)
+            out[task] = mean_task_reward(self.model, teacher, records, seeds, reward=reward, steps=cfg.eval_steps,
+                                         guidance=self.guidance[teacher])
         log.info("opd: teacher rewards %s", ", ".join(f"{t} {r:.3f}" for t, r in out.items()))
         return out
 
