@@ -28,6 +28,8 @@ from ..config.choices import EMA_WARMUPS
 from ..config.presets import STRONGEST_SOURCES
 
 BUDGETS = ("smoke", "default", "strong")
+# The strong budget's merge weights: more of the two teachers that learn (text, prefer) than the equal 0.25s.
+STRONG_MERGE_WEIGHTS = {"compose": 0.25, "text": 0.75, "prefer": 0.5, "quality": 0.25}
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
 JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
@@ -160,7 +162,8 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         (``docs/notes/teachers-tiny.md``): DiffusionNFT for compose, SFT on 512 renders for text (400 steps, where
         its quality had not dropped yet), AWM for prefer and quality, each RL teacher 48 optimizer steps
         (about the steps they took in the benchmark's 240 s), the student's prompts sampled by each task's
-        remaining distance to its teacher, and the joint ``awm-mix`` rows; without the
+        remaining distance to its teacher, a merge init weighted towards the teachers that learn
+        (``STRONG_MERGE_WEIGHTS``), and the joint ``awm-mix`` rows; without the
         seesaw rows and ``grpo-mix-long`` (GRPO runs that keep a seed within 60 minutes of a 2-core CPU when
         left out; ``docs/results-tiny-grpo-teachers.md`` has them).
         """
@@ -180,6 +183,9 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                 # prompts per task by the remaining distance to each teacher: +0.006 +- 0.004 on the average,
                 # above fixed sampling on 3 of 3 seeds (docs/notes/seesaw.md)
                 base["opd"]["task_sampling"] = "distance"
+                # the merge init at text 0.75, prefer 0.5 (the teachers that learn) instead of 0.25 each: the
+                # student keeps what its init brings (docs/notes/seesaw-kl-norm.md, docs/results-tiny.md)
+                base["coldstart"]["weights"] = dict(STRONG_MERGE_WEIGHTS)
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,
