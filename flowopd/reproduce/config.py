@@ -36,7 +36,7 @@ JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # config.json without the field is compared with this value (so an old folder continues as it ran).
 LEGACY_VALUES: dict[str, Any] = {"eval_merged": False, "kind": "reproduce", "ema_warmup": "legacy", "teachers": {},
                                  "joint": "auto", "sft_images": 512, "nft": {}, "awm": {}, "sft": {},
-                                 "seesaw": True, "grpo_mix_long": True, "sft_prior": 0}
+                                 "seesaw": True, "grpo_mix_long": True, "joint_long": True, "sft_prior": 0}
 # Set by the plan for every stage; an override of these would break the comparison, so it is refused.
 RESERVED = ("seed", "model", "epochs", "batch_size", "group_size", "train_batch_size", "optimizer_steps_per_epoch",
             "rewards", "prompt_tasks", "teachers", "init", "beta_mar", "mode", "adapter_name", "sample_every",
@@ -125,6 +125,9 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                           group="budgets")
     grpo_mix_long: bool = option(True, "run grpo-mix-long (GRPO-Mix at the whole pipeline's compute); the strong "
                                  "preset leaves it out and keeps the joint <source>-mix-long", group="budgets")
+    joint_long: bool = option(True, "run the joint <source>-mix-long row (the joint mix at the whole pipeline's "
+                              "compute; its seed's longest stage, independent of the teachers and the merge)",
+                              group="budgets")
     sft_prior: int = option(0, "prior preservation of sft teachers: this many base samples of the other tasks' "
                             "train prompts (OUT/data/reg-<task>) as each one's reg_data; 0 = none",
                             min=0, group="teachers")
@@ -184,7 +187,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                 # above fixed sampling on 3 of 3 seeds (docs/notes/seesaw.md)
                 base["opd"]["task_sampling"] = "distance"
                 # the merge init at text 0.75, prefer 0.5 (the teachers that learn) instead of 0.25 each: the
-                # student keeps what its init brings (docs/notes/seesaw-kl-norm.md, docs/results-tiny.md)
+                # student keeps what its init brings (docs/notes/weighted-merge.md)
                 base["coldstart"]["weights"] = dict(STRONG_MERGE_WEIGHTS)
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)

@@ -211,7 +211,8 @@ def build_plan(cfg: ReproduceConfig, seed: int, seed_dir: str | Path) -> list[St
     long_budget = long_mix_budget(cfg, merge_steps, [s for s in plan if s.name.startswith("teacher-")])
     if cfg.grpo_mix_long:
         plan.append(StageSpec("grpo-mix-long", "grpo", _grpo(cfg, long_budget, seed, TASKS)))
-    plan += [s for s in [_joint(cfg, seed, seed_dir, long_budget, "{source}-mix-long")] if s]
+    if cfg.joint_long:
+        plan += [s for s in [_joint(cfg, seed, seed_dir, long_budget, "{source}-mix-long")] if s]
     seen: dict[str, str] = {}
     for spec in plan:
         if spec.config is None:

@@ -103,3 +103,11 @@ def test_the_strong_preset_plans_the_benchmarks_strongest_teachers(tmp_path) -> 
     assert "awm-mix-long" in plan and "seesaw-compose" in {s.name for s in build_plan(  # a field, not a rule
         ReproduceConfig.preset("strong", seesaw=True), 0, tmp_path / "seed0")}
     assert ReproduceConfig.from_dict(cfg.to_dict()) == cfg  # a stored strong config reads back the same
+
+
+def test_the_strong_preset_merges_at_its_weights_and_joint_long_drops_only_the_long_joint_row(tmp_path) -> None:
+    plan = {s.name: s for s in build_plan(ReproduceConfig.preset("strong"), 0, tmp_path / "seed0")}
+    assert plan["coldstart-merge"].config.merge_weights() == {"compose": 0.25, "text": 0.75, "prefer": 0.5,
+                                                              "quality": 0.25}
+    short = [s.name for s in build_plan(ReproduceConfig.preset("strong", joint_long=False), 0, tmp_path / "seed0")]
+    assert set(plan) - set(short) == {"awm-mix-long"} and "awm-mix" in short
