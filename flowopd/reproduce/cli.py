@@ -92,9 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="smoke: seconds, for tests; default: the tiny reproduction with GRPO teachers, about 85 min "
                         "of a 2-core CPU per seed (three seeds as three --only-seed processes: about 4.3 h; more "
                         "than one session, see benchmarks/carry_run.py); strong: the strongest teacher per task "
-                        "of docs/notes/teachers-tiny.md (nft, sft, awm, awm) with the joint awm-mix rows, without the "
-                        "seesaw rows and grpo-mix-long: three seeds as three --only-seed processes took 108 min of "
-                        "a 2-core CPU (docs/results-tiny.md)")
+                        "of docs/notes/teachers-tiny.md (nft, sft, awm, awm), a weighted merge init and the joint "
+                        "awm-mix rows, without the seesaw rows and grpo-mix-long: three seeds as three --only-seed "
+                        "processes took 108 min of a 2-core CPU (docs/results-tiny-strong-equal-merge.md)")
     p.add_argument("--model", help="base model folder (default: the built-in tiny model)")
     p.add_argument("--teachers", metavar="TASK=SOURCE,...",
                    help="teacher source per task: grpo (default), nft, awm or sft (a LoRA on the world's renders "
