@@ -21,7 +21,7 @@ from .checkpoint import rng_state, set_rng_state
 
 
 class StopInEpoch(Exception):
-    """A stop seen before the epoch's optimizer step ``chunks_done`` (:meth:`RLTrainer.poll_stop`), with the
+    """A stop seen before the epoch's optimizer step ``chunks_done`` (:meth:`StopResume.poll_stop`), with the
     metric sums of the steps taken so far."""
 
     def __init__(self, chunks_done: int, sums: dict):
