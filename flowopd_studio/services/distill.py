@@ -127,7 +127,7 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
     coldstart = None
     if choice.coldstart != "none":
         extra = {k: v for k, v in preset("coldstart", choice.preset, teachers=refs).to_dict().items()
-                 if k.startswith("sft_") or k in ("lora_rank", "lora_alpha", "merge_weighting", "gain_prompts")}
+                 if k.startswith("sft_") or k in ("lora_rank", "lora_alpha", "merge_weighting", "gain_prompts", "weights")}
         coldstart = build_config("coldstart", extra, {"mode": choice.coldstart, "teachers": refs,
                                                       "model": base.ref, "seed": opd["seed"]}, "Cold start")
     sources = teacher_sources(choice.sources, train, base.backend)
