@@ -17,7 +17,10 @@ The teachers and the merge cold start come from a ``flowopd reproduce --budget s
 * ``kl-per-sample``, ``kl-per-timestep``, ``kl-per-task``, ``kl-global``: the ``kl_norm`` of that name (each
   sample's KL divided by the previous epoch's mean KL of its sample, step, task or run; docs/method.md);
 * ``rank128``: a fresh rank-128 LoRA at lr 1e-3: full rank on every adapted 128-wide projection, the capacity
-  of fully fine-tuning those layers (the adapters must target the base's modules, so the MLPs stay frozen).
+  of fully fine-tuning those layers (the MLPs and the adaptive norms stay frozen);
+* ``full``: ``student_params`` full: every Linear layer of the transformer (99 % of its parameters: attention,
+  MLPs, adaptive norms) trained in full from the merge init, at the strong student's lr 1e-4;
+* ``full-lr3e-4``: the same at lr 3e-4 (a full fine-tune's weights move per step as much as the LoRA's B).
 
 ``--extra NAME=JSON`` adds a variant of your own, e.g. a student from another merge:
 ``--extra 'merge-tp={"init": "runs/merge-scale/seed0/text=0.5_prefer=0.5/adapter"}'``.
@@ -45,6 +48,8 @@ VARIANTS = {
     "fixed": {"task_sampling": "fixed"},  # the published strong student (before distance became its default)
     **{f"kl-{norm}": {"kl_norm": norm} for norm in ("per-sample", "per-timestep", "per-task", "global")},
     "rank128": {"init": None, "lr": 1e-3, "lora_rank": 128, "lora_alpha": 256.0},
+    "full": {"student_params": "full"},
+    "full-lr3e-4": {"student_params": "full", "lr": 3e-4},
 }
 
 

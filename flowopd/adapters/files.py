@@ -1,7 +1,8 @@
 """Adapter folders: ``pytorch_lora_weights.safetensors`` (diffusers' LoRA format) and ``adapter.json``.
 
 ``adapter.json`` holds the rank, alpha, target modules and the id of the base model the adapter was trained
-on (``FlowModel.model_id``); :func:`load_adapter` refuses an adapter of another base or other targets. It may
+on (``FlowModel.model_id``), and per-layer ranks when they differ (``rank_pattern``, ``alpha_pattern``);
+:func:`load_adapter` refuses an adapter of another base or of layers the model lacks. It may
 also hold ``guidance``: the CFG scale the adapter is meant to be sampled at (its method's: 1.0 for DiffusionNFT
 and AWM teachers, the config's for GRPO, SFT and OPD), which evaluation, the app and distillation use unless
 told otherwise (:func:`adapter_guidance`; docs/method.md, "Guidance").
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..layout import ADAPTER_META_FILE, ADAPTER_WEIGHTS_FILE
 from ..models.base import FlowModel
+from .full import linear_layers
 from .lora import drop_adapter, quiet_peft
 from .registry import AdapterError, adapter_names, adapter_parameters, require_adapter
 from .switching import active_state, lora_grad_flags, restore_state
@@ -34,8 +36,12 @@ def adapter_metadata(model: FlowModel, name: str) -> dict:
     """rank, alpha, target modules and base model id of adapter ``name``."""
     require_adapter(model, name)
     cfg = model.transformer.peft_config[name]
-    return {"name": name, "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
+    meta = {"name": name, "rank": int(cfg.r), "alpha": float(cfg.lora_alpha),
             "target_modules": sorted(cfg.target_modules), "base_model": base_model_id(model)}
+    for key in ("rank_pattern", "alpha_pattern"):  # per-layer ranks (e.g. a full delta, flowopd.adapters.full)
+        if getattr(cfg, key, None):
+            meta[key] = dict(getattr(cfg, key))
+    return meta
 
 
 def save_adapter(model: FlowModel, name: str, directory: str | Path, *, guidance: float | None = None) -> Path:
@@ -99,7 +105,7 @@ def load_adapter(model: FlowModel, directory: str | Path, name: str) -> dict:
 
     Raises:
         AdapterError: the folder is not an adapter, the name is taken, or the adapter was trained on
-            another base model or targets other modules than ``model.lora_target_modules``.
+            another base model or targets modules that are not Linear layers of this model.
     """
     d = Path(directory)
     meta = read_adapter_metadata(d)
@@ -109,9 +115,12 @@ def load_adapter(model: FlowModel, directory: str | Path, name: str) -> dict:
     if meta["base_model"] != base:
         raise AdapterError(f"adapter {d} was trained on base model {meta['base_model']!r}, but this model is "
                            f"{base!r}: load it onto the model it was trained on")
-    if set(meta["target_modules"]) != set(model.lora_target_modules):
-        raise AdapterError(f"adapter {d} targets {sorted(meta['target_modules'])}, but this model's LoRA targets "
-                           f"are {sorted(model.lora_target_modules)}: retrain it with the model's targets")
+    layers = linear_layers(model)
+    unknown = sorted(t for t in meta["target_modules"] if t not in model.lora_target_modules
+                     and not any(n == t or n.endswith("." + t) for n in layers))
+    if unknown:
+        raise AdapterError(f"adapter {d} targets {unknown}, which match no Linear layer of this model (its LoRA "
+                           f"targets are {sorted(model.lora_target_modules)}): retrain it on this model's layers")
     previous, flags = active_state(model), lora_grad_flags(model)
     with quiet_peft(name):
         model.transformer.load_lora_adapter(str(d), weight_name=WEIGHTS_NAME, adapter_name=name, prefix=None)

@@ -149,6 +149,7 @@ def _declared(fmt: str, weights: Path, metadata: dict) -> dict:
     if fmt == FLOWOPD:
         meta = _json(weights.parent / META_NAME)
         return {"r": meta.get("rank"), "lora_alpha": meta.get("alpha"), "target_modules": meta.get("target_modules"),
+                "rank_pattern": meta.get("rank_pattern"), "alpha_pattern": meta.get("alpha_pattern"),
                 "base": meta.get("base_model")}
     if fmt == PEFT:
         config = _json(weights.parent / PEFT_CONFIG)

@@ -11,6 +11,7 @@ LOSS_MODES = ("kl", "pg", "paper")  # analytic KL | sampled log-ratio advantage 
 WEIGHTINGS = ("code", "paper", "uniform")  # per-step weight of the KL
 # what each sample's KL is divided by (docs/method.md, "KL normalisation")
 KL_NORMS = ("none", "per-sample", "per-timestep", "per-task", "global")
+STUDENT_PARAMS = ("lora", "full")  # what a distillation student trains (flowopd.adapters.full)
 # AWM (docs/method.md, "AWM")
 AWM_WEIGHTINGS = ("uniform", "ghuber")  # the flow-matching "log-prob": plain, or the released generalised Huber
 EMA_TARGET_SCHEDULES = ("constant", "linear")  # the decay of AWM's EMA target: fixed, or min(decay, 0.001 step)
@@ -30,4 +31,4 @@ EXPORT_FORMATS = ("flowopd", "diffusers", "comfyui", "peft", "fused")
 
 __all__ = ["AWM_WEIGHTINGS", "COLDSTART_MODES", "EMA_TARGET_SCHEDULES", "EMA_WARMUPS", "EXPORT_FORMATS", "KL_NORMS",
            "LOSS_MODES", "LR_SCHEDULES", "MERGE_COMBINATIONS", "MERGE_WEIGHTINGS", "PRECISIONS", "REPORT_TARGETS",
-           "ROUTINGS", "TASK_SAMPLINGS", "WEIGHTINGS"]
+           "ROUTINGS", "STUDENT_PARAMS", "TASK_SAMPLINGS", "WEIGHTINGS"]

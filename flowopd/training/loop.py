@@ -114,6 +114,18 @@ class RLTrainer(OptimizerSteps, StopResume):
 
     # --- setup -------------------------------------------------------------------------------------------
 
+    def new_student(self, init: str | Path | None) -> None:
+        """The student adapter before its first step: the ``init`` folder's, else a fresh LoRA."""
+        if init is not None:
+            replace_adapter(self.model, init, self.name, field="init")
+        else:
+            drop_adapter(self.model, self.name)
+            add_lora(self.model, self.name, self.cfg.lora_rank, self.cfg.lora_alpha, seed=lora_init_seed(self.cfg.seed))
+
+    def student_parameters(self) -> list[torch.nn.Parameter]:
+        """The student's trained parameters, made the model's only trainable ones."""
+        return trainable_parameters(self.model, self.name)
+
     def init_student(self, init: str | Path | None, resume: bool) -> None:
         """Student adapter from the checkpoint (resume), else from ``init``, else a fresh LoRA; then the
         optimizer, learning-rate scheduler, EMA and, on resume, their states, the step and the RNG states."""
@@ -125,12 +137,9 @@ class RLTrainer(OptimizerSteps, StopResume):
                                   "another --out folder")
         if ckpt is not None:
             replace_adapter(model, ckpt / ADAPTER_DIR, self.name)
-        elif init is not None:
-            replace_adapter(model, init, self.name, field="init")
         else:
-            drop_adapter(model, self.name)
-            add_lora(model, self.name, cfg.lora_rank, cfg.lora_alpha, seed=lora_init_seed(cfg.seed))
-        self.params = trainable_parameters(model, self.name)
+            self.new_student(init)
+        self.params = self.student_parameters()
         prepare_model(model, self.acc, cfg.mixed_precision)
         model.set_gradient_checkpointing(cfg.gradient_checkpointing)
         cache = model.default_cache_prompts if cfg.cache_prompt_embeddings is None else cfg.cache_prompt_embeddings

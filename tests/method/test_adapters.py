@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from flowopd.adapters import (
+    META_NAME,
     AdapterError,
     adapter_names,
     add_lora,
@@ -91,11 +92,17 @@ def test_base_model_id_ignores_adapters(model, make_model, randomise):
     assert base_model_id(make_model(seed=1)) != before
 
 
-def test_load_refuses_other_targets_other_base_and_bad_folders(model, tmp_path, make_model):
+def test_load_takes_other_layers_and_refuses_missing_layers_other_base_and_bad_folders(model, tmp_path, make_model,
+                                                                                         batch, randomise):
     add_lora(model, "narrow", rank=2, alpha=2, target_modules=("to_q", "to_k"))
+    randomise(model, "narrow")
     folder = save_adapter(model, "narrow", tmp_path / "narrow")
-    with pytest.raises(AdapterError, match=r"targets \['to_k', 'to_q'\].*retrain"):
-        load_adapter(model, folder, "again")
+    load_adapter(model, folder, "again")  # fewer layers than the model's LoRA targets: loads, same velocity
+    torch.testing.assert_close(velocity(model, batch, "again"), velocity(model, batch, "narrow"))
+    meta = json.loads((folder / META_NAME).read_text())
+    (folder / META_NAME).write_text(json.dumps({**meta, "target_modules": ["to_q", "no_such_layer"]}))
+    with pytest.raises(AdapterError, match=r"targets \['no_such_layer'\], which match no Linear layer.*retrain"):
+        load_adapter(model, folder, "missing")
     add_lora(model, "full", rank=2, alpha=2)
     full = save_adapter(model, "full", tmp_path / "full")
     with pytest.raises(AdapterError, match="trained on base model"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config.base import fail, option
-from ...config.choices import KL_NORMS, LOSS_MODES, ROUTINGS, TASK_SAMPLINGS, WEIGHTINGS
+from ...config.choices import KL_NORMS, LOSS_MODES, ROUTINGS, STUDENT_PARAMS, TASK_SAMPLINGS, WEIGHTINGS
 from ...config.fields import check_task_rewards, check_weights
 from ...config.rl import SDERLConfig
 from ...reward_names import SD35_TASK_REWARDS
@@ -27,6 +27,9 @@ class OPDConfig(SDERLConfig, kind="opd"):
                                             min=0, min_open=True, group="distillation")
     init: str | None = option(None, "student's initial adapter folder (a cold start); None = a fresh LoRA",
                               group="distillation")
+    student_params: str = option("lora", "lora (a LoRA: the init's, else lora_rank) | full (every Linear layer of the "
+                                 "transformer trained in full, from the base plus the init's delta); docs/method.md",
+                                 choices=STUDENT_PARAMS, group="distillation")
     prompt_tasks: dict = option({"compose": 1.0, "text": 1.0, "prefer": 1.0},
                                 "task -> sampling weight of its train prompts (per-sample and blend routing); "
                                 "'mixed' adds the mixed split's prompts, which touch compose and text at once "

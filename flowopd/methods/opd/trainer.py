@@ -27,7 +27,17 @@ import torch
 from accelerate import Accelerator
 
 from ... import metric_names as names
-from ...adapters import adapter_guidance, replace_adapter, use_adapter
+from ...adapters import (
+    adapter_deltas,
+    adapter_guidance,
+    add_full_delta,
+    drop_adapter,
+    identity_factors,
+    replace_adapter,
+    skip_identities,
+    trainable_parameters,
+    use_adapter,
+)
 from ...config.fields import task_reward
 from ...evaluate import mean_task_reward
 from ...models.base import FlowModel, PromptEmbeds
@@ -44,6 +54,7 @@ from .sampling import distance_weights, gradient_cosines
 
 log = logging.getLogger(__name__)
 ANCHOR = "anchor"
+INIT = "student_init"  # the init folder, read for its delta when the student trains every weight
 
 
 class OPDTrainer(RLTrainer):
@@ -69,6 +80,32 @@ class OPDTrainer(RLTrainer):
         if cfg.task_sampling == "distance" and set(self.distance_tasks()) - set(self.teacher_rewards):
             self.teacher_rewards.update(self.measure_teacher_rewards(
                 [t for t in self.distance_tasks() if t not in self.teacher_rewards]))
+
+    def new_student(self, init: str | Path | None) -> None:
+        """``student_params`` full: a weight delta on every Linear layer, started at the init's delta (docs/method.md,
+        "A fully fine-tuned student"); else the init's LoRA or a fresh one."""
+        if self.cfg.student_params != "full":
+            return super().new_student(init)
+        deltas = None
+        if init is not None:
+            replace_adapter(self.model, init, INIT, field="init")
+            deltas = adapter_deltas(self.model, INIT)
+            drop_adapter(self.model, INIT)
+        drop_adapter(self.model, self.name)
+        add_full_delta(self.model, self.name, deltas)
+
+    def student_parameters(self) -> list[torch.nn.Parameter]:
+        """The student's parameters; a full delta trains its B factors (the weight deltas), its A stay the
+        identity."""
+        if self.cfg.student_params == "full":
+            skip_identities(self.model, self.name)  # a resumed checkpoint's A factors are plain Linear layers
+        params = trainable_parameters(self.model, self.name)
+        if self.cfg.student_params == "full":
+            fixed = {id(p) for p in identity_factors(self.model, self.name)}
+            for p in params:
+                p.requires_grad_(id(p) not in fixed)
+            params = [p for p in params if id(p) not in fixed]
+        return params
 
     def load_teachers(self) -> dict[str, str]:
         """Task -> teacher adapter name, loading each distinct folder once as ``teacher_<first task>``."""
