@@ -24,6 +24,10 @@ FP32_ACTIVATIONS = 176.1 / 119.1
 DECODE_GIB_PER_MEGAPIXEL = 0.5 / 0.262144  # the VAE decode of one 512 px image in half precision: ~0.5 GiB
 LATENT_CHANNELS = 16
 JOINT_DIM, POOLED_DIM = 4096, 2048
+# Sum over an MMDiT's Linear layers of in_features², per transformer parameter: a full student's identity A
+# factors (flowopd.adapters.full). Per block, attention 8 w² (+ 4 w² dual), the MLPs 2 x 17 w², the adaptive
+# norms 2 w², against 36 w² of weights: 1.22 (the tiny transformer, measured: 1.20).
+IDENTITY_FACTORS = 1.2
 
 
 @dataclass
@@ -42,6 +46,7 @@ class StageSetting:
     num_steps: int = 0
     decode: bool = False  # the rollout decodes images (rewards)
     decode_chunk: int = 0  # 0: the whole batch in one call
+    full_student: bool = False  # OPD's student_params full: every Linear weight trained (flowopd.adapters.full)
 
 
 @dataclass
@@ -100,6 +105,9 @@ def plan_stage(family: Family, setting: StageSetting, resolution: int, *, checkp
         "decode": (chunk * DECODE_GIB_PER_MEGAPIXEL * resolution * resolution / 1e6
                    * (1 if setting.half else 2)) if setting.decode else 0.0,
     }
+    if setting.full_student:  # a delta of every weight, with its Adam states, and the identity A factors
+        terms["trained_lora"] = family.transformer_params * (16 + (4 if setting.ema else 0)) / GIB
+        terms["identity_factors"] = IDENTITY_FACTORS * family.transformer_params * 4 / GIB
     return StagePlan(setting.stage, setting.micro_batch, chunk if setting.decode else 0, terms)
 
 

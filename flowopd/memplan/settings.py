@@ -46,7 +46,8 @@ def stage_setting(stage: str, cfg: Any, *, teacher_rank: int = 32) -> StageSetti
         folder_anchor = cfg.beta_mar > 0 and cfg.mar_anchor != "base" and cfg.mar_anchor not in cfg.teachers
         anchor = (teacher_rank,) if folder_anchor else ()  # a teacher's task anchor is that teacher's adapter
         return StageSetting(stage, sequences=guided, lora_rank=teacher_rank * len(cfg.teachers),
-                            frozen_adapters=teachers + anchor, decode=cfg.log_rewards, **common)
+                            frozen_adapters=teachers + anchor, decode=cfg.log_rewards,
+                            full_student=getattr(cfg, "student_params", "lora") == "full", **common)
     # grpo trains the guided policy; nft and awm keep a second adapter (the old policy, the EMA target)
     frozen = (cfg.lora_rank,) if stage in ("nft", "awm") else ()
     return StageSetting(stage, sequences=guided, lora_rank=cfg.lora_rank, frozen_adapters=frozen, decode=True,

@@ -125,3 +125,18 @@ def test_bench_memory_measures_a_stage_against_the_plan_on_a_cpu(cli, tmp_path) 
     assert (row["stage"], row["layers"], row["device"]) == ("grpo", 1, "cpu")
     assert row["planned_terms"]["activations"] > 0 and row["measured_gib"] > 0.4  # the bf16 position table alone
     assert 0.9 <= row["ratio"] <= 1.2, row  # the plan does not understate the measurement, nor overstate it much
+
+
+def test_a_full_student_counts_every_weight_its_adam_states_and_its_identities() -> None:
+    from flowopd.memplan.plan import GIB, IDENTITY_FACTORS
+
+    teachers = {t: "-" for t in ("compose", "text", "prefer", "quality")}
+    lora = plan_stage(MEDIUM, stage_setting("opd", preset_config("opd", "paper", teachers=teachers)), 512)
+    full = plan_stage(MEDIUM, stage_setting("opd", preset_config("opd", "paper", teachers=teachers,
+                                                                 student_params="full")), 512)
+    params = MEDIUM.transformer_params
+    ema = 4 if preset_config("opd", "paper", teachers=teachers).ema else 0
+    assert full.terms["trained_lora"] == pytest.approx(params * (16 + ema) / GIB)
+    assert full.terms["identity_factors"] == pytest.approx(IDENTITY_FACTORS * params * 4 / GIB)
+    assert "identity_factors" not in lora.terms
+    assert full.peak_gib - lora.peak_gib > 40  # SD3.5 Medium: 2.5 B weights trained in fp32 with Adam
