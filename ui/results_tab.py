@@ -75,9 +75,10 @@ def show(state: AppState, title: str | None):
     r = found.get(title) or next(iter(found.values()))
     plots = [(_image(str(path), path.stat().st_mtime), path.stem) for path in r.plots]
     chart = _chart(r.title, json.dumps(r.means, sort_keys=True))
-    kept = retention_lines(r.means)
-    retention = ("**Retention** of each teacher's gain, (opd − base) / (teacher − base):\n\n" + "\n".join(kept)
-                 if kept else "")
+    kept = retention_lines(r.means, per_seed=r.retention)
+    how = "mean ± std over seeds of each seed's" if r.retention else "from the rows' means:"
+    retention = (f"**Retention** of each teacher's gain, {how} (opd − base) / (teacher − base):\n\n"
+                 + "\n".join(kept) if kept else "")
     return {"headers": r.headers, "data": r.table}, (str(chart) if chart else None), retention, plots, r.report
 
 

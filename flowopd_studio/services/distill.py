@@ -90,6 +90,10 @@ def teacher_config(store, algorithm: str, task: str, preset_name: str, base: Bas
     return preset(algorithm, preset_name, **fields).to_dict()
 
 
+# The cold start fields the preset sets for the plan (the mode, teachers and seed come from the choice).
+COLDSTART_PRESET_FIELDS = ("lora_rank", "lora_alpha", "weights", "merge_weighting", "gain_prompts")
+
+
 def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
     """The validated plan of ``choice`` (nothing is submitted). ``ValueError`` names the field and the fix."""
     name = (choice.name or "").strip() or "student"
@@ -127,7 +131,7 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
     coldstart = None
     if choice.coldstart != "none":
         extra = {k: v for k, v in preset("coldstart", choice.preset, teachers=refs).to_dict().items()
-                 if k.startswith("sft_") or k in ("lora_rank", "lora_alpha", "merge_weighting", "gain_prompts", "weights")}
+                 if k.startswith("sft_") or k in COLDSTART_PRESET_FIELDS}
         coldstart = build_config("coldstart", extra, {"mode": choice.coldstart, "teachers": refs,
                                                       "model": base.ref, "seed": opd["seed"]}, "Cold start")
     sources = teacher_sources(choice.sources, train, base.backend)

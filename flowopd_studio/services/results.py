@@ -30,6 +30,7 @@ class Results:
     report: str = ""
     plots: list[Path] = field(default_factory=list)
     means: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> task -> mean over seeds
+    retention: dict[str, dict] = field(default_factory=dict)  # task -> the report's per-seed retention (JSON)
 
 
 def means_of(results: dict) -> dict[str, dict[str, float]]:
@@ -38,20 +39,28 @@ def means_of(results: dict) -> dict[str, dict[str, float]]:
             if all(isinstance(row.get(t), (int, float)) for t in TASKS)}
 
 
-def retention_lines(means: dict[str, dict[str, float]], student: str = "opd") -> list[str]:
-    """The share of each teacher's gain ``student`` keeps, on the teacher's own task (from the means)."""
+def retention_lines(means: dict[str, dict[str, float]], student: str = "opd",
+                    per_seed: dict[str, dict] | None = None) -> list[str]:
+    """The share of each teacher's gain ``student`` keeps, on the teacher's own task: the report's figure (the
+    mean ± std over seeds of each seed's retention, ``results.json``'s ``retention``) where ``per_seed`` has the
+    task, else computed from the rows' means (an older report), which for a teacher that hardly gained can differ
+    much from the per-seed mean."""
     from flowopd.reproduce.retention import MIN_GAIN, retention
 
     lines = []
     for task in TASKS:
-        teacher = f"teacher-{task}"
+        teacher, seeds = f"teacher-{task}", (per_seed or {}).get(task) or {}
         if not {"base", teacher, student} <= set(means):
             continue
         gain = means[teacher][task] - means["base"][task]
-        kept = retention(means[student][task], means[teacher][task], means["base"][task])
         judged = "" if gain >= MIN_GAIN else f" (not judged: the teacher gained {gain:+.3f})"
-        lines.append(f"- `{task}`: {student} keeps {'—' if kept is None else f'{kept:.2f}'} of `{teacher}`'s "
-                     f"{gain:+.3f}{judged}")
+        if isinstance(seeds.get("mean"), (int, float)):
+            values = ", ".join(f"{v:.2f}" for v in seeds.get("per_seed") or [] if isinstance(v, (int, float)))
+            kept = f"{seeds['mean']:.2f} ± {seeds.get('std') or 0.0:.2f}" + (f" (seeds: {values})" if values else "")
+        else:
+            value = retention(means[student][task], means[teacher][task], means["base"][task])
+            kept = "—" if value is None else f"{value:.2f}"
+        lines.append(f"- `{task}`: {student} keeps {kept} of `{teacher}`'s {gain:+.3f}{judged}")
     return lines
 
 
@@ -155,7 +164,8 @@ def committed(docs: Path = DOCS, name: str = "results-tiny") -> Results | None:
     plots = sorted((docs / name).glob("*.png"))
     what = "committed reproduction" if name == "results-tiny" else "earlier committed reproduction"
     report = report_for_app(md.read_text(), "docs") if md.is_file() else ""
-    return Results(f"{what} (docs/{name}.md)", headers, table, report, plots, means_of(data))
+    return Results(f"{what} (docs/{name}.md)", headers, table, report, plots, means_of(data),
+                   dict(data.get("retention") or {}))
 
 
 def committed_all(docs: Path = DOCS) -> list[Results]:
@@ -176,15 +186,15 @@ def run_reports(store) -> list[Results]:
             files = [store.path(a["path"]) for a in reports]
         except StoreError:
             continue
-        headers, table, text, plots, means = ["row", *COLUMNS], [], "", [], {}
+        headers, table, text, plots, means, kept = ["row", *COLUMNS], [], "", [], {}, {}
         for f in files:
             if f.name == "results.json" and f.is_file():
                 data = json.loads(f.read_text())
                 headers, table = table_of(data)
-                means = means_of(data)
+                means, kept = means_of(data), dict(data.get("retention") or {})
             elif f.suffix == ".md" and f.is_file():
                 text = f.read_text()
                 plots = sorted(f.parent.glob("*.png")) + sorted(f.parent.glob("*/*.png"))
         if table or text:
-            out.append(Results(f"run {run.id} ({run.name})", headers, table, text, plots, means))
+            out.append(Results(f"run {run.id} ({run.name})", headers, table, text, plots, means, kept))
     return out

@@ -22,3 +22,14 @@ def test_the_chart_is_drawn_with_a_missing_score(tmp_path) -> None:
     out = draw_tradeoff(LINES, tmp_path / "t.png", "title")
     assert out.is_file() and out.stat().st_size > 5000
     assert draw_tradeoff([], tmp_path / "none.png", "title") is None
+
+
+def test_the_results_tab_s_retention_is_the_report_s_per_seed_figure_where_it_has_one() -> None:
+    from flowopd_studio.services.results import retention_lines
+
+    means = {name: {t: v if v is not None else 0.0 for t, v in row.items()} for name, _, _, row in LINES}
+    per_seed = {"text": {"mean": 0.7, "std": 0.05, "per_seed": [0.65, 0.75]}}
+    lines = retention_lines(means, per_seed=per_seed)
+    assert lines[0] == "- `text`: opd keeps 0.70 ± 0.05 (seeds: 0.65, 0.75) of `teacher-text`'s +0.400"
+    assert lines[1].startswith("- `prefer`: opd keeps 0.50 of")  # no per-seed figure: from the means
+    assert retention_lines(means)[0] == "- `text`: opd keeps 0.75 of `teacher-text`'s +0.400"

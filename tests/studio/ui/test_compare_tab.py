@@ -138,10 +138,11 @@ def test_results_show_the_committed_reproduction(client):
     assert table["headers"][0] == "row" and table["data"][0][0] == "base"
     assert len(plots) >= 5 and "reproduction report" in report
     assert chart and chart.endswith(".png")  # the trade-off view: every row's four task scores
-    rows = json.loads((ROOT / "docs" / "results-tiny.json").read_text())["rows"]  # the committed run's figures
-    kept = (rows["opd"]["text"] - rows["base"]["text"]) / (rows["teacher-text"]["text"] - rows["base"]["text"])
+    data = json.loads((ROOT / "docs" / "results-tiny.json").read_text())  # the committed run's figures
+    rows, kept = data["rows"], data["retention"]["text"]  # the report's retention: per seed, then mean ± std
     gain = rows["teacher-text"]["text"] - rows["base"]["text"]
-    assert f"`text`: opd keeps {kept:.2f} of `teacher-text`'s {gain:+.3f}" in retention
+    assert f"`text`: opd keeps {kept['mean']:.2f} ± {kept['std']:.2f} (seeds: " in retention
+    assert f"of `teacher-text`'s {gain:+.3f}" in retention and "mean ± std over seeds" in retention
 
 
 def test_the_prompts_box_starts_with_the_page_load_prompts(small_model, tmp_path):
