@@ -319,6 +319,11 @@ def convert(info: LoraFile, tensors: dict, fmt: str) -> tuple[dict, dict[str, st
         metadata[METADATA_KEY] = json.dumps({f"{COMPONENT}.{k}": v for k, v in lora_config(info).items()},
                                             indent=2, sort_keys=True)
     elif fmt == COMFYUI:
+        others = [m for m in info.modules if not any(m == t or m.endswith("." + t) for t in LORA_TARGET_MODULES)]
+        if others:  # the key map checked against ComfyUI's (tests/method/test_lora_formats.py) is attention's
+            raise LoraFormatError(f"format {fmt!r} is written for LoRAs of the attention projections, and this "
+                                  f"adapter also adapts {others[:2]} (e.g. a full student): export {DIFFUSERS}, "
+                                  f"{PEFT} or {FUSED}")
         for module in info.modules:
             out[f"{COMPONENT}.{module}.alpha"] = torch.tensor(float(info.alpha))
     else:

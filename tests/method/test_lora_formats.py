@@ -27,16 +27,21 @@ def trained(tmp_path_factory):
         for p in adapter_parameters(model, "trained").values():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
     folder = save_adapter(model, "trained", tmp_path_factory.mktemp("lora") / "adapter")
-    g = torch.Generator().manual_seed(7)
-    inputs = dict(hidden_states=torch.randn(2, 16, 16, 16, generator=g), timestep=torch.tensor([900.0, 300.0]),
-                  encoder_hidden_states=torch.randn(2, 32, 64, generator=g),
-                  pooled_projections=torch.randn(2, 64, generator=g), return_dict=False)
+    inputs = _inputs()
     with torch.no_grad(), use_adapter(model, "trained"):
         want = model.transformer(**inputs)[0]
     with torch.no_grad(), use_adapter(model, None):
         base = model.transformer(**inputs)[0]
     assert (want - base).abs().max() > 1e-2  # the adapter changes the outputs: a dropped layer would show
     return model, folder, want, inputs
+
+
+def _inputs() -> dict:
+    """Fixed transformer inputs of the tiny SD3 (2 images of 16 latent channels, 32 text tokens)."""
+    g = torch.Generator().manual_seed(7)
+    return dict(hidden_states=torch.randn(2, 16, 16, 16, generator=g), timestep=torch.tensor([900.0, 300.0]),
+                encoder_hidden_states=torch.randn(2, 32, 64, generator=g),
+                pooled_projections=torch.randn(2, 64, generator=g), return_dict=False)
 
 
 def _run(transformer, inputs) -> torch.Tensor:
@@ -191,3 +196,48 @@ def test_sd3_only_formats_refuse_a_tiny_adapter(tmp_path):
                                                           r"peft or fused"):
             lora_export.write_lora_file(folder, fmt, tmp_path / fmt)
         assert not (tmp_path / fmt).exists()
+
+
+@pytest.fixture(scope="module")
+def full_student(tmp_path_factory):
+    """A full delta (every Linear layer, flowopd.adapters.full) of random B on the tiny SD3: (model, folder,
+    outputs, inputs)."""
+    from flowopd.adapters import add_full_delta, lora_layers
+
+    model = SD3FlowModel(tiny_random_pipeline(seed=0), image_size=32, max_sequence_length=16)
+    add_full_delta(model, "full")
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            b = layer.lora_B["full"].weight
+            b.copy_(torch.randn(b.shape, generator=g) * 0.02)
+    folder = save_adapter(model, "full", tmp_path_factory.mktemp("full") / "adapter")
+    inputs = _inputs()
+    with torch.no_grad(), use_adapter(model, "full"):
+        want = model.transformer(**inputs)[0]
+    return model, folder, want, inputs
+
+
+def test_a_full_student_exports_to_diffusers_peft_and_fused_and_comfyui_refuses(full_student, tmp_path):
+    from diffusers import SD3Transformer2DModel
+    from peft import PeftModel
+
+    from flowopd.adapters import linear_layers
+
+    model, folder, want, inputs = full_student
+    layers = len(linear_layers(model))
+    assert layers > MODULES  # MLPs, adaptive norms, embedders: more than the attention LoRA's layers
+    path = lora_export.write_lora_file(folder, "diffusers", tmp_path / "diffusers")
+    pipe = tiny_random_pipeline(seed=0)
+    pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="exported")
+    assert sum(1 for m in pipe.transformer.modules() if hasattr(m, "lora_A") and "exported" in m.lora_A) == layers
+    torch.testing.assert_close(_run(pipe.transformer, inputs), want, atol=1e-5, rtol=0)
+    lora_export.write_peft(folder, tmp_path / "peft")
+    peft_model = PeftModel.from_pretrained(tiny_random_pipeline(seed=0).transformer, str(tmp_path / "peft"))
+    torch.testing.assert_close(_run(peft_model, inputs), want, atol=1e-5, rtol=0)
+    lora_export.write_fused(model, folder, tmp_path / "fused")
+    fused = SD3Transformer2DModel.from_pretrained(str(tmp_path / "fused"))
+    torch.testing.assert_close(_run(fused.eval(), inputs), want, atol=1e-5, rtol=0)
+    with pytest.raises(formats.LoraFormatError, match=r"format 'comfyui' is written for LoRAs of the attention "
+                                                      r"projections.*export diffusers, peft or fused"):
+        lora_export.write_lora_file(folder, "comfyui", tmp_path / "comfyui")
