@@ -25,11 +25,13 @@ from typing import Any
 
 from ..config.base import ConfigBase, option
 from ..config.choices import EMA_WARMUPS
-from ..config.presets import STRONGEST_SOURCES
+from ..config.presets import STRONGEST_MERGE_WEIGHTS, STRONGEST_SOURCES
+from ..world.prompts import TASKS
 
 BUDGETS = ("smoke", "default", "strong")
-# The strong budget's merge weights: more of the two teachers that learn (text, prefer) than the equal 0.25s.
-STRONG_MERGE_WEIGHTS = {"compose": 0.25, "text": 0.75, "prefer": 0.5, "quality": 0.25}
+# The strong budget's merge weights: more of the two teachers that learn (text, prefer) than the equal 0.25s; the
+# whole pipeline of the app's Distill tab uses the same (flowopd.config.presets).
+STRONG_MERGE_WEIGHTS = STRONGEST_MERGE_WEIGHTS
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
 JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
@@ -142,8 +144,6 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                              group="overrides")
 
     def check(self) -> None:
-        from ..world.prompts import TASKS
-
         for task, source in self.teachers.items():
             if task not in TASKS or source not in TEACHER_SOURCES:
                 raise ValueError(f"teachers[{task!r}] = {source!r} is invalid: map a task ({', '.join(TASKS)}) to "

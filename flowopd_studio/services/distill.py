@@ -9,6 +9,8 @@ oldest first, one at a time (setting ``max_concurrent`` = 1, the default).
 
 The pipeline's teachers are trained by each task's strongest source by default (:data:`STRONGEST_SOURCES`:
 NFT for compose, SFT on the world's renders for text, AWM for prefer and quality), or all by one algorithm.
+When it trains all four that way on the tiny model, its merge cold start weights them as the strong
+reproduction does (:data:`STRONGEST_MERGE_WEIGHTS`).
 The SFT teacher's image set is written to ``HOME/world-sets/<task>-<n>`` when the plan starts.
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowopd.config.choices import COLDSTART_MODES
-from flowopd.config.presets import STRONGEST_SOURCES, preset
+from flowopd.config.presets import STRONGEST_MERGE_WEIGHTS, STRONGEST_SOURCES, preset
 from flowopd.reward_names import sd35_rewards
 from flowopd.world.dataset import ensure_image_set
 from flowopd.world.prompts import TASKS
@@ -71,6 +73,12 @@ def teacher_sources(policy: str, tasks, backend: str) -> dict[str, str]:
         return {t: policy for t in tasks}
     table = {**STRONGEST_SOURCES, **({} if backend == "tiny" else {"text": "nft"})}
     return {t: table[t] for t in tasks}
+
+
+def strongest_pipeline(choice: DistillChoice, train, base: BaseModel) -> bool:
+    """Whether the plan trains all four tasks' teachers from the strongest sources on the tiny model: the case
+    whose weighted merge init (:data:`STRONGEST_MERGE_WEIGHTS`) was measured (docs/notes/quick-pipeline.md)."""
+    return choice.sources == "strongest" and set(train) == set(TASKS) and base.backend == "tiny"
 
 
 def world_set(store, task: str):
@@ -124,7 +132,8 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
              "init": None if choice.coldstart == "none" else f"<run id of {name}-coldstart>"}
     settings = choice.settings if choice.settings is not None else {}
     if choice.settings is None:
-        base_cfg = preset("opd", choice.preset, teachers={t: "-" for t in tasks}).to_dict()
+        base_cfg = preset("opd", choice.preset, teachers={t: "-" for t in tasks},
+                          prompt_tasks={t: 1.0 for t in tasks}).to_dict()
         settings = {k: v for k, v in base_cfg.items() if k not in fixed and k != "kind"}
     opd = build_config("opd", settings, fixed, "Distillation settings")
     check_run_size("opd", opd, base)
@@ -132,6 +141,9 @@ def plan(store, choice: DistillChoice, base: BaseModel) -> dict:
     if choice.coldstart != "none":
         extra = {k: v for k, v in preset("coldstart", choice.preset, teachers=refs).to_dict().items()
                  if k.startswith("sft_") or k in COLDSTART_PRESET_FIELDS}
+        equal = not extra.get("weights") and extra.get("merge_weighting", "equal") == "equal"
+        if choice.coldstart == "merge" and equal and strongest_pipeline(choice, train, base):
+            extra["weights"] = dict(STRONGEST_MERGE_WEIGHTS)
         coldstart = build_config("coldstart", extra, {"mode": choice.coldstart, "teachers": refs,
                                                       "model": base.ref, "seed": opd["seed"]}, "Cold start")
     sources = teacher_sources(choice.sources, train, base.backend)

@@ -40,16 +40,22 @@ def test_pipeline_queues_teachers_coldstart_and_opd_in_order(store, spawned, bas
     assert store.teacher("stu-compose")["source_run"] == compose.id
 
 
-def test_the_cold_start_takes_the_presets_merge_weighting(store, base, monkeypatch):
+def test_the_cold_start_weights_the_strongest_sources_unless_the_preset_weights_them(store, base, monkeypatch):
     from flowopd.config.presets import QUICK_FIELDS
     from flowopd_studio.services import distill
 
-    choice = distill.DistillChoice("stu", {}, ("compose", "text", "prefer", "quality"), preset="quick")
-    assert distill.plan(store, choice, base)["coldstart"]["merge_weighting"] == "equal"
+    four = ("compose", "text", "prefer", "quality")
+    choice = distill.DistillChoice("stu", {}, four, preset="quick")
+    cold = distill.plan(store, choice, base)["coldstart"]  # the four strongest sources: the measured weights
+    assert cold["weights"] == {"compose": 0.25, "text": 0.75, "prefer": 0.5, "quality": 0.25}
+    for other in (distill.DistillChoice("stu", {}, four[1:], preset="quick"),  # three tasks: not measured
+                  distill.DistillChoice("stu", {}, four, preset="quick", sources="grpo")):
+        cold = distill.plan(store, other, base)["coldstart"]
+        assert (cold["weights"], cold["merge_weighting"]) == ({}, "equal")
     monkeypatch.setitem(QUICK_FIELDS, "coldstart", {**QUICK_FIELDS["coldstart"], "merge_weighting": "gain",
                                                     "gain_prompts": 8})
-    cold = distill.plan(store, choice, base)["coldstart"]
-    assert (cold["merge_weighting"], cold["gain_prompts"]) == ("gain", 8)
+    cold = distill.plan(store, choice, base)["coldstart"]  # a preset's own weighting wins
+    assert (cold["merge_weighting"], cold["gain_prompts"], cold["weights"]) == ("gain", 8, {})
 
 
 def test_pipeline_trains_each_task_with_its_strongest_source(store, spawned, base):
