@@ -73,8 +73,9 @@ def render(state: AppState) -> DistillWidgets:
         beta_mar = gr.Number(value=0.02, minimum=0, label="MAR weight (beta_mar)", info=info["beta_mar"])
     with gr.Row():
         coldstart = gr.Radio(list(COLDSTART_MODES), value="merge", label="Cold start",
-                             info="merge: the teachers' exact delta merge; merge-avg: the code's A/B average; sft: "
-                                  "fine-tune on teacher samples; none: a fresh LoRA")
+                             info="merge: the teachers' exact delta merge (weighted to text and prefer when the "
+                                  "pipeline trains all four tasks from the strongest sources); merge-avg: the "
+                                  "code's A/B average; sft: fine-tune on teacher samples; none: a fresh LoRA")
         preset = gr.Radio(list(PRESET_NAMES), value="quick", label="Preset (budget)",
                           info="quick: about 4 min of distillation on 2 CPU cores; default: the tiny world's "
                                "values; paper: SD3.5 Medium's")
