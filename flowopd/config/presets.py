@@ -16,15 +16,15 @@ STRONGEST_SOURCES: dict[str, str] = {"compose": "nft", "text": "sft", "prefer": 
 # text and prefer, than the equal 0.25s (the strong budget: docs/notes/weighted-merge.md; the whole pipeline:
 # docs/notes/quick-pipeline.md). Measured with all four tasks only.
 STRONGEST_MERGE_WEIGHTS: dict[str, float] = {"compose": 0.25, "text": 0.75, "prefer": 0.5, "quality": 0.25}
-# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. RL teachers: 8 epochs of 64
-# images (the reproduction's teacher budget, docs/results-tiny-grpo-teachers.md); the sft teacher 300 steps and
-# the distillation 12 epochs, tuned for the whole pipeline's student within 10 minutes
-# (docs/notes/quick-pipeline.md: from 150 steps and 8 epochs, +0.004 on seed 0 for 67 s more; with the merge
-# weighted by STRONGEST_MERGE_WEIGHTS, +0.034 +- 0.011 over the base on 5 seeds). Measured on the built-in tiny model on the 2-core machine, the whole pipeline of
-# the strongest sources as the app's Distill tab queues it (benchmarks/quick_pipeline.py; real workers, nothing
-# else running), seed 0: NFT compose 61 s, SFT text 51 s, AWM prefer and quality 78 and 76 s, the merge 6 s, the
-# distillation 226 s; 8.1 min median from submit to the student. A GRPO teacher takes 99-123 s. Under load
-# (1 thread, another process training) speeds halve.
+# ``quick``: a first teacher, cold start and student on a 2-core CPU in minutes. RL teachers: 8 epochs of 64 images
+# (the reproduction's teacher budget, docs/results-tiny-grpo-teachers.md); the sft teacher 300 steps and the
+# distillation 12 epochs, tuned for the whole pipeline's student within 10 minutes (docs/notes/quick-pipeline.md: from
+# 150 steps and 8 epochs, +0.004 on seed 0 for 67 s more; with the merge weighted by STRONGEST_MERGE_WEIGHTS, +0.034
+# +- 0.011 over the base on 5 seeds). Measured on the built-in tiny model on the 2-core machine, the whole pipeline of
+# the strongest sources as the app's Distill tab queues it (benchmarks/quick_pipeline.py; real workers, nothing else
+# running), seed 0: NFT compose 61 s, SFT text 51 s, AWM prefer and quality 78 and 76 s, the merge 6 s, the
+# distillation 226 s; 8.1 min median from submit to the student. A GRPO teacher takes 99-123 s. Under load (1 thread,
+# another process training) speeds halve.
 QUICK_FIELDS: dict[str, dict[str, Any]] = {
     "grpo": dict(epochs=8, batch_size=64, group_size=4, train_batch_size=8, optimizer_steps_per_epoch=2, lr=1e-3,
                  checkpoint_every=2, sample_every=2),
