@@ -99,7 +99,7 @@ def check_lora(info: LoraInfo, model) -> LoraInfo:
     if not problems and extra:
         problems.append(f"it adapts {len(info.modules)} layers ({', '.join(info.target_modules)}), this base "
                         f"model's LoRAs adapt {len(expected)} ({', '.join(sorted(targets))}): extra {extra[:3]} "
-                        "(distillation loads only LoRAs of the same targets)")
+                        "(the merge cold start combines only teachers of the same layers)")
     info.target_modules = sorted(targets) if not problems else info.target_modules
     info.zero_filled = missing if not problems else []
     ours = formats.backend_of(info.base) is not None  # a model id of ours (a hub id cannot be checked exactly)
