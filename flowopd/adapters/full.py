@@ -77,6 +77,11 @@ def add_full_delta(model: FlowModel, name: str, init: dict[str, torch.Tensor] | 
     if unknown:
         raise AdapterError(f"init deltas name layers this model lacks: {unknown[:3]}: start from an adapter of "
                            "this base model")
+    for layer, delta in (init or {}).items():  # checked before the adapter exists, so a refusal leaves none
+        module = model.transformer.get_submodule(layer)
+        shape = tuple(getattr(module, "base_layer", module).weight.shape)
+        if tuple(delta.shape) != shape:
+            raise AdapterError(f"init delta of {layer} has shape {tuple(delta.shape)}, the layer {shape}")
     pattern = {re.escape(layer): width for layer, width in widths.items()}
     config = LoraConfig(r=max(widths.values()), lora_alpha=float(max(widths.values())), target_modules=sorted(widths),
                         rank_pattern=pattern, alpha_pattern={k: float(v) for k, v in pattern.items()},
@@ -91,8 +96,6 @@ def add_full_delta(model: FlowModel, name: str, init: dict[str, torch.Tensor] | 
         a, b = module.lora_A[name].weight, module.lora_B[name].weight
         a.copy_(_eye(a))
         delta = (init or {}).get(layer)
-        if delta is not None and tuple(delta.shape) != tuple(b.shape):
-            raise AdapterError(f"init delta of {layer} has shape {tuple(delta.shape)}, the layer {tuple(b.shape)}")
         b.copy_(delta.to(b) if delta is not None else torch.zeros_like(b))
     skip_identities(model, name)
     for p in adapter_parameters(model, name).values():

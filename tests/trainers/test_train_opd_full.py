@@ -69,6 +69,10 @@ def test_a_full_delta_starts_at_its_init_and_round_trips(state, make_teachers, t
         add_full_delta(model, "full")
     with pytest.raises(AdapterError, match="layers this model lacks"):
         add_full_delta(model, "bad", {"no.such.layer": torch.zeros(1, 1)})
+    layer = next(iter(linear_layers(model)))
+    with pytest.raises(AdapterError, match=f"init delta of {layer} has shape \\(1, 1\\)"):
+        add_full_delta(model, "bad", {layer: torch.zeros(1, 1)})
+    assert "bad" not in model.transformer.peft_config  # a refusal leaves no half-made adapter
 
 
 def test_the_delta_s_gradient_is_the_weight_s_gradient(state):
