@@ -5,7 +5,9 @@ Modes:
 * ``cat`` (default, exact): concatenate the factors along the rank, ``A = [A_1; ...; A_K]`` and
   ``B = [c_1 B_1, ..., c_K B_K]`` with ``c_k = w_k s_k / s_new`` (``s = alpha / r``), so that
   ``s_new B A = sum_k w_k s_k B_k A_k``: the merged weight delta is exactly the weighted sum of the
-  teachers'. The rank is ``sum_k r_k``; teachers of different ranks are fine.
+  teachers'. The rank is ``sum_k r_k``; teachers of different ranks are fine. Teachers on different layers
+  (e.g. a full student, :mod:`flowopd.adapters.full`) merge on the union of their layers, each layer's rank
+  the sum of the ranks there (peft's ``rank_pattern`` when they differ by layer).
 * ``svd``: the same sum ``Delta W``, truncated to rank ``rank`` by SVD (exact when ``rank`` >= the rank of
   ``Delta W``, else its best rank-``rank`` approximation). The singular values are split evenly between
   B and A so both factors have the same scale for the student's further training.
@@ -22,6 +24,7 @@ scaling (``alpha`` overrides it), so the student trains at the teachers' learnin
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import torch
@@ -43,6 +46,38 @@ def _scale(model: FlowModel, name: str) -> float:
     return float(cfg.lora_alpha) / int(cfg.r)
 
 
+def _layers_of(model: FlowModel, names: Sequence[str]) -> dict[str, list[str]]:
+    """LoRA layer -> the adapters of ``names`` that adapt it (layers none of them adapts are left out)."""
+    out = {}
+    for layer, module in lora_layers(model).items():
+        present = [n for n in names if n in module.lora_A]
+        if present:
+            out[layer] = present
+    return out
+
+
+def _add_merged(model: FlowModel, name: str, ranks: dict[str, int], scale: float, targets: Sequence[str]) -> None:
+    """Add adapter ``name`` on ``targets`` (module names; ``ranks`` has the layers they match -> rank) at scale
+    ``alpha / r = scale`` everywhere: one rank when the layers agree, else peft's per-layer ``rank_pattern``."""
+    if len(set(ranks.values())) == 1:
+        rank = next(iter(ranks.values()))
+        add_lora(model, name, rank, scale * rank, tuple(targets))
+        return
+    from peft import LoraConfig
+
+    from ..adapters.lora import quiet_peft
+    from ..adapters.switching import active_state, lora_grad_flags, restore_state
+
+    pattern = {re.escape(layer): r for layer, r in ranks.items()}
+    top = max(ranks.values())
+    config = LoraConfig(r=top, lora_alpha=scale * top, target_modules=list(targets), rank_pattern=pattern,
+                        alpha_pattern={k: scale * r for k, r in pattern.items()}, init_lora_weights=False)
+    previous, flags = active_state(model), lora_grad_flags(model)
+    with quiet_peft():
+        model.transformer.add_adapter(config, adapter_name=name)
+    restore_state(model, previous, flags)
+
+
 def _check(model: FlowModel, names: Sequence[str], weights: Sequence[float], new_name: str, mode: str) -> None:
     if mode not in MERGE_MODES:
         raise ValueError(f"unknown merge mode {mode!r}: use one of {', '.join(MERGE_MODES)}")
@@ -55,11 +90,12 @@ def _check(model: FlowModel, names: Sequence[str], weights: Sequence[float], new
         raise AdapterError(f"adapters {missing} are not on the model: adapters are {adapter_names(model) or 'none'}")
     if new_name in adapter_names(model):
         raise AdapterError(f"adapter {new_name!r} already exists: merge into a new name")
-    targets = {n: sorted(_config(model, n).target_modules) for n in names}
-    if len({tuple(t) for t in targets.values()}) > 1:
-        detail = "; ".join(f"{n}: {t}" for n, t in targets.items())
-        raise AdapterError(f"cannot merge adapters with different target modules ({detail}): retrain them on "
-                           "the same targets")
+    layers = _layers_of(model, names)
+    if mode == "avg" and len({tuple(v) for v in layers.values()}) > 1:
+        narrow = sorted({n for v in layers.values() for n in names if n not in v})
+        raise AdapterError(f"the element-wise A/B average (merge-avg) needs adapters on the same layers, and "
+                           f"{narrow} lack some: use the exact merge (cold-start mode 'merge'), which takes the "
+                           "union of their layers")
     if mode == "avg":
         ranks = {n: (int(_config(model, n).r), float(_config(model, n).lora_alpha)) for n in names}
         if len(set(ranks.values())) > 1:
@@ -83,7 +119,8 @@ def merge_adapters(model: FlowModel, names: Sequence[str], weights: Sequence[flo
     """Add adapter ``new_name`` merged from adapters ``names`` with ``weights`` (see the module docstring).
 
     Args:
-        names: teacher adapter names (same target modules).
+        names: teacher adapter names; on different layers, the merge adapts the union of them (``cat`` and
+            ``svd``: a teacher adds nothing to a layer it lacks).
         weights: one weight per teacher, e.g. ``[1/3, 1/3, 1/3]`` for the average delta.
         mode: ``cat`` | ``svd`` | ``avg``.
         rank: the rank for ``svd`` (default: the largest teacher rank); ignored by the other modes.
@@ -93,27 +130,32 @@ def merge_adapters(model: FlowModel, names: Sequence[str], weights: Sequence[flo
         ``new_name``; the adapter is frozen and inactive, as :func:`flowopd.adapters.add_lora` leaves it.
     """
     _check(model, names, weights, new_name, mode)
+    layers, modules = _layers_of(model, names), lora_layers(model)
     ranks = [int(_config(model, n).r) for n in names]
-    if mode == "cat":
-        new_rank = sum(ranks)
+    if mode == "cat":  # per layer, the ranks of the adapters on it (per-layer ranks of each adapter included)
+        layer_ranks = {ly: sum(modules[ly].lora_A[n].weight.shape[0] for n in present)
+                       for ly, present in layers.items()}
     elif mode == "svd":
         new_rank = int(rank) if rank is not None else max(ranks)
         if new_rank < 1:
             raise ValueError(f"svd rank must be >= 1, got {rank}")
+        layer_ranks = dict.fromkeys(layers, new_rank)
     else:
-        new_rank = ranks[0]
-    new_alpha = float(alpha) if alpha is not None else _scale(model, names[0]) * new_rank
-    add_lora(model, new_name, new_rank, new_alpha, tuple(_config(model, names[0]).target_modules))
-    s_new = new_alpha / new_rank
-    for layer_name, module in lora_layers(model).items():
-        if new_name not in module.lora_A:
-            continue
+        layer_ranks = dict.fromkeys(layers, ranks[0])
+    new_rank = max(layer_ranks.values())
+    s_new = float(alpha) / new_rank if alpha is not None else _scale(model, names[0])
+    targets = {tuple(sorted(_config(model, n).target_modules)) for n in names}
+    # the teachers' own targets when they agree (the usual case), else the union of their layers by full name
+    _add_merged(model, new_name, layer_ranks, s_new, targets.pop() if len(targets) == 1 else sorted(layers))
+    for layer_name, present in layers.items():
+        module = modules[layer_name]
         a_new, b_new = module.lora_A[new_name].weight, module.lora_B[new_name].weight  # [r, in], [out, r]
-        a_k = [module.lora_A[n].weight.float() for n in names]
-        b_k = [module.lora_B[n].weight.float() for n in names]
+        kept = [(n, w) for n, w in zip(names, weights) if n in present]  # a teacher without the layer adds 0
+        a_k = [module.lora_A[n].weight.float() for n, _ in kept]
+        b_k = [module.lora_B[n].weight.float() for n, _ in kept]
         if mode == "cat":
             a = torch.cat(a_k, 0)
-            b = torch.cat([w * module.scaling[n] / s_new * b for n, w, b in zip(names, weights, b_k)], 1)
+            b = torch.cat([w * module.scaling[n] / s_new * b for (n, w), b in zip(kept, b_k)], 1)
         elif mode == "avg":
             total = float(sum(weights))
             if total == 0:
@@ -121,7 +163,7 @@ def merge_adapters(model: FlowModel, names: Sequence[str], weights: Sequence[flo
             a = sum(w / total * x for w, x in zip(weights, a_k))
             b = sum(w / total * x for w, x in zip(weights, b_k))
         else:
-            delta = sum(w * delta_weight(model, n, layer_name) for n, w in zip(names, weights))
+            delta = sum(w * delta_weight(model, n, layer_name) for n, w in kept)
             u, s, vh = torch.linalg.svd(delta, full_matrices=False)
             k = min(new_rank, s.shape[0])
             root = s[:k].sqrt()
@@ -131,6 +173,6 @@ def merge_adapters(model: FlowModel, names: Sequence[str], weights: Sequence[flo
             b[:, :k] = u[:, :k] * root[None] / s_new
         a_new.copy_(a.to(a_new.dtype))
         b_new.copy_(b.to(b_new.dtype))
-    log.info("merged %s with weights %s into %s (mode %s, r=%d, alpha=%g)", list(names), list(weights),
-             new_name, mode, new_rank, new_alpha)
+    log.info("merged %s with weights %s into %s (mode %s, r=%d, alpha / r=%g)", list(names), list(weights),
+             new_name, mode, new_rank, s_new)
     return new_name

@@ -95,12 +95,10 @@ def check_lora(info: LoraInfo, model) -> LoraInfo:
     targets = tuple(model.lora_target_modules)
     expected = {n for n in layers if hasattr(layers[n], "in_features") and any(n == t or n.endswith("." + t)
                 for t in targets) and not any(p.startswith("lora_") or p == "base_layer" for p in n.split("."))}
+    # Layers beyond the model's LoRA targets (e.g. MLPs) are kept: distillation loads them, and the merge cold
+    # start merges on the union of the teachers' layers. Target layers the LoRA lacks are zero-filled.
     missing, extra = sorted(expected - set(info.modules)), sorted(set(info.modules) - expected)
-    if not problems and extra:
-        problems.append(f"it adapts {len(info.modules)} layers ({', '.join(info.target_modules)}), this base "
-                        f"model's LoRAs adapt {len(expected)} ({', '.join(sorted(targets))}): extra {extra[:3]} "
-                        "(the merge cold start combines only teachers of the same layers)")
-    info.target_modules = sorted(targets) if not problems else info.target_modules
+    info.target_modules = sorted(targets) + extra if not problems else info.target_modules
     info.zero_filled = missing if not problems else []
     ours = formats.backend_of(info.base) is not None  # a model id of ours (a hub id cannot be checked exactly)
     if (info.format == "ours" or ours) and info.base != base_model_id(model):

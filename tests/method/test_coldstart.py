@@ -76,10 +76,32 @@ def test_avg_is_the_released_elementwise_average_not_the_average_delta(model, ra
     assert not torch.allclose(delta_weight(model, "avg", layer), mean_delta, atol=1e-3)
 
 
+def test_teachers_on_different_layers_merge_on_the_union_of_their_layers(model, teachers, randomise, tmp_path):
+    from flowopd.adapters import adapter_deltas, add_full_delta, load_adapter, save_adapter
+
+    add_lora(model, "narrow", rank=2, alpha=2, target_modules=("to_q",))
+    randomise(model, "narrow", seed=7)
+    add_full_delta(model, "full", {n: 0.05 * torch.randn_like(d) for n, d in adapter_deltas(model, "t1").items()})
+    for mode in ("cat", "svd"):
+        merged = merge_adapters(model, ["t0", "narrow", "full"], [0.5, 0.3, 0.2], f"m_{mode}", mode=mode,
+                                rank=None if mode == "cat" else 64)
+        deltas = {n: sum(w * d.get(n, 0) for w, d in zip((0.5, 0.3, 0.2), (
+            adapter_deltas(model, "t0"), adapter_deltas(model, "narrow"), adapter_deltas(model, "full"))))
+            for n in adapter_deltas(model, "full")}  # the full delta has every layer: the union
+        got = adapter_deltas(model, merged)
+        assert set(got) == set(deltas)
+        for layer, want in deltas.items():
+            torch.testing.assert_close(got[layer], want, rtol=0, atol=1e-5, msg=f"{mode} {layer}")
+    folder = save_adapter(model, "m_cat", tmp_path / "m")  # per-layer ranks: saved and loaded like any adapter
+    load_adapter(model, folder, "again")
+    for layer, want in adapter_deltas(model, "m_cat").items():
+        torch.testing.assert_close(adapter_deltas(model, "again")[layer], want)
+
+
 def test_merge_refuses_bad_inputs(model, teachers):
     add_lora(model, "narrow", rank=2, alpha=2, target_modules=("to_q",))
-    with pytest.raises(AdapterError, match="different target modules.*narrow"):
-        merge_adapters(model, ["t0", "narrow"], [0.5, 0.5], "m")
+    with pytest.raises(AdapterError, match=r"merge-avg\) needs adapters on the same layers.*\['narrow'\]"):
+        merge_adapters(model, ["t0", "narrow"], [0.5, 0.5], "m", mode="avg")
     with pytest.raises(AdapterError, match="mode 'merge-avg'.*needs equal rank and alpha.*use the exact merge "
                                            "\\(cold-start mode 'merge'"):
         merge_adapters(model, ["t0", "t1"], [0.5, 0.5], "m", mode="avg")

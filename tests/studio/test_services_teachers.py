@@ -195,3 +195,31 @@ def test_a_teacher_whose_run_stopped_is_not_offered_to_a_distillation(store) -> 
     assert store.finish(run.id, run.pid, "stopped", None)  # as its worker ends it after a stop
     assert "will-stop" not in teachers_by_task(store)["text"]
     assert [t["status"] for t in list_teachers(store) if t["name"] == "will-stop"] == ["stopped"]  # still listed
+
+
+def test_import_keeps_layers_beyond_the_models_lora_targets(store, spawned, small_model, tmp_path):
+    """A LoRA that also adapts an MLP layer (as many community SD3 LoRAs do) imports whole: distillation loads it
+    and the merge cold start merges on the union of the teachers' layers."""
+    import torch
+
+    from flowopd.adapters import adapter_parameters, add_lora, load_adapter, save_adapter, use_adapter
+    from flowopd_studio.services.lora_import import import_lora
+
+    targets = (*small_model.lora_target_modules, "ff.net.2")
+    add_lora(small_model, "wide", 2, 4.0, targets)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in adapter_parameters(small_model, "wide").values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    folder = save_adapter(small_model, "wide", tmp_path / "wide")
+    store.add_base_model("tiny-base", "x", "tiny")
+    info, _ = import_lora(store, small_model, folder, "wide-imp", "text", "tiny-base", None)
+    assert any(t.endswith("ff.net.2") for t in info.target_modules) and info.zero_filled == []
+    load_adapter(small_model, store.path(store.teacher("wide-imp")["path"]), "imported")
+    x = torch.randn(2, *small_model.latent_shape, generator=g)
+    with torch.no_grad():
+        cond = small_model.encode_prompts(["a red circle", "a sign"])
+        with use_adapter(small_model, "wide"):
+            want = small_model.velocity(x, 0.5, cond)
+        with use_adapter(small_model, "imported"):
+            torch.testing.assert_close(small_model.velocity(x, 0.5, cond), want)
