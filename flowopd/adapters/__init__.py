@@ -28,13 +28,14 @@ from .files import (
     save_adapter,
 )
 from .full import adapter_deltas, add_full_delta, identity_factors, is_full_delta, linear_layers, skip_identities
-from .lora import add_lora, delete_adapter, drop_adapter, trainable_parameters
+from .lora import add_lora, add_lora_by_layer, delete_adapter, drop_adapter, trainable_parameters
 from .merge import merged_adapter
 from .registry import AdapterError, adapter_names, adapter_of_parameter, adapter_parameters, lora_layers
 from .switching import use_adapter
 
 __all__ = ["META_NAME", "WEIGHTS_NAME", "AdapterError", "adapter_deltas", "adapter_guidance", "adapter_metadata",
            "adapter_names", "adapter_of_parameter", "adapter_parameters", "add_full_delta", "add_lora",
-           "base_model_id", "delete_adapter", "drop_adapter", "identity_factors", "is_full_delta", "linear_layers",
-           "load_adapter", "lora_layers", "merged_adapter", "read_adapter_metadata", "replace_adapter",
-           "save_adapter", "skip_identities", "trainable_parameters", "use_adapter"]
+           "add_lora_by_layer", "base_model_id", "delete_adapter", "drop_adapter", "identity_factors",
+           "is_full_delta", "linear_layers", "load_adapter", "lora_layers", "merged_adapter",
+           "read_adapter_metadata", "replace_adapter", "save_adapter", "skip_identities", "trainable_parameters",
+           "use_adapter"]

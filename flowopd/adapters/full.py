@@ -13,17 +13,13 @@ loads, evaluates and exports like any adapter.
 
 from __future__ import annotations
 
-import re
-
 import torch
-from peft import LoraConfig
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from ..models.base import FlowModel
-from .lora import quiet_peft
-from .registry import AdapterError, adapter_names, adapter_parameters, lora_layers
-from .switching import active_state, lora_grad_flags, restore_state
+from .lora import add_lora_by_layer
+from .registry import AdapterError, adapter_parameters, lora_layers
 
 
 class IdentityFactor(nn.Linear):
@@ -70,8 +66,6 @@ def add_full_delta(model: FlowModel, name: str, init: dict[str, torch.Tensor] | 
         AdapterError: the name is taken, or ``init`` names a layer that is not a Linear layer of this model or
             a delta of the wrong shape.
     """
-    if name in adapter_names(model):
-        raise AdapterError(f"adapter {name!r} already exists: pick another name or delete it first")
     widths = linear_layers(model)
     unknown = sorted(set(init or {}) - set(widths))
     if unknown:
@@ -82,14 +76,7 @@ def add_full_delta(model: FlowModel, name: str, init: dict[str, torch.Tensor] | 
         shape = tuple(getattr(module, "base_layer", module).weight.shape)
         if tuple(delta.shape) != shape:
             raise AdapterError(f"init delta of {layer} has shape {tuple(delta.shape)}, the layer {shape}")
-    pattern = {re.escape(layer): width for layer, width in widths.items()}
-    config = LoraConfig(r=max(widths.values()), lora_alpha=float(max(widths.values())), target_modules=sorted(widths),
-                        rank_pattern=pattern, alpha_pattern={k: float(v) for k, v in pattern.items()},
-                        init_lora_weights=False)
-    previous, flags = active_state(model), lora_grad_flags(model)
-    with quiet_peft():
-        model.transformer.add_adapter(config, adapter_name=name)
-    restore_state(model, previous, flags)
+    add_lora_by_layer(model, name, widths, 1.0)  # rank = the layer's input width, alpha / r = 1
     for layer, module in lora_layers(model).items():
         if name not in module.lora_A:
             continue
@@ -98,8 +85,6 @@ def add_full_delta(model: FlowModel, name: str, init: dict[str, torch.Tensor] | 
         delta = (init or {}).get(layer)
         b.copy_(delta.to(b) if delta is not None else torch.zeros_like(b))
     skip_identities(model, name)
-    for p in adapter_parameters(model, name).values():
-        p.requires_grad_(False)
 
 
 @torch.no_grad()

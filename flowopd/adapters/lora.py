@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,10 +66,7 @@ def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_module
         seed: draw the random A from this seed, leaving torch's global generator as it was; None draws from
             the global generator, which torch seeds differently in every process.
     """
-    if name in adapter_names(model):
-        raise AdapterError(f"adapter {name!r} already exists: pick another name or delete it first")
-    if "." in name or not name:
-        raise AdapterError(f"adapter name {name!r} is invalid: use a non-empty name without dots")
+    _check_new_name(model, name)
     if int(rank) < 1 or not alpha > 0:
         raise AdapterError(f"rank {rank} and alpha {alpha} must be positive (the paper uses r=32, alpha=64)")
     targets = list(target_modules if target_modules is not None else model.lora_target_modules)
@@ -87,6 +85,41 @@ def add_lora(model: FlowModel, name: str, rank: int, alpha: float, target_module
     restore_state(model, previous, flags)
     for p in adapter_parameters(model, name).values():
         p.requires_grad_(False)
+
+
+def add_lora_by_layer(model: FlowModel, name: str, ranks: dict[str, int], scale: float,
+                      target_modules: tuple[str, ...] | None = None) -> None:
+    """Add a named LoRA whose rank may differ by layer, frozen and inactive like :func:`add_lora`, with its A and
+    B left for the caller to write.
+
+    Args:
+        ranks: qualified layer name -> rank (peft's ``rank_pattern`` when they differ; one rank otherwise).
+        scale: ``alpha / r`` on every layer.
+        target_modules: the module names the adapter records (default: the layers of ``ranks``).
+    """
+    targets = tuple(target_modules or sorted(ranks))
+    if len(set(ranks.values())) == 1:
+        rank = next(iter(ranks.values()))
+        add_lora(model, name, rank, scale * rank, targets, init=False)
+        return
+    _check_new_name(model, name)
+    pattern = {re.escape(layer): int(r) for layer, r in ranks.items()}
+    top = max(pattern.values())
+    config = LoraConfig(r=top, lora_alpha=scale * top, target_modules=list(targets), rank_pattern=pattern,
+                        alpha_pattern={k: scale * r for k, r in pattern.items()}, init_lora_weights=False)
+    previous, flags = active_state(model), lora_grad_flags(model)
+    with quiet_peft():
+        model.transformer.add_adapter(config, adapter_name=name)
+    restore_state(model, previous, flags)
+    for p in adapter_parameters(model, name).values():
+        p.requires_grad_(False)
+
+
+def _check_new_name(model: FlowModel, name: str) -> None:
+    if name in adapter_names(model):
+        raise AdapterError(f"adapter {name!r} already exists: pick another name or delete it first")
+    if "." in name or not name:
+        raise AdapterError(f"adapter name {name!r} is invalid: use a non-empty name without dots")
 
 
 def trainable_parameters(model: FlowModel, name: str) -> list[nn.Parameter]:

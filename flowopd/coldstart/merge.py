@@ -24,12 +24,11 @@ scaling (``alpha`` overrides it), so the student trains at the teachers' learnin
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 
 import torch
 
-from ..adapters import AdapterError, adapter_names, add_lora, lora_layers
+from ..adapters import AdapterError, adapter_names, add_lora_by_layer, lora_layers
 from ..models.base import FlowModel
 
 log = logging.getLogger(__name__)
@@ -54,28 +53,6 @@ def _layers_of(model: FlowModel, names: Sequence[str]) -> dict[str, list[str]]:
         if present:
             out[layer] = present
     return out
-
-
-def _add_merged(model: FlowModel, name: str, ranks: dict[str, int], scale: float, targets: Sequence[str]) -> None:
-    """Add adapter ``name`` on ``targets`` (module names; ``ranks`` has the layers they match -> rank) at scale
-    ``alpha / r = scale`` everywhere: one rank when the layers agree, else peft's per-layer ``rank_pattern``."""
-    if len(set(ranks.values())) == 1:
-        rank = next(iter(ranks.values()))
-        add_lora(model, name, rank, scale * rank, tuple(targets))
-        return
-    from peft import LoraConfig
-
-    from ..adapters.lora import quiet_peft
-    from ..adapters.switching import active_state, lora_grad_flags, restore_state
-
-    pattern = {re.escape(layer): r for layer, r in ranks.items()}
-    top = max(ranks.values())
-    config = LoraConfig(r=top, lora_alpha=scale * top, target_modules=list(targets), rank_pattern=pattern,
-                        alpha_pattern={k: scale * r for k, r in pattern.items()}, init_lora_weights=False)
-    previous, flags = active_state(model), lora_grad_flags(model)
-    with quiet_peft():
-        model.transformer.add_adapter(config, adapter_name=name)
-    restore_state(model, previous, flags)
 
 
 def _check(model: FlowModel, names: Sequence[str], weights: Sequence[float], new_name: str, mode: str) -> None:
@@ -146,7 +123,7 @@ def merge_adapters(model: FlowModel, names: Sequence[str], weights: Sequence[flo
     s_new = float(alpha) / new_rank if alpha is not None else _scale(model, names[0])
     targets = {tuple(sorted(_config(model, n).target_modules)) for n in names}
     # the teachers' own targets when they agree (the usual case), else the union of their layers by full name
-    _add_merged(model, new_name, layer_ranks, s_new, targets.pop() if len(targets) == 1 else sorted(layers))
+    add_lora_by_layer(model, new_name, layer_ranks, s_new, targets.pop() if len(targets) == 1 else None)
     for layer_name, present in layers.items():
         module = modules[layer_name]
         a_new, b_new = module.lora_A[new_name].weight, module.lora_B[new_name].weight  # [r, in], [out, r]

@@ -63,4 +63,3 @@ def preset(kind: str, name: str = "default", **overrides: Any) -> ConfigBase:
         return cls.sd35_medium(**overrides)
     values = dict(QUICK_FIELDS.get(kind, {})) if name == "quick" else {}
     return cls(**{**values, **overrides})
-

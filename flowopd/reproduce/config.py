@@ -29,9 +29,6 @@ from ..config.presets import STRONGEST_MERGE_WEIGHTS, STRONGEST_SOURCES
 from ..world.prompts import TASKS
 
 BUDGETS = ("smoke", "default", "strong")
-# The strong budget's merge weights: more of the two teachers that learn (text, prefer) than the equal 0.25s; the
-# whole pipeline of the app's Distill tab uses the same (flowopd.config.presets).
-STRONG_MERGE_WEIGHTS = STRONGEST_MERGE_WEIGHTS
 TEACHER_SOURCES = ("grpo", "nft", "awm", "sft")
 JOINT_SOURCES = ("auto", "nft", "awm", "none")
 # Fields added after benchmark folders were written, with the value those folders ran with: a stored
@@ -166,8 +163,8 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
         its quality had not dropped yet), AWM for prefer and quality, each RL teacher 48 optimizer steps
         (about the steps they took in the benchmark's 240 s), the student's prompts sampled by each task's
         remaining distance to its teacher, a merge init weighted towards the teachers that learn
-        (``STRONG_MERGE_WEIGHTS``), and the joint ``awm-mix`` rows; without the
-        seesaw rows and ``grpo-mix-long`` (GRPO runs that keep a seed within 60 minutes of a 2-core CPU when
+        (``STRONGEST_MERGE_WEIGHTS``, which the app's whole pipeline uses too), and the joint ``awm-mix`` rows;
+        without the seesaw rows and ``grpo-mix-long`` (GRPO runs that keep a seed within 60 minutes of a 2-core CPU when
         left out; ``docs/results-tiny-grpo-teachers.md`` has them).
         """
         if name not in BUDGETS:
@@ -188,7 +185,7 @@ class ReproduceConfig(ConfigBase, kind="reproduce"):
                 base["opd"]["task_sampling"] = "distance"
                 # the merge init at text 0.75, prefer 0.5 (the teachers that learn) instead of 0.25 each: the
                 # student keeps what its init brings (docs/notes/weighted-merge.md)
-                base["coldstart"]["weights"] = dict(STRONG_MERGE_WEIGHTS)
+                base["coldstart"]["weights"] = dict(STRONGEST_MERGE_WEIGHTS)
         else:
             tiny = StageBudget(epochs=1, batch_size=4, group_size=2, train_batch_size=4, optimizer_steps_per_epoch=1)
             base.update(teacher=tiny, distill=tiny, num_steps=2, eval_steps=2, eval_limit=2, eval_batch_size=16,

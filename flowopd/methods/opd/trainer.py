@@ -97,15 +97,14 @@ class OPDTrainer(RLTrainer):
     def student_parameters(self) -> list[torch.nn.Parameter]:
         """The student's parameters; a full delta trains its B factors (the weight deltas), its A stay the
         identity."""
-        if self.cfg.student_params == "full":
-            skip_identities(self.model, self.name)  # a resumed checkpoint's A factors are plain Linear layers
         params = trainable_parameters(self.model, self.name)
-        if self.cfg.student_params == "full":
-            fixed = {id(p) for p in identity_factors(self.model, self.name)}
-            for p in params:
-                p.requires_grad_(id(p) not in fixed)
-            params = [p for p in params if id(p) not in fixed]
-        return params
+        if self.cfg.student_params != "full":
+            return params
+        skip_identities(self.model, self.name)  # a resumed checkpoint's A factors are plain Linear layers
+        fixed = {id(p): p for p in identity_factors(self.model, self.name)}
+        for p in fixed.values():
+            p.requires_grad_(False)
+        return [p for p in params if id(p) not in fixed]
 
     def load_teachers(self) -> dict[str, str]:
         """Task -> teacher adapter name, loading each distinct folder once as ``teacher_<first task>``."""
